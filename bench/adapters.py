@@ -1,0 +1,277 @@
+"""Codec adapters: the contract, discovery and loading.
+
+An adapter is a Python module (or any object) with these attributes::
+
+    NAME        = "jpeg"                        # unique codec name
+    FAMILY      = "conventional"                # or "learned"
+    DESCRIPTION = "JPEG via Pillow 13.0.0 ..."  # names the library and its version
+    VERSION     = "Pillow 13.0.0, libjpeg-turbo 3.1"  # part of every result's cache key
+    OPTIONS     = {"subsampling": "4:2:0"}      # option -> default value (strings); may be {}
+    QUALITIES   = [5, 10, ..., 95]              # default quality sweep
+
+    def encode(rgb, quality, **options) -> bytes   # rgb: numpy uint8 array H x W x 3
+    def decode(data, **options) -> numpy uint8 H x W x 3
+
+Options are passed only when the adapter declares some. A module may instead define
+``ADAPTERS = [obj, ...]`` to provide several codecs, each obj having the attributes above.
+The harness does all timing, size and quality measurement; adapters only encode and decode.
+
+Adapters are discovered in ``codecs/`` of this project, in extra folders (``--codecs-dir``)
+and in the ``bench.codecs`` entry-point group of installed packages. A module that fails to
+import (e.g. its library is missing) is listed as unavailable with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+FAMILIES = ("conventional", "learned")
+ENTRY_POINT_GROUP = "bench.codecs"
+BUILTIN_CODECS_DIR = Path(__file__).resolve().parent.parent / "codecs"
+REQUIRED = ("NAME", "FAMILY", "DESCRIPTION", "VERSION", "QUALITIES", "encode", "decode")
+
+
+class AdapterError(Exception):
+    """An adapter cannot be loaded or used, or a codec spec is invalid."""
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A loaded codec adapter (see the module docstring for the contract)."""
+
+    name: str
+    family: str
+    description: str
+    version: str
+    options: dict[str, str]
+    qualities: tuple[float, ...]
+    encode: Callable[..., bytes] = field(repr=False, compare=False)
+    decode: Callable[..., Any] = field(repr=False, compare=False)
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A codec module that could not be loaded, with the reason."""
+
+    name: str
+    origin: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """One adapter with resolved option values: what a result row belongs to."""
+
+    adapter: Adapter
+    options: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.adapter.name
+
+    @property
+    def options_key(self) -> str:
+        """Canonical JSON of the resolved options (part of the cache key)."""
+        return json.dumps(self.options, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def label(self) -> str:
+        """Codec name, plus the options that differ from the defaults, e.g. ``hevc_chroma=420``."""
+        changed = [f"{k}={v}" for k, v in sorted(self.options.items()) if self.adapter.options.get(k) != v]
+        return "_".join([self.name, *changed])
+
+    def encode(self, rgb, quality: float) -> bytes:
+        return self.adapter.encode(rgb, _native_quality(quality), **self.options)
+
+    def decode(self, data: bytes):
+        return self.adapter.decode(data, **self.options)
+
+
+def _native_quality(quality: float) -> int | float:
+    """Qualities are stored as floats; integral ones go to adapters as ints."""
+    return int(quality) if float(quality).is_integer() else float(quality)
+
+
+def _short_reason(exc: BaseException) -> str:
+    if isinstance(exc, ImportError):
+        missing = getattr(exc, "name", None)
+        return f"missing library '{missing}': {exc}" if missing else f"import error: {exc}"
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" ({Path(frame.filename).name}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def adapter_from_object(obj: Any, origin: str) -> Adapter:
+    """Validate an adapter namespace (module or object) and wrap it."""
+    missing = [a for a in REQUIRED if not hasattr(obj, a)]
+    if missing:
+        raise AdapterError(f"not a codec adapter: missing {', '.join(missing)}")
+    family = str(obj.FAMILY)
+    if family not in FAMILIES:
+        raise AdapterError(f"FAMILY must be one of {FAMILIES}, got {family!r}")
+    if not callable(obj.encode) or not callable(obj.decode):
+        raise AdapterError("encode and decode must be callables")
+    qualities = tuple(float(q) for q in obj.QUALITIES)
+    if not qualities:
+        raise AdapterError("QUALITIES is empty")
+    options = {str(k): str(v) for k, v in dict(getattr(obj, "OPTIONS", {}) or {}).items()}
+    return Adapter(
+        name=str(obj.NAME),
+        family=family,
+        description=str(obj.DESCRIPTION),
+        version=str(obj.VERSION),
+        options=options,
+        qualities=qualities,
+        encode=obj.encode,
+        decode=obj.decode,
+        origin=origin,
+    )
+
+
+def _module_name_for(path: Path) -> str:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"bench_codec_{path.stem}_{digest}"
+
+
+def _import_file(path: Path):
+    name = _module_name_for(path)
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise AdapterError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _adapters_in(obj: Any, origin: str) -> list[Adapter]:
+    items = getattr(obj, "ADAPTERS", None)
+    if items is None:
+        return [adapter_from_object(obj, origin)]
+    return [adapter_from_object(item, f"{origin}#{item.NAME}") for item in items]
+
+
+def _load_file(path: Path) -> list[Adapter | Unavailable]:
+    origin = f"file:{path.resolve()}"
+    try:
+        return list(_adapters_in(_import_file(path), origin))
+    except Exception as exc:  # an adapter's import must never break discovery
+        return [Unavailable(name=path.stem, origin=origin, reason=_short_reason(exc))]
+
+
+def _load_entry_point(ep: importlib.metadata.EntryPoint) -> list[Adapter | Unavailable]:
+    origin = f"entrypoint:{ep.name}"
+    try:
+        return list(_adapters_in(ep.load(), origin))
+    except Exception as exc:
+        return [Unavailable(name=ep.name, origin=origin, reason=_short_reason(exc))]
+
+
+def codec_files(folder: Path) -> list[Path]:
+    """Adapter modules in a folder: every ``*.py`` not starting with ``_``."""
+    return sorted(p for p in Path(folder).glob("*.py") if not p.name.startswith("_"))
+
+
+def discover(extra_dirs: Iterable[str | Path] = (), builtin: bool = True) -> list[Adapter | Unavailable]:
+    """All codecs from ``codecs/``, ``extra_dirs`` and the entry-point group, in that order.
+
+    A later codec with the same name as an earlier one is reported as unavailable (duplicate).
+    """
+    found: list[Adapter | Unavailable] = []
+    folders = ([BUILTIN_CODECS_DIR] if builtin else []) + [Path(d) for d in extra_dirs]
+    for folder in folders:
+        if not folder.is_dir():
+            raise AdapterError(f"codecs folder not found: {folder}")
+        for path in codec_files(folder):
+            found.extend(_load_file(path))
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.extend(_load_entry_point(ep))
+    seen: dict[str, str] = {}
+    unique: list[Adapter | Unavailable] = []
+    for item in found:
+        if isinstance(item, Adapter) and item.name in seen:
+            unique.append(Unavailable(item.name, item.origin, f"duplicate name; already provided by {seen[item.name]}"))
+            continue
+        if isinstance(item, Adapter):
+            seen[item.name] = item.origin
+        unique.append(item)
+    return unique
+
+
+def load_origin(origin: str) -> Adapter:
+    """Re-load one adapter from its origin string (used by worker processes)."""
+    kind, _, rest = origin.partition(":")
+    target, _, member = rest.partition("#")
+    if kind == "file":
+        obj = _import_file(Path(target))
+    elif kind == "entrypoint":
+        eps = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == target]
+        if not eps:
+            raise AdapterError(f"entry point {target!r} not found in group {ENTRY_POINT_GROUP}")
+        obj = eps[0].load()
+    else:
+        raise AdapterError(f"unknown adapter origin {origin!r}")
+    for adapter in _adapters_in(obj, f"{kind}:{target}"):
+        if not member or adapter.name == member:
+            return adapter
+    raise AdapterError(f"adapter {member!r} not found in {target}")
+
+
+def parse_codec_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"hevc:chroma=420:preset=slow"`` -> ``("hevc", {"chroma": "420", "preset": "slow"})``."""
+    name, *parts = spec.strip().split(":")
+    options = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise AdapterError(f"bad codec option {part!r} in {spec!r}; expected key=value")
+        options[key.strip()] = value.strip()
+    return name.strip(), options
+
+
+def configure(adapter: Adapter, overrides: dict[str, str]) -> CodecConfig:
+    """Resolve option overrides against an adapter's declared options."""
+    unknown = sorted(set(overrides) - set(adapter.options))
+    if unknown:
+        known = ", ".join(sorted(adapter.options)) or "none"
+        raise AdapterError(f"codec {adapter.name!r} has no option {', '.join(unknown)} (options: {known})")
+    return CodecConfig(adapter, {**adapter.options, **overrides})
+
+
+def select(available: list[Adapter | Unavailable], specs: list[str] | None) -> tuple[list[CodecConfig], list[Unavailable]]:
+    """Pick codecs by spec (``None`` = every available codec with default options).
+
+    Returns the configurations to run and the requested codecs that are unavailable.
+    Unknown names raise AdapterError.
+    """
+    adapters = {a.name: a for a in available if isinstance(a, Adapter)}
+    broken = {u.name: u for u in available if isinstance(u, Unavailable)}
+    if specs is None:
+        return [configure(a, {}) for a in adapters.values()], list(broken.values())
+    configs, skipped = [], []
+    for spec in specs:
+        name, overrides = parse_codec_spec(spec)
+        if name in adapters:
+            configs.append(configure(adapters[name], overrides))
+        elif name in broken:
+            skipped.append(broken[name])
+        else:
+            known = ", ".join(sorted(set(adapters) | set(broken)))
+            raise AdapterError(f"unknown codec {name!r} (known: {known})")
+    return configs, skipped
+

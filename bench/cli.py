@@ -1,0 +1,133 @@
+"""Command line: ``python -m bench {codecs,datasets,run} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .adapters import Adapter, AdapterError, Unavailable, discover, select
+from .datasets import DatasetError, data_root, load_manifest, manifest_names, resolve_dataset
+from .export import export_results
+from .runner import default_jobs, format_failures, run_benchmark
+from .store import Store
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _qualities(text: str) -> list[float]:
+    try:
+        return [float(q) for q in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"qualities must be numbers separated by commas, got {text!r}") from None
+
+
+def _fmt_quality(q: float) -> str:
+    return str(int(q)) if float(q).is_integer() else str(q)
+
+
+def cmd_codecs(args: argparse.Namespace) -> int:
+    items = discover(args.codecs_dir)
+    for item in items:
+        if isinstance(item, Adapter):
+            options = ", ".join(f"{k}={v}" for k, v in item.options.items()) or "-"
+            sweep = ",".join(_fmt_quality(q) for q in item.qualities)
+            print(f"{item.name:<14} {item.family:<12} available")
+            print(f"    version:     {item.version}")
+            print(f"    description: {item.description}")
+            print(f"    options:     {options}")
+            print(f"    qualities:   {sweep}")
+        else:
+            print(f"{item.name:<14} {'?':<12} unavailable: {item.reason}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    print(f"data folder: {data_root()} (set BENCH_DATA to change)")
+    print(f"{'sample':<20} colour photos shipped with scikit-image (no download)")
+    for name in manifest_names():
+        print(f"{name:<20} {load_manifest(name).get('description', '')}")
+    print("or any folder of images (searched recursively)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        available = discover(args.codecs_dir)
+        configs, skipped = select(available, _csv(args.codecs) if args.codecs else None)
+        dataset = resolve_dataset(args.dataset, allow_download=not args.no_download)
+    except (AdapterError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for item in skipped:
+        print(f"skipping codec {item.name}: unavailable ({item.reason})")
+    if not configs:
+        print("error: no available codec to run", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out or Path("results") / dataset.name)
+    report = run_benchmark(dataset, configs, out, qualities=args.qualities, jobs=args.jobs, progress=not args.quiet)
+    with Store(out) as store:
+        written = export_results(store, dataset.name, out)
+    for message, count in report.warnings.items():
+        print(f"warning ({count}x): {message}")
+    print(f"{report.done} measured, {report.cached_jobs} cached, {report.failed} failed in {report.wall_s:.1f} s; "
+          f"results in {out}/ ({', '.join(p.name for p in written[:2])}, {len(written) - 2} JSON)")
+    if report.failures:
+        print("failures per codec:")
+        print("\n".join(format_failures(report)))
+    if report.skipped_images:
+        print(f"{len(report.skipped_images)} image(s) skipped (unreadable)")
+    if report.interrupted:
+        print("interrupted: every finished measurement is saved; run the same command again to continue")
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Side-by-side benchmark of conventional and learned image codecs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def codecs_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--codecs-dir", action="append", default=[], metavar="DIR",
+                       help="extra folder of codec adapter modules (repeatable)")
+
+    p = sub.add_parser("codecs", help="list codecs: name, library version, options, default sweep, availability")
+    codecs_dir(p)
+    p.set_defaults(func=cmd_codecs)
+
+    p = sub.add_parser("datasets", help="list known datasets and the data folder")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("run", help="encode/decode/score a dataset with codecs; store and export results",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default="kodak",
+                   help="kodak, clic-pro-valid, clic-mobile-valid, sample, or a folder of images (recursive)")
+    p.add_argument("--codecs", default=None,
+                   help="comma-separated codecs, each NAME or NAME:option=value[:...], e.g. jpeg,hevc:chroma=420 "
+                        "(default: all available)")
+    p.add_argument("--qualities", type=_qualities, default=None,
+                   help="comma-separated quality values for every codec (default: each codec's own sweep)")
+    p.add_argument("--jobs", type=int, default=default_jobs(), help="worker processes")
+    p.add_argument("--out", default=None, help="results folder (default: results/<dataset>)")
+    p.add_argument("--no-download", action="store_true", help="never download dataset files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    codecs_dir(p)
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Result files written from the store: per_image.csv, summary.csv and CompressAI-format JSONs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from .metrics import METRICS
+from .store import Store
+
+ID_COLUMNS = ["dataset", "image", "image_hash", "codec", "codec_name", "family", "options", "version", "quality"]
+VALUE_COLUMNS = ["width", "height", "bytes", "bpp", "encode_s", "decode_s", "device"]
+# CompressAI's result-file keys, plus our extra metrics.
+JSON_KEYS = {"bpp": "bpp", "psnr-rgb": "psnr-rgb", "ms-ssim-rgb": "ms-ssim-rgb", "psnr-y": "psnr-y",
+             "ms-ssim-db": "ms-ssim-db", "encoding_time": "encode_s", "decoding_time": "decode_s"}
+
+
+def per_image_frame(store: Store, dataset: str) -> pd.DataFrame:
+    """Tidy table: one row per (image, codec configuration, quality)."""
+    rows = list(store.rows(dataset))
+    metric_names = [m for m in METRICS if any(m in r for r in rows)]
+    if not rows:
+        return pd.DataFrame(columns=ID_COLUMNS + VALUE_COLUMNS + list(METRICS))
+    frame = pd.DataFrame(rows).rename(columns={"name": "image", "label": "codec", "codec": "codec_name"})
+    return frame[ID_COLUMNS + VALUE_COLUMNS + metric_names]
+
+
+def summary_frame(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Arithmetic means over images per codec configuration and quality (CompressAI's convention)."""
+    metric_names = [m for m in METRICS if m in per_image.columns]
+    value_cols = ["bpp", "bytes", *metric_names, "encode_s", "decode_s"]
+    if per_image.empty:
+        return pd.DataFrame(columns=["codec", "family", "quality", "n_images", *value_cols])
+    grouped = per_image.groupby(["codec", "family", "quality"], sort=True)
+    summary = grouped[value_cols].mean()
+    summary.insert(0, "n_images", grouped.size())
+    return summary.reset_index().sort_values(["codec", "bpp"]).reset_index(drop=True)
+
+
+def _json_value(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def compressai_json(summary: pd.DataFrame, codec: dict, n_images: int) -> dict:
+    """CompressAI's result format; only quality points measured on all ``n_images`` images."""
+    rows = summary[(summary["codec"] == codec["label"]) & (summary["n_images"] == n_images)].sort_values("bpp")
+    results = {key: [_json_value(v) for v in rows[col]] for key, col in JSON_KEYS.items() if col in rows}
+    results["quality"] = [float(q) if not float(q).is_integer() else int(q) for q in rows["quality"]]
+    return {
+        "name": codec["label"],
+        "description": codec["description"],
+        "family": codec["family"],
+        "version": codec["version"],
+        "options": json.loads(codec["options"]),
+        "results": results,
+    }
+
+
+def export_results(store: Store, dataset: str, out_dir: str | Path) -> list[Path]:
+    """Write per_image.csv, summary.csv and one ``<codec>.json`` per codec; returns the paths."""
+    out = Path(out_dir)
+    per_image = per_image_frame(store, dataset)
+    summary = summary_frame(per_image)
+    n_images = store.conn.execute("SELECT COUNT(*) FROM images WHERE dataset = ?", (dataset,)).fetchone()[0]
+    written = [out / "per_image.csv", out / "summary.csv"]
+    per_image.to_csv(written[0], index=False)
+    summary.to_csv(written[1], index=False)
+    for codec in store.codecs():
+        if codec["label"] not in set(summary["codec"]):
+            continue
+        path = out / f"{codec['label']}.json"
+        path.write_text(json.dumps(compressai_json(summary, codec, n_images), indent=2) + "\n")
+        written.append(path)
+    return written

@@ -1,0 +1,107 @@
+"""Reading images as 8-bit RGB numpy arrays, with clear conversions and errors."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp", ".bmp")
+
+
+class ImageError(Exception):
+    """An image file cannot be read; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An input image as the codecs see it: uint8 H x W x 3, plus what was converted."""
+
+    name: str
+    path: Path
+    rgb: np.ndarray
+    conversions: tuple[str, ...]
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def pixel_sha256(rgb: np.ndarray) -> str:
+    """SHA-256 of ``b"<H>x<W>x3\\n"`` + the uint8 RGB samples: identifies an image by its pixels."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    header = f"{rgb.shape[0]}x{rgb.shape[1]}x3\n".encode()
+    return hashlib.sha256(header + rgb.tobytes()).hexdigest()
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return head[24]
+    return None
+
+
+def _sixteen_bit_to_8(values: np.ndarray) -> np.ndarray:
+    """Scale 0..65535 to 0..255 with rounding (x * 255 / 65535)."""
+    return np.clip(np.rint(values.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+
+
+def to_rgb8(img: Image.Image, source_bits: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """Convert a decoded Pillow image to uint8 RGB; returns the array and the conversions made."""
+    mode = img.mode
+    if mode.startswith("I"):  # 16/32-bit integer grayscale
+        gray = np.asarray(img)
+        if source_bits == 8 or (mode == "I" and gray.max(initial=0) <= 255):
+            return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2), ["grayscale converted to RGB"]
+        gray8 = _sixteen_bit_to_8(gray)
+        return np.repeat(gray8[..., None], 3, axis=2), ["16-bit grayscale converted to 8-bit RGB"]
+    if mode == "F":
+        raise ImageError("floating-point images are not supported")
+    notes = ["16-bit samples reduced to 8 bits"] if source_bits == 16 else []
+    if mode in ("L", "1"):
+        notes.append("grayscale converted to RGB")
+    elif mode in ("LA", "La"):
+        notes.append("grayscale converted to RGB, alpha channel dropped")
+    elif mode in ("P", "PA"):
+        notes.append("palette image converted to RGB")
+    elif mode in ("RGBA", "RGBa"):
+        notes.append("alpha channel dropped")
+    elif mode != "RGB":
+        notes.append(f"{mode} image converted to RGB")
+    rgb = np.asarray(img.convert("RGB"))
+    return np.ascontiguousarray(rgb, dtype=np.uint8), notes
+
+
+def load_image(path: str | Path, name: str | None = None) -> LoadedImage:
+    """Read an image file as 8-bit RGB; raises ImageError naming the file on failure."""
+    path = Path(path)
+    name = name or path.stem
+    bits = _png_bit_depth(path) if path.suffix.lower() == ".png" else None
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if bits is None and img.format == "TIFF":
+                bps = img.tag_v2.get(258)
+                bits = max(bps) if isinstance(bps, tuple) else bps
+            rgb, notes = to_rgb8(img, bits)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not a readable image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot decode ({exc})") from None
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ImageError(f"{path}: unexpected decoded shape {rgb.shape}")
+    return LoadedImage(name=name, path=path, rgb=rgb, conversions=tuple(notes))

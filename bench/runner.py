@@ -1,0 +1,328 @@
+"""The harness: turns (image, codec, quality) jobs into stored measurements.
+
+Owns timing (wall seconds around ``encode`` and ``decode`` only), size (bpp = bytes * 8 /
+pixels, from the returned bytes), metrics, caching (only missing rows are computed) and
+parallelism (a process pool; one row committed per finished job).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter, OrderedDict
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .adapters import CodecConfig, configure, load_origin
+from .datasets import Dataset
+from .images import ImageError, LoadedImage, load_image, pixel_sha256
+from .metrics import compute_metrics
+from .store import Key, Measurement, Store
+
+
+class StageError(Exception):
+    """A job failed in one stage (encode, decode or metrics)."""
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(message)
+        self.stage = stage
+
+
+def bits_per_pixel(num_bytes: int, width: int, height: int) -> float:
+    """bpp = bytes * 8 / (width * height)."""
+    return num_bytes * 8.0 / (width * height)
+
+
+def _as_rgb(decoded, shape: tuple[int, ...]) -> np.ndarray:
+    rec = np.asarray(decoded)
+    if rec.dtype != np.uint8:
+        raise StageError("decode", f"decoded dtype is {rec.dtype}, expected uint8")
+    if rec.shape != shape:
+        raise StageError("decode", f"decoded shape {rec.shape} differs from the original {shape}")
+    return rec
+
+
+def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, device: str = "cpu") -> Measurement:
+    """Encode, decode and score one image; raises StageError naming the failing stage."""
+    try:
+        start = time.perf_counter()
+        data = config.encode(rgb, quality)
+        encode_s = time.perf_counter() - start
+    except Exception as exc:
+        raise StageError("encode", f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise StageError("encode", f"encode returned {type(data).__name__}, expected bytes")
+    data = bytes(data)
+    try:
+        start = time.perf_counter()
+        decoded = config.decode(data)
+        decode_s = time.perf_counter() - start
+    except Exception as exc:
+        raise StageError("decode", f"{type(exc).__name__}: {exc}") from exc
+    rec = _as_rgb(decoded, rgb.shape)
+    try:
+        start = time.perf_counter()
+        metrics = compute_metrics(rgb, rec)
+        metric_s = time.perf_counter() - start
+    except Exception as exc:
+        raise StageError("metrics", f"{type(exc).__name__}: {exc}") from exc
+    height, width = rgb.shape[:2]
+    return Measurement(
+        key=key, bytes=len(data), bpp=bits_per_pixel(len(data), width, height), width=width, height=height,
+        encode_s=encode_s, decode_s=decode_s, metric_s=metric_s, device=device, metrics=metrics,
+    )
+
+
+# --- worker side -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    origin: str
+    options: dict[str, str]
+    quality: float
+    image_file: str  # .npy of the converted uint8 RGB image
+    image_name: str
+    key: Key
+
+
+_CONFIGS: dict[tuple[str, str], CodecConfig] = {}
+_IMAGES: OrderedDict[str, np.ndarray] = OrderedDict()
+_IMAGE_CACHE_SIZE = 4
+
+
+def _init_worker(torch_threads: int) -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    except ImportError:
+        pass
+
+
+def _image(path: str) -> np.ndarray:
+    if path in _IMAGES:
+        _IMAGES.move_to_end(path)
+        return _IMAGES[path]
+    rgb = np.load(path)
+    _IMAGES[path] = rgb
+    if len(_IMAGES) > _IMAGE_CACHE_SIZE:
+        _IMAGES.popitem(last=False)
+    return rgb
+
+
+def _config(origin: str, options: dict[str, str]) -> CodecConfig:
+    cache_key = (origin, repr(sorted(options.items())))
+    if cache_key not in _CONFIGS:
+        _CONFIGS[cache_key] = configure(load_origin(origin), options)
+    return _CONFIGS[cache_key]
+
+
+@dataclass
+class Outcome:
+    task: Task
+    measurement: Measurement | None = None
+    stage: str = ""
+    error: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_task(task: Task) -> Outcome:
+    """Run one job in the current process; never raises for codec failures."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            config = _config(task.origin, task.options)
+            outcome = Outcome(task, measurement=measure(config, _image(task.image_file), task.quality, task.key))
+        except StageError as exc:
+            outcome = Outcome(task, stage=exc.stage, error=str(exc))
+        except Exception as exc:  # adapter loading and anything unexpected
+            outcome = Outcome(task, stage="setup", error=f"{type(exc).__name__}: {exc}")
+    outcome.warnings = sorted({str(w.message) for w in caught if not issubclass(w.category, (DeprecationWarning, FutureWarning))})
+    return outcome
+
+
+# --- parent side -------------------------------------------------------------------------
+@dataclass
+class RunReport:
+    images: list[LoadedImage]
+    skipped_images: list[str]
+    total_jobs: int
+    cached_jobs: int
+    done: int = 0
+    failures: Counter = field(default_factory=Counter)  # (label, stage, error) -> count
+    warnings: Counter = field(default_factory=Counter)
+    wall_s: float = 0.0
+    work_s: float = 0.0  # sum of encode + decode + metric seconds
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+
+def load_dataset_images(dataset: Dataset, log=print) -> tuple[list[LoadedImage], list[str]]:
+    """Decode every image to 8-bit RGB; unreadable files are reported and skipped."""
+    images, skipped = [], []
+    for source in dataset.sources:
+        try:
+            image = load_image(source.path, source.name)
+        except ImageError as exc:
+            skipped.append(str(exc))
+            log(f"warning: skipping image: {exc}")
+            continue
+        for note in image.conversions:
+            log(f"warning: {source.path}: {note}")
+        images.append(image)
+    return images, skipped
+
+
+def default_jobs() -> int:
+    return os.cpu_count() or 1
+
+
+def _label_of(task: Task, labels: dict[tuple[str, str], str]) -> str:
+    return labels[(task.key.codec, task.key.options)]
+
+
+def run_benchmark(
+    dataset: Dataset,
+    configs: list[CodecConfig],
+    out_dir: str | Path,
+    qualities: list[float] | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+    log=print,
+) -> RunReport:
+    """Measure every (image, codec, quality) not yet in the store of ``out_dir``."""
+    jobs = max(1, jobs or default_jobs())
+    started = time.perf_counter()
+    images, skipped = load_dataset_images(dataset, log)
+    with Store(out_dir) as store, tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
+        hashes = []
+        for image in images:
+            digest = pixel_sha256(image.rgb)
+            hashes.append(digest)
+            np.save(Path(tmp) / f"{digest}.npy", image.rgb)
+        store.register_images(
+            dataset.name,
+            [(im.name, h, im.width, im.height, str(im.path), list(im.conversions)) for im, h in zip(images, hashes)],
+        )
+        for config in configs:
+            a = config.adapter
+            store.register_codec(config.label, a.name, config.options_key, a.version, a.family, a.description)
+        store.set_meta("dataset", {"name": dataset.name, "description": dataset.description})
+
+        done = store.done_keys()
+        tasks, cached = [], 0
+        for image, digest in zip(images, hashes):
+            for config in configs:
+                for quality in qualities or config.adapter.qualities:
+                    key = Key(digest, config.name, config.options_key, config.adapter.version, float(quality))
+                    if key.as_tuple() in done:
+                        cached += 1
+                        continue
+                    tasks.append(Task(config.adapter.origin, config.options, float(quality),
+                                      str(Path(tmp) / f"{digest}.npy"), image.name, key))
+        report = RunReport(images, skipped, total_jobs=len(tasks) + cached, cached_jobs=cached)
+        labels = {(c.name, c.options_key): c.label for c in configs}
+        log(f"{dataset.name}: {len(images)} images, {len(configs)} codec(s), {report.total_jobs} measurements "
+            f"({cached} cached, {len(tasks)} to run) with {jobs} job(s)")
+
+        def record(outcome: Outcome) -> None:
+            for message in outcome.warnings:
+                report.warnings[message] += 1
+            if outcome.measurement is not None:
+                store.add(outcome.measurement)
+                m = outcome.measurement
+                report.done += 1
+                report.work_s += m.encode_s + m.decode_s + m.metric_s
+            else:
+                store.add_failure(outcome.task.key, outcome.task.image_name, outcome.stage, outcome.error)
+                report.failures[(_label_of(outcome.task, labels), outcome.stage, outcome.error)] += 1
+
+        bar = _progress_bar(len(tasks), progress)
+        try:
+            if jobs == 1 or len(tasks) <= 1:
+                for task in tasks:
+                    record(run_task(task))
+                    bar.update(1)
+            else:
+                _run_pool(tasks, jobs, record, bar)
+        except KeyboardInterrupt:
+            report.interrupted = True
+        finally:
+            bar.close()
+    report.wall_s = time.perf_counter() - started
+    return report
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="job", disable=not enabled or total == 0, dynamic_ncols=True, smoothing=0.05)
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    return ProcessPoolExecutor(jobs, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(threads,))
+
+
+def _run_pool(tasks: list[Task], jobs: int, record, bar) -> None:
+    """Run tasks in a process pool, at most 2 per worker in flight, recording each as it finishes.
+
+    If a worker process dies (e.g. a codec crashes the interpreter), the jobs in flight are
+    recorded as failures and the pool is restarted for the rest.
+    """
+    pending = list(reversed(tasks))
+    pool = _pool(jobs)
+    in_flight: dict = {}
+    try:
+        while pending or in_flight:
+            while pending and len(in_flight) < 2 * jobs:
+                task = pending.pop()
+                in_flight[pool.submit(run_task, task)] = task
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in finished:
+                task = in_flight.pop(future)
+                try:
+                    record(future.result())
+                except BrokenProcessPool:
+                    broken = True
+                    record(Outcome(task, stage="crash", error="worker process died while this job was in flight"))
+                bar.update(1)
+            if broken:
+                for future, task in in_flight.items():
+                    record(Outcome(task, stage="crash", error="worker process died while this job was in flight"))
+                    bar.update(1)
+                in_flight.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = _pool(jobs)
+    except KeyboardInterrupt:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def format_failures(report: RunReport) -> list[str]:
+    """Per-codec failure counts with reasons."""
+    by_codec: dict[str, list[tuple[str, str, int]]] = {}
+    for (label, stage, error), count in report.failures.items():
+        by_codec.setdefault(label, []).append((stage, error, count))
+    lines = []
+    for label, items in sorted(by_codec.items()):
+        lines.append(f"  {label}: {sum(c for *_, c in items)} failed")
+        for stage, error, count in sorted(items, key=lambda x: -x[2]):
+            lines.append(f"    {count} x {stage}: {error}")
+    return lines
+

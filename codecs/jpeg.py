@@ -1,0 +1,31 @@
+"""JPEG through Pillow's libjpeg-turbo (the JPEG anchor of CompressAI's published results)."""
+
+import io
+
+import numpy as np
+import PIL
+from PIL import Image, features
+
+NAME = "jpeg"
+FAMILY = "conventional"
+_LIB = f"Pillow {PIL.__version__}, libjpeg-turbo {features.version('libjpeg_turbo') or features.version('jpg')}"
+VERSION = _LIB
+DESCRIPTION = f"JPEG (baseline, Huffman) via {_LIB}; Pillow's encoder defaults, chroma subsampling as option"
+OPTIONS = {"subsampling": "4:2:0"}  # Pillow's default; also 4:2:2, 4:4:4
+QUALITIES = list(range(5, 100, 5))
+_SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
+
+
+def encode(rgb: np.ndarray, quality: int, subsampling: str = "4:2:0") -> bytes:
+    if not 1 <= quality <= 100:
+        raise ValueError(f"jpeg quality must be in 1..100, got {quality}")
+    if subsampling not in _SUBSAMPLINGS:
+        raise ValueError(f"jpeg subsampling must be one of {_SUBSAMPLINGS}, got {subsampling!r}")
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="JPEG", quality=int(quality), subsampling=subsampling)
+    return buf.getvalue()
+
+
+def decode(data: bytes, **_options) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))

@@ -1,0 +1,27 @@
+"""Lossy WebP through Pillow's libwebp (the WebP curve of CompressAI's published results)."""
+
+import io
+
+import numpy as np
+import PIL
+from PIL import Image, features
+
+NAME = "webp"
+FAMILY = "conventional"
+VERSION = f"Pillow {PIL.__version__}, libwebp {features.version('webp')}"
+DESCRIPTION = f"WebP lossy (VP8 intra, 4:2:0) via {VERSION}; method is libwebp's speed/effort 0-6"
+OPTIONS = {"method": "4"}  # Pillow's default effort
+QUALITIES = list(range(5, 100, 5))
+
+
+def encode(rgb: np.ndarray, quality: int, method: str = "4") -> bytes:
+    if not 0 <= quality <= 100:
+        raise ValueError(f"webp quality must be in 0..100, got {quality}")
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="WEBP", quality=int(quality), method=int(method))
+    return buf.getvalue()
+
+
+def decode(data: bytes, **_options) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
