@@ -233,14 +233,23 @@ def load_origin(origin: str) -> Adapter:
 
 
 def parse_codec_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """``"hevc:chroma=420:preset=slow"`` -> ``("hevc", {"chroma": "420", "preset": "slow"})``."""
+    """``"hevc:chroma=420:preset=slow"`` -> ``("hevc", {"chroma": "420", "preset": "slow"})``.
+
+    A part without ``=`` continues the previous value, so ``jpeg:subsampling=4:4:4`` works.
+    """
     name, *parts = spec.strip().split(":")
-    options = {}
+    options: dict[str, str] = {}
+    key = None
     for part in parts:
-        key, sep, value = part.partition("=")
-        if not sep or not key:
+        if "=" in part:
+            key, value = (x.strip() for x in part.split("=", 1))
+            if not key:
+                raise AdapterError(f"bad codec option {part!r} in {spec!r}; expected key=value")
+            options[key] = value
+        elif key is not None:
+            options[key] += ":" + part.strip()
+        else:
             raise AdapterError(f"bad codec option {part!r} in {spec!r}; expected key=value")
-        options[key.strip()] = value.strip()
     return name.strip(), options
 
 

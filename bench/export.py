@@ -41,7 +41,8 @@ def summary_frame(per_image: pd.DataFrame) -> pd.DataFrame:
 
 
 def _json_value(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    """Floats for JSON; NaN and infinities (e.g. PSNR of a lossless result) become null."""
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def compressai_json(summary: pd.DataFrame, codec: dict, n_images: int) -> dict:

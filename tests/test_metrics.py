@@ -1,0 +1,82 @@
+"""Metrics against CompressAI's own functions and known cases."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from compressai.transforms.functional import rgb2ycbcr
+from compressai.utils.bench.codecs import compute_metrics as compressai_metrics
+
+from bench.adapters import Adapter, configure, discover
+from bench.metrics import MS_SSIM_MIN_SIDE, compute_metrics, ms_ssim_db, psnr_y
+
+from .conftest import photo
+
+CODECS = {a.name: configure(a, {}) for a in discover() if isinstance(a, Adapter)}
+
+
+@pytest.mark.parametrize("codec,quality,size", [("jpeg", 10, (192, 256)), ("webp", 60, (240, 200)), ("hevc", 35, (200, 320))])
+def test_equal_to_compressai_compute_metrics(codec, quality, size):
+    ref = photo(*size, name="coffee")
+    rec = CODECS[codec].decode(CODECS[codec].encode(ref, quality))
+    ours = compute_metrics(ref, rec)
+    theirs = compressai_metrics(ref, rec, ["psnr-rgb", "ms-ssim-rgb"])
+    assert ours["psnr-rgb"] == pytest.approx(theirs["psnr-rgb"], abs=1e-6)
+    assert ours["ms-ssim-rgb"] == pytest.approx(theirs["ms-ssim-rgb"], abs=1e-6)
+
+
+def test_psnr_y_uses_bt709_luma_like_compressai():
+    ref = photo(192, 256)
+    rec = CODECS["jpeg"].decode(CODECS["jpeg"].encode(ref, 20))
+
+    def y(x):
+        t = torch.from_numpy(x.astype(np.float64)).permute(2, 0, 1)[None]
+        return rgb2ycbcr(t)[:, :1]
+
+    mse = torch.mean((y(ref) - y(rec)) ** 2).item()
+    assert psnr_y(ref, rec) == pytest.approx(10 * math.log10(255**2 / mse), abs=1e-9)
+
+
+def test_known_noise_level():
+    """Uniform error of +-3 on every sample: MSE = 9, PSNR = 10 log10(255^2 / 9)."""
+    ref = photo(192, 256).astype(np.int16)
+    ref = np.clip(ref, 3, 252).astype(np.uint8)
+    sign = np.where(np.indices(ref.shape).sum(axis=0) % 2 == 0, 3, -3)
+    rec = (ref.astype(np.int16) + sign).astype(np.uint8)
+    m = compute_metrics(ref, rec)
+    assert m["psnr-rgb"] == pytest.approx(10 * math.log10(255**2 / 9), abs=1e-12)
+    assert m["psnr-y"] > m["psnr-rgb"]  # alternating errors partly cancel in luma
+
+
+def test_identical_images():
+    ref = photo(192, 256)
+    m = compute_metrics(ref, ref.copy())
+    assert m["psnr-rgb"] == math.inf and m["psnr-y"] == math.inf
+    assert m["ms-ssim-rgb"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ms_ssim_db():
+    assert ms_ssim_db(0.99) == pytest.approx(20.0)
+    assert ms_ssim_db(0.9) == pytest.approx(10.0)
+    assert math.isnan(ms_ssim_db(math.nan))
+
+
+@pytest.mark.parametrize("size", [(8, 8), (MS_SSIM_MIN_SIDE - 1, 300)])
+def test_too_small_for_ms_ssim_gives_nan_with_warning(size):
+    ref = photo(*size)
+    rec = np.clip(ref.astype(int) + 1, 0, 255).astype(np.uint8)
+    with pytest.warns(UserWarning, match="too small for 5-scale MS-SSIM"):
+        m = compute_metrics(ref, rec)
+    assert math.isnan(m["ms-ssim-rgb"]) and math.isnan(m["ms-ssim-db"])
+    assert m["psnr-rgb"] > 40
+
+
+def test_smallest_size_accepted_by_pytorch_msssim():
+    ref = photo(MS_SSIM_MIN_SIDE, MS_SSIM_MIN_SIDE)
+    assert not math.isnan(compute_metrics(ref, ref)["ms-ssim-rgb"])
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shape"):
+        compute_metrics(photo(192, 256), photo(256, 192))
