@@ -1,0 +1,98 @@
+"""``make perf``: harness speed against CompressAI's bench, harness overhead, HEIF container overhead.
+
+1. Times our JPEG + WebP 19-point sweep on a dataset (fresh result store, ``--jobs N``) and
+   ``python -m compressai.utils.bench {jpeg,webp} DIR -q 5,...,95 -j N`` for the same points,
+   and prints the speed ratio (target: >= 2x).
+2. Prints the harness overhead = wall time / (sum of encode + decode + metric seconds / jobs) - 1
+   (target: <= 5 %).
+3. Prints the mean HEIF container bytes (outside the HEVC payload) of the ``hevc`` adapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .adapters import Adapter, discover, select
+from .datasets import resolve_dataset
+from .images import load_image
+from .runner import default_jobs, run_benchmark
+
+SWEEP = list(range(5, 100, 5))
+
+
+def time_ours(dataset, jobs: int) -> tuple[float, float]:
+    """(wall seconds, summed encode+decode+metric seconds) of a fresh JPEG+WebP sweep."""
+    configs, _ = select([a for a in discover() if isinstance(a, Adapter)], ["jpeg", "webp"])
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        report = run_benchmark(dataset, configs, out, qualities=SWEEP, jobs=jobs, progress=False, log=lambda *_: None)
+        wall = time.perf_counter() - start
+    if report.failed:
+        raise SystemExit(f"our run had {report.failed} failures")
+    return wall, report.work_s
+
+
+def time_compressai(folder: Path, jobs: int) -> float:
+    """Wall seconds of CompressAI's bench for JPEG and WebP on the same sweep."""
+    qps = ",".join(str(q) for q in SWEEP)
+    start = time.perf_counter()
+    for codec in ("jpeg", "webp"):
+        cmd = [sys.executable, "-m", "compressai.utils.bench", codec, str(folder), "-q", qps, "-j", str(jobs)]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        json.loads(result.stdout)  # a complete result was produced
+    return time.perf_counter() - start
+
+
+def heif_overhead(dataset, quality: int = 47) -> tuple[float, float]:
+    """Mean (container bytes, file bytes) of hevc-coded images at one quality."""
+    hevc = next(a for a in discover() if isinstance(a, Adapter) and a.name == "hevc")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_perf_hevc", hevc.origin.split(":", 1)[1])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    overheads, sizes = [], []
+    for source in dataset.sources:
+        data = module.encode(load_image(source.path).rgb, quality)
+        overheads.append(module.container_overhead_bytes(data))
+        sizes.append(len(data))
+    return sum(overheads) / len(overheads), sum(sizes) / len(sizes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="kodak")
+    parser.add_argument("--jobs", type=int, default=default_jobs())
+    parser.add_argument("--skip-compressai", action="store_true", help="only time our harness")
+    args = parser.parse_args(argv)
+
+    dataset = resolve_dataset(args.dataset)
+    folders = {s.path.parent for s in dataset.sources}
+    n = len(dataset.sources)
+    print(f"{dataset.name}: {n} images, JPEG + WebP x {len(SWEEP)} qualities = {2 * len(SWEEP) * n} encodes, "
+          f"{args.jobs} job(s)")
+    wall, work = time_ours(dataset, args.jobs)
+    ideal = work / args.jobs
+    print(f"ours:       {wall:8.1f} s wall; encode+decode+metrics {work:.1f} s -> "
+          f"overhead {100 * (wall / ideal - 1):.1f} % (target <= 5 %)")
+    if not args.skip_compressai:
+        if len(folders) != 1:
+            raise SystemExit("CompressAI's bench needs all images in one folder")
+        theirs = time_compressai(folders.pop(), args.jobs)
+        print(f"CompressAI: {theirs:8.1f} s wall (python -m compressai.utils.bench, same points, -j {args.jobs})")
+        print(f"speed-up:   {theirs / wall:8.2f}x (target >= 2x)")
+    container, size = heif_overhead(dataset)
+    print(f"HEIF container overhead of hevc at quality 47: {container:.0f} bytes of {size:.0f} "
+          f"({100 * container / size:.1f} %, {container * 8 / (768 * 512):.4f} bpp at 768x512)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

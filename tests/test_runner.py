@@ -1,0 +1,208 @@
+"""The harness: bpp, stored rows, resume after kill -9, bad inputs, exported files."""
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench.adapters import Adapter, discover, select
+from bench.cli import main
+from bench.datasets import resolve_dataset
+from bench.runner import bits_per_pixel, run_benchmark
+from bench.store import DB_NAME, Store
+
+from .conftest import REPO, photo
+
+ADAPTERS = [a for a in discover() if isinstance(a, Adapter)]
+
+
+def configs(*specs):
+    return select(ADAPTERS, list(specs))[0]
+
+
+def test_bits_per_pixel():
+    assert bits_per_pixel(1000, 100, 80) == 1.0
+    assert bits_per_pixel(3, 2, 3) == 4.0
+
+
+def test_bpp_is_bytes_times_8_over_pixels(image_folder, tmp_path):
+    run_benchmark(resolve_dataset(str(image_folder)), configs("jpeg", "webp"), tmp_path, qualities=[30, 80],
+                  jobs=1, progress=False)
+    with Store(tmp_path) as store:
+        rows = list(store.rows("images"))
+    assert len(rows) == 3 * 2 * 2
+    by_name = {a.name: a for a in ADAPTERS}
+    for row in rows:
+        rgb = np.asarray(Image.open(image_folder / f"{row['name']}.png").convert("RGB"))
+        data = by_name[row["codec"]].encode(rgb, int(row["quality"]), **json.loads(row["options"]))
+        assert row["bytes"] == len(data)  # deterministic encoders: same bitstream, independently
+        assert row["bpp"] == len(data) * 8 / (rgb.shape[0] * rgb.shape[1])
+        assert (row["width"], row["height"]) == (rgb.shape[1], rgb.shape[0])
+        assert row["encode_s"] > 0 and row["decode_s"] > 0 and row["device"] == "cpu"
+
+
+def test_rerun_computes_only_missing_rows(image_folder, tmp_path):
+    ds = resolve_dataset(str(image_folder))
+    first = run_benchmark(ds, configs("jpeg"), tmp_path, qualities=[20, 60], jobs=2, progress=False)
+    assert (first.done, first.cached_jobs) == (6, 0)
+    again = run_benchmark(ds, configs("jpeg"), tmp_path, qualities=[20, 60, 90], jobs=2, progress=False)
+    assert (again.done, again.cached_jobs) == (3, 6)
+    other_option = run_benchmark(ds, configs("jpeg:subsampling=4:4:4"), tmp_path, qualities=[20], jobs=1, progress=False)
+    assert other_option.done == 3, "options are part of the key"
+
+
+def _count_rows(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_kill_9_loses_and_recomputes_nothing(image_folder, tmp_path, jobs):
+    out = tmp_path / "out"
+    qualities = ",".join(str(q) for q in range(5, 100, 5))
+    cmd = [sys.executable, "-m", "bench", "run", "--dataset", str(image_folder), "--codecs", "webp",
+           "--qualities", qualities, "--jobs", str(jobs), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while _count_rows(out / DB_NAME) < 10 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(out / DB_NAME) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        before = {r[0:5]: r[5] for r in conn.execute(
+            "SELECT image_hash, codec, options, version, quality, created FROM measurements")}
+    total = 3 * 19
+    assert 10 <= len(before) < total, "the run must have been killed midway"
+    ds = resolve_dataset(str(image_folder))
+    report = run_benchmark(ds, configs("webp"), out, qualities=list(range(5, 100, 5)), jobs=jobs, progress=False)
+    assert report.cached_jobs == len(before)
+    assert report.done == total - len(before)
+    with sqlite3.connect(out / DB_NAME) as conn:
+        after = {r[0:5]: r[5] for r in conn.execute(
+            "SELECT image_hash, codec, options, version, quality, created FROM measurements")}
+    assert len(after) == total
+    assert all(after[k] == v for k, v in before.items()), "finished rows were not recomputed"
+
+
+def test_bad_inputs_are_converted_or_skipped(tmp_path, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    base = photo(192, 256, "coffee")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(500))
+    Image.fromarray(base).save(folder / "whole.png")
+    (folder / "truncated.png").write_bytes((folder / "whole.png").read_bytes()[:3000])
+    (folder / "whole.png").unlink()
+    Image.fromarray(base).convert("L").save(folder / "gray.png")
+    Image.fromarray(base).convert("RGBA").save(folder / "rgba.png")
+    Image.fromarray(base).convert("P").save(folder / "palette.png")
+    Image.fromarray((base[..., 1].astype(np.uint16) * 257)).save(folder / "gray16.png")
+    import tifffile
+
+    tifffile.imwrite(folder / "rgb16.tif", base.astype(np.uint16) * 257, photometric="rgb")
+    Image.fromarray(photo(8, 8)).save(folder / "tiny8x8.png")
+    Image.fromarray(photo(513, 769, "chelsea")).save(folder / "odd769x513.png")
+
+    assert main(["run", "--dataset", str(folder), "--codecs", "jpeg,hevc", "--qualities", "30",
+                 "--jobs", "2", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "corrupt.png: not a readable image" in out
+    assert "truncated.png: cannot decode" in out
+    assert "gray.png: grayscale converted to RGB" in out
+    assert "rgba.png: alpha channel dropped" in out
+    assert "palette.png: palette image converted to RGB" in out
+    assert "gray16.png: 16-bit grayscale converted to 8-bit RGB" in out
+    assert "rgb16.tif: 16-bit samples reduced to 8 bits" in out
+    assert "too small for 5-scale MS-SSIM" in out
+    assert "2 image(s) skipped" in out
+
+    frame = pd.read_csv(tmp_path / "out" / "per_image.csv")
+    assert sorted(frame["image"].unique()) == ["gray", "gray16", "odd769x513", "palette", "rgb16", "rgba", "tiny8x8"]
+    assert len(frame) == 7 * 2, "every readable image measured with both codecs"
+    tiny = frame[frame["image"] == "tiny8x8"]
+    assert tiny["ms-ssim-rgb"].isna().all() and (tiny["psnr-rgb"] > 10).all()
+    odd = frame[frame["image"] == "odd769x513"].iloc[0]
+    assert (odd["width"], odd["height"]) == (769, 513)
+    from bench.images import load_image
+
+    assert np.array_equal(load_image(folder / "rgb16.tif").rgb, base), "16-bit x*257 maps back to x"
+    assert np.array_equal(load_image(folder / "gray16.png").rgb, np.repeat(base[..., 1:2], 3, axis=2))
+
+
+def test_failures_are_counted_with_reasons(tmp_path, image_folder, capsys):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "flaky.py").write_text(
+        "import numpy as np\nNAME='flaky'\nFAMILY='conventional'\nVERSION='1'\nDESCRIPTION='fails on purpose'\n"
+        "QUALITIES=[1, 2]\n"
+        "def encode(rgb, quality):\n"
+        "    if quality == 2:\n        raise RuntimeError('unsupported quality')\n"
+        "    return rgb.tobytes()\n"
+        "def decode(data):\n    return np.zeros((3, 3, 3), np.uint8)\n"
+    )
+    code = main(["run", "--dataset", str(image_folder), "--codecs", "flaky", "--codecs-dir", str(plugins),
+                 "--jobs", "1", "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "0 measured, 0 cached, 6 failed" in out
+    assert "flaky: 6 failed" in out
+    assert "3 x encode: RuntimeError: unsupported quality" in out
+    assert "1 x decode: decoded shape (3, 3, 3) differs from the original (192, 256, 3)" in out
+
+
+def test_exported_files(image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", "--dataset", str(image_folder), "--codecs", "jpeg,webp", "--qualities", "10,50,90",
+                 "--jobs", "2", "--out", str(out), "--quiet"]) == 0
+    per_image = pd.read_csv(out / "per_image.csv")
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(per_image) == 3 * 2 * 3 and len(summary) == 2 * 3
+    for codec in ("jpeg", "webp"):
+        doc = json.loads((out / f"{codec}.json").read_text())
+        assert doc["name"] == codec and "Pillow" in doc["description"]
+        res = doc["results"]
+        assert set(res) >= {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}
+        assert res["bpp"] == sorted(res["bpp"]) and len(res["bpp"]) == 3
+        rows = per_image[per_image["codec"] == codec]
+        for i, q in enumerate(res["quality"]):
+            at_q = rows[rows["quality"] == q]
+            assert len(at_q) == 3
+            assert res["bpp"][i] == pytest.approx(np.mean(at_q["bytes"] * 8 / (at_q["width"] * at_q["height"])))
+            assert res["psnr-rgb"][i] == pytest.approx(at_q["psnr-rgb"].mean())
+            assert res["ms-ssim-rgb"][i] == pytest.approx(at_q["ms-ssim-rgb"].mean())
+            assert res["decoding_time"][i] == pytest.approx(at_q["decode_s"].mean())
+
+
+def test_cli_help_documents_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--dataset", "--codecs", "--qualities", "--jobs", "--out", "--codecs-dir", "--no-download"):
+        assert option in text
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["run", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+    assert main(["run", "--dataset", "sample", "--codecs", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown codec 'nope'" in capsys.readouterr().err
+
+
+def test_sample_dataset_run(tmp_path):
+    assert main(["run", "--dataset", "sample", "--codecs", "webp", "--qualities", "50", "--jobs", "2",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    doc = json.loads((tmp_path / "webp.json").read_text())
+    assert len(doc["results"]["bpp"]) == 1 and math.isfinite(doc["results"]["psnr-rgb"][0])
