@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATASET ?= kodak
-OUT ?= results/$(DATASET)
+OUT ?= results/$(notdir $(DATASET))
 BENCH_ARGS ?=
+REPORT_ARGS ?=
 
 .PHONY: bench test perf venv clean-venv
 
@@ -20,6 +21,7 @@ venv: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench run --dataset $(DATASET) --out $(OUT) $(BENCH_ARGS)
+	$(PY) -m bench report $(OUT) $(REPORT_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {codecs,datasets,run} ...``."""
+"""Command line: ``python -m bench {codecs,datasets,run,report} ...``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 from .adapters import Adapter, AdapterError, Unavailable, discover, select
 from .datasets import DatasetError, data_root, load_manifest, manifest_names, resolve_dataset
+from .analysis import METHODS
 from .export import export_results
+from .report import ReportError, build_report
 from .runner import default_jobs, format_failures, run_benchmark
 from .store import Store
 
@@ -72,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / dataset.name)
     report = run_benchmark(dataset, configs, out, qualities=args.qualities, jobs=args.jobs, progress=not args.quiet)
     with Store(out) as store:
-        written = export_results(store, dataset.name, out)
+        written = export_results(store, dataset.name, out).paths
     for message, count in report.warnings.items():
         print(f"warning ({count}x): {message}")
     print(f"{report.done} measured, {report.cached_jobs} cached, {report.failed} failed in {report.wall_s:.1f} s; "
@@ -85,6 +87,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if report.interrupted:
         print("interrupted: every finished measurement is saved; run the same command again to continue")
         return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        written = build_report(args.results, anchor=args.anchor, references=args.reference, method=args.method)
+    except (ReportError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    report = next(p for p in written if p.name == "report.html")
+    print(f"wrote {len(written)} files in {args.results}/; open {report}")
     return 0
 
 
@@ -121,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     codecs_dir(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="rebuild BD-rate tables, RD plots and report.md/.html from stored results",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("results", help="results folder of a run (holds results.sqlite)")
+    p.add_argument("--anchor", default="jpeg", help="codec (or published curve) the others are compared against")
+    p.add_argument("--reference", nargs="*", default=[], metavar="FILE",
+                   help="published CompressAI-format JSON curves to overlay and compare, labelled '(published)'")
+    p.add_argument("--method", default="pchip", choices=METHODS, help="BD interpolation shown in the tables")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

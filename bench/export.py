@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from .metrics import METRICS
+from .metrics import METRICS, ms_ssim_db
 from .store import Store
 
 ID_COLUMNS = ["dataset", "image", "image_hash", "codec", "codec_name", "family", "options", "version", "quality"]
@@ -29,7 +30,10 @@ def per_image_frame(store: Store, dataset: str) -> pd.DataFrame:
 
 
 def summary_frame(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Arithmetic means over images per codec configuration and quality (CompressAI's convention)."""
+    """Arithmetic means over images per codec configuration and quality (CompressAI's convention).
+
+    ``ms-ssim-db`` is that of the mean MS-SSIM, so it matches published CompressAI curves.
+    """
     metric_names = [m for m in METRICS if m in per_image.columns]
     value_cols = ["bpp", "bytes", *metric_names, "encode_s", "decode_s"]
     if per_image.empty:
@@ -37,6 +41,8 @@ def summary_frame(per_image: pd.DataFrame) -> pd.DataFrame:
     grouped = per_image.groupby(["codec", "family", "quality"], sort=True)
     summary = grouped[value_cols].mean()
     summary.insert(0, "n_images", grouped.size())
+    if "ms-ssim-db" in summary:  # of the mean MS-SSIM, as in CompressAI's plots
+        summary["ms-ssim-db"] = [ms_ssim_db(v) for v in summary["ms-ssim-rgb"]]
     return summary.reset_index().sort_values(["codec", "bpp"]).reset_index(drop=True)
 
 
@@ -60,12 +66,20 @@ def compressai_json(summary: pd.DataFrame, codec: dict, n_images: int) -> dict:
     }
 
 
-def export_results(store: Store, dataset: str, out_dir: str | Path) -> list[Path]:
-    """Write per_image.csv, summary.csv and one ``<codec>.json`` per codec; returns the paths."""
+@dataclass(frozen=True)
+class Exported:
+    per_image: pd.DataFrame
+    summary: pd.DataFrame
+    n_images: int
+    paths: list[Path]
+
+
+def export_results(store: Store, dataset: str, out_dir: str | Path) -> Exported:
+    """Write per_image.csv, summary.csv and one ``<codec>.json`` per codec."""
     out = Path(out_dir)
     per_image = per_image_frame(store, dataset)
     summary = summary_frame(per_image)
-    n_images = store.conn.execute("SELECT COUNT(*) FROM images WHERE dataset = ?", (dataset,)).fetchone()[0]
+    n_images = store.image_count(dataset)
     written = [out / "per_image.csv", out / "summary.csv"]
     per_image.to_csv(written[0], index=False)
     summary.to_csv(written[1], index=False)
@@ -75,4 +89,4 @@ def export_results(store: Store, dataset: str, out_dir: str | Path) -> list[Path
         path = out / f"{codec['label']}.json"
         path.write_text(json.dumps(compressai_json(summary, codec, n_images), indent=2) + "\n")
         written.append(path)
-    return written
+    return Exported(per_image, summary, n_images, written)

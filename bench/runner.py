@@ -25,6 +25,7 @@ from .adapters import CodecConfig, configure, load_origin
 from .datasets import Dataset
 from .images import ImageError, LoadedImage, load_image, pixel_sha256
 from .metrics import compute_metrics
+from .provenance import run_provenance
 from .store import Key, Measurement, Store
 
 
@@ -218,6 +219,7 @@ def run_benchmark(
             a = config.adapter
             store.register_codec(config.label, a.name, config.options_key, a.version, a.family, a.description)
         store.set_meta("dataset", {"name": dataset.name, "description": dataset.description})
+        store.set_meta("run", run_provenance(jobs))
 
         done = store.done_keys()
         tasks, cached = [], 0

@@ -1,9 +1,9 @@
 """The result store: one SQLite database per results directory, source of truth and cache.
 
 A measurement's key is (image content hash, codec name, options, codec library version,
-quality). Each finished measurement is committed on its own (WAL journal, synchronous=FULL),
-so an interrupted run (Ctrl-C, kill -9) loses no finished row, and a re-run computes only
-missing rows. The ``codecs`` table holds each codec configuration's current library version,
+quality). Each finished measurement is committed on its own (WAL journal, synchronous=NORMAL:
+durable against a killed process), so an interrupted run (Ctrl-C, kill -9) loses no finished
+row, and a re-run computes only missing rows. The ``codecs`` table holds each codec configuration's current library version,
 family and description, so analysis never needs to import the adapters.
 """
 
@@ -88,7 +88,7 @@ class Store:
         self.path = self.directory / DB_NAME
         self.conn = sqlite3.connect(self.path, timeout=60)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive a killed process
         self.conn.executescript(SCHEMA)
         self.conn.commit()
 
@@ -152,6 +152,14 @@ class Store:
     def get_meta(self, key: str, default=None):
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
+
+    def image_count(self, dataset: str) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM images WHERE dataset = ?", (dataset,)).fetchone()[0]
+
+    def images(self, dataset: str) -> list[dict]:
+        cur = self.conn.execute("SELECT name, width, height, conversions FROM images WHERE dataset = ? ORDER BY name",
+                                (dataset,))
+        return [dict(name=n, width=w, height=h, conversions=json.loads(c)) for n, w, h, c in cur]
 
     def codecs(self) -> list[dict]:
         cur = self.conn.execute("SELECT label, codec, options, version, family, description FROM codecs ORDER BY label")
