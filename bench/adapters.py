@@ -12,7 +12,11 @@ An adapter is a Python module (or any object) with these attributes::
     def encode(rgb, quality, **options) -> bytes   # rgb: numpy uint8 array H x W x 3
     def decode(data, **options) -> numpy uint8 H x W x 3
 
-Options are passed only when the adapter declares some. A module may instead define
+    def setup(**options) -> dict     # optional: {"version", "qualities", "info"} for these
+                                     # options (e.g. which weights); raising = unavailable
+
+Options are passed only when the adapter declares some. An option named ``device`` receives the
+harness's ``--device`` (``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``). A module may instead define
 ``ADAPTERS = [obj, ...]`` to provide several codecs, each obj having the attributes above.
 The harness does all timing, size and quality measurement; adapters only encode and decode.
 
@@ -56,6 +60,7 @@ class Adapter:
     encode: Callable[..., bytes] = field(repr=False, compare=False)
     decode: Callable[..., Any] = field(repr=False, compare=False)
     origin: str = ""
+    setup: Callable[..., dict] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -67,12 +72,33 @@ class Unavailable:
     reason: str
 
 
+class SetupError(AdapterError):
+    """An adapter's ``setup`` refused a configuration (e.g. no weights): the codec is unavailable."""
+
+
 @dataclass(frozen=True)
 class CodecConfig:
-    """One adapter with resolved option values: what a result row belongs to."""
+    """One adapter with resolved option values: what a result row belongs to.
+
+    ``version``, ``qualities`` and ``info`` come from the adapter's ``setup`` when it has one.
+    """
 
     adapter: Adapter
     options: dict[str, str]
+    version: str = ""
+    qualities: tuple[float, ...] = ()
+    info: dict = field(default_factory=dict)
+    device_from_auto: bool = False  # device chosen by "auto": not part of the label
+
+    def __post_init__(self) -> None:
+        if not self.version:
+            object.__setattr__(self, "version", self.adapter.version)
+        if not self.qualities:
+            object.__setattr__(self, "qualities", self.adapter.qualities)
+
+    @property
+    def device(self) -> str:
+        return self.options.get("device", "cpu")
 
     @property
     def name(self) -> str:
@@ -86,7 +112,8 @@ class CodecConfig:
     @property
     def label(self) -> str:
         """Codec name, plus the options that differ from the defaults, e.g. ``hevc_chroma=420``."""
-        changed = [f"{k}={v}" for k, v in sorted(self.options.items()) if self.adapter.options.get(k) != v]
+        changed = [f"{k}={v}" for k, v in sorted(self.options.items())
+                   if self.adapter.options.get(k) != v and not (k == "device" and self.device_from_auto)]
         return "_".join([self.name, *changed])
 
     def encode(self, rgb, quality: float) -> bytes:
@@ -134,6 +161,7 @@ def adapter_from_object(obj: Any, origin: str) -> Adapter:
         encode=obj.encode,
         decode=obj.decode,
         origin=origin,
+        setup=getattr(obj, "setup", None),
     )
 
 
@@ -253,34 +281,67 @@ def parse_codec_spec(spec: str) -> tuple[str, dict[str, str]]:
     return name.strip(), options
 
 
-def configure(adapter: Adapter, overrides: dict[str, str]) -> CodecConfig:
-    """Resolve option overrides against an adapter's declared options."""
+def auto_device() -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu``."""
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def configure(adapter: Adapter, overrides: dict[str, str], device: str | None = None) -> CodecConfig:
+    """Resolve option overrides against an adapter's declared options and run its ``setup``."""
     unknown = sorted(set(overrides) - set(adapter.options))
     if unknown:
         known = ", ".join(sorted(adapter.options)) or "none"
         raise AdapterError(f"codec {adapter.name!r} has no option {', '.join(unknown)} (options: {known})")
-    return CodecConfig(adapter, {**adapter.options, **overrides})
+    options = {**adapter.options, **overrides}
+    from_auto = False
+    if "device" in options:
+        if device and "device" not in overrides:
+            options["device"] = device
+        if options["device"] == "auto":
+            options["device"], from_auto = auto_device(), True
+    if adapter.setup is None:
+        return CodecConfig(adapter, options, device_from_auto=from_auto)
+    try:
+        extra = adapter.setup(**options) or {}
+    except Exception as exc:
+        raise SetupError(f"{type(exc).__name__}: {exc}") from None
+    qualities = tuple(float(q) for q in extra.get("qualities", ()))
+    return CodecConfig(adapter, options, str(extra.get("version", "")), qualities, dict(extra.get("info", {})),
+                       from_auto)
 
 
-def select(available: list[Adapter | Unavailable], specs: list[str] | None) -> tuple[list[CodecConfig], list[Unavailable]]:
+def select(available: list[Adapter | Unavailable], specs: list[str] | None,
+           device: str | None = None) -> tuple[list[CodecConfig], list[Unavailable]]:
     """Pick codecs by spec (``None`` = every available codec with default options).
 
-    Returns the configurations to run and the requested codecs that are unavailable.
-    Unknown names raise AdapterError.
+    Returns the configurations to run and the codecs that are unavailable (import failed, or
+    ``setup`` refused). Unknown names and options raise AdapterError.
     """
     adapters = {a.name: a for a in available if isinstance(a, Adapter)}
     broken = {u.name: u for u in available if isinstance(u, Unavailable)}
     if specs is None:
-        return [configure(a, {}) for a in adapters.values()], list(broken.values())
-    configs, skipped = [], []
-    for spec in specs:
-        name, overrides = parse_codec_spec(spec)
-        if name in adapters:
-            configs.append(configure(adapters[name], overrides))
-        elif name in broken:
-            skipped.append(broken[name])
-        else:
-            known = ", ".join(sorted(set(adapters) | set(broken)))
-            raise AdapterError(f"unknown codec {name!r} (known: {known})")
+        wanted = [(name, {}) for name in adapters]
+        skipped = list(broken.values())
+    else:
+        wanted, skipped = [], []
+        for spec in specs:
+            name, overrides = parse_codec_spec(spec)
+            if name in adapters:
+                wanted.append((name, overrides))
+            elif name in broken:
+                skipped.append(broken[name])
+            else:
+                known = ", ".join(sorted(set(adapters) | set(broken)))
+                raise AdapterError(f"unknown codec {name!r} (known: {known})")
+    configs = []
+    for name, overrides in wanted:
+        try:
+            configs.append(configure(adapters[name], overrides, device))
+        except SetupError as exc:
+            skipped.append(Unavailable(name, adapters[name].origin, str(exc)))
     return configs, skipped
-

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .adapters import Adapter, AdapterError, Unavailable, discover, select
+from .adapters import AdapterError, Unavailable, discover, select
 from .datasets import DatasetError, data_root, load_manifest, manifest_names, resolve_dataset
 from .analysis import METHODS
 from .export import export_results
@@ -34,18 +34,24 @@ def _fmt_quality(q: float) -> str:
 
 
 def cmd_codecs(args: argparse.Namespace) -> int:
-    items = discover(args.codecs_dir)
-    for item in items:
-        if isinstance(item, Adapter):
-            options = ", ".join(f"{k}={v}" for k, v in item.options.items()) or "-"
-            sweep = ",".join(_fmt_quality(q) for q in item.qualities)
-            print(f"{item.name:<14} {item.family:<12} available")
-            print(f"    version:     {item.version}")
-            print(f"    description: {item.description}")
-            print(f"    options:     {options}")
-            print(f"    qualities:   {sweep}")
-        else:
-            print(f"{item.name:<14} {'?':<12} unavailable: {item.reason}")
+    try:
+        configs, unavailable = select(discover(args.codecs_dir), None, device=args.device)
+    except AdapterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    rows = [(c.name, c) for c in configs] + [(u.name, u) for u in unavailable]
+    for name, item in sorted(rows, key=lambda r: r[0]):
+        if isinstance(item, Unavailable):
+            print(f"{name:<16} {'':<12} unavailable: {item.reason}")
+            continue
+        a = item.adapter
+        print(f"{name:<16} {a.family:<12} available")
+        print(f"    version:     {item.version}")
+        print(f"    description: {a.description}")
+        print(f"    options:     {', '.join(f'{k}={v}' for k, v in item.options.items()) or '-'}")
+        print(f"    qualities:   {','.join(_fmt_quality(q) for q in item.qualities)}")
+        for key, value in item.info.items():
+            print(f"    {key + ':':<12} {value}")
     return 0
 
 
@@ -61,7 +67,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         available = discover(args.codecs_dir)
-        configs, skipped = select(available, _csv(args.codecs) if args.codecs else None)
+        configs, skipped = select(available, _csv(args.codecs) if args.codecs else None, device=args.device)
         dataset = resolve_dataset(args.dataset, allow_download=not args.no_download)
     except (AdapterError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -112,8 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--codecs-dir", action="append", default=[], metavar="DIR",
                        help="extra folder of codec adapter modules (repeatable)")
 
+    def device_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="device of codecs that have one (learned codecs); auto = cuda when torch sees a GPU")
+
     p = sub.add_parser("codecs", help="list codecs: name, library version, options, default sweep, availability")
     codecs_dir(p)
+    device_option(p)
     p.set_defaults(func=cmd_codecs)
 
     p = sub.add_parser("datasets", help="list known datasets and the data folder")
@@ -130,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated quality values for every codec (default: each codec's own sweep)")
     p.add_argument("--jobs", type=int, default=default_jobs(), help="worker processes")
     p.add_argument("--out", default=None, help="results folder (default: results/<dataset>)")
+    device_option(p)
     p.add_argument("--no-download", action="store_true", help="never download dataset files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     codecs_dir(p)

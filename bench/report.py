@@ -171,14 +171,20 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
               ("table", CODEC_HEADER, codec_rows), ("h2", "Bjøntegaard deltas"), *bd]
     blocks.append(("h2", "Rate–distortion curves"))
     blocks += [("figure", metric, path) for metric, path in plots]
-    blocks += [("h2", "Encode and decode time per image"), ("table", TIMING_HEADER, timing_rows(per_image)),
-               ("p", built)]
+    blocks += [("h2", "Encode and decode time per image"), ("table", TIMING_HEADER, timing_rows(per_image))]
+    complexity = [[c["label"], str(c["info"].get("parameters", "")), str(c["info"].get("encoder_kmac_per_pixel", "")),
+                   str(c["info"].get("decoder_kmac_per_pixel", "")), str(c["info"].get("weights", ""))]
+                  for c in codecs if c["label"] in measured and c["info"]]
+    if complexity:
+        blocks += [("h2", "Learned codec complexity"), ("table", COMPLEXITY_HEADER, complexity)]
+    blocks.append(("p", built))
     (out / "report.md").write_text(render_markdown(blocks))
     (out / "report.html").write_text(render_html(blocks, f"Codec benchmark: {dataset}"))
     return written + [out / "report.md", out / "report.html"]
 
 
 CODEC_HEADER = ["codec", "family", "library version", "options", "qualities"]
+COMPLEXITY_HEADER = ["codec", "parameters", "encoder kMAC/pixel", "decoder kMAC/pixel", "weights"]
 
 
 def render_markdown(blocks: list[tuple]) -> str:

@@ -16,12 +16,12 @@ import warnings
 from collections import Counter, OrderedDict
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .adapters import CodecConfig, configure, load_origin
+from .adapters import CodecConfig, load_origin
 from .datasets import Dataset
 from .images import ImageError, LoadedImage, load_image, pixel_sha256
 from .metrics import compute_metrics
@@ -51,8 +51,27 @@ def _as_rgb(decoded, shape: tuple[int, ...]) -> np.ndarray:
     return rec
 
 
-def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, device: str = "cpu") -> Measurement:
-    """Encode, decode and score one image; raises StageError naming the failing stage."""
+def _is_cuda_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError"
+
+
+def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key) -> Measurement:
+    """Encode, decode and score one image; raises StageError naming the failing stage.
+
+    Learned codecs are decoded twice: outputs that differ are a ``decode-mismatch`` failure. On
+    CUDA out of memory the image is measured on the CPU instead, with a warning.
+    """
+    try:
+        return _measure(config, rgb, quality, key)
+    except StageError as exc:
+        if not (config.device.startswith("cuda") and _is_cuda_oom(exc.__cause__)):
+            raise
+    warnings.warn(f"CUDA out of memory on a {rgb.shape[1]}x{rgb.shape[0]} image with {config.label}; "
+                  "measured on the CPU instead", stacklevel=2)
+    return _measure(replace(config, options={**config.options, "device": "cpu"}), rgb, quality, key)
+
+
+def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key) -> Measurement:
     try:
         start = time.perf_counter()
         data = config.encode(rgb, quality)
@@ -69,6 +88,14 @@ def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, devi
     except Exception as exc:
         raise StageError("decode", f"{type(exc).__name__}: {exc}") from exc
     rec = _as_rgb(decoded, rgb.shape)
+    if config.adapter.family == "learned":
+        try:
+            again = _as_rgb(config.decode(data), rgb.shape)
+        except Exception as exc:
+            raise StageError("decode-mismatch", f"second decode of the same bytes failed: {type(exc).__name__}: {exc}") from exc
+        if not np.array_equal(rec, again):
+            diff = np.abs(rec.astype(np.int16) - again).max()
+            raise StageError("decode-mismatch", f"two decodes of the same bytes differ (max |diff| {diff})")
     try:
         start = time.perf_counter()
         metrics = compute_metrics(rgb, rec)
@@ -78,7 +105,7 @@ def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, devi
     height, width = rgb.shape[:2]
     return Measurement(
         key=key, bytes=len(data), bpp=bits_per_pixel(len(data), width, height), width=width, height=height,
-        encode_s=encode_s, decode_s=decode_s, metric_s=metric_s, device=device, metrics=metrics,
+        encode_s=encode_s, decode_s=decode_s, metric_s=metric_s, device=config.device, metrics=metrics,
     )
 
 
@@ -119,9 +146,10 @@ def _image(path: str) -> np.ndarray:
 
 
 def _config(origin: str, options: dict[str, str]) -> CodecConfig:
+    """The configuration in this worker (options come resolved from the parent; no setup)."""
     cache_key = (origin, repr(sorted(options.items())))
     if cache_key not in _CONFIGS:
-        _CONFIGS[cache_key] = configure(load_origin(origin), options)
+        _CONFIGS[cache_key] = CodecConfig(load_origin(origin), options)
     return _CONFIGS[cache_key]
 
 
@@ -217,7 +245,8 @@ def run_benchmark(
         )
         for config in configs:
             a = config.adapter
-            store.register_codec(config.label, a.name, config.options_key, a.version, a.family, a.description)
+            store.register_codec(config.label, a.name, config.options_key, config.version, a.family, a.description,
+                                 config.info)
         store.set_meta("dataset", {"name": dataset.name, "description": dataset.description})
         store.set_meta("run", run_provenance(jobs))
 
@@ -225,8 +254,8 @@ def run_benchmark(
         tasks, cached = [], 0
         for image, digest in zip(images, hashes):
             for config in configs:
-                for quality in qualities or config.adapter.qualities:
-                    key = Key(digest, config.name, config.options_key, config.adapter.version, float(quality))
+                for quality in qualities or config.qualities:
+                    key = Key(digest, config.name, config.options_key, config.version, float(quality))
                     if key.as_tuple() in done:
                         cached += 1
                         continue
@@ -251,12 +280,14 @@ def run_benchmark(
 
         bar = _progress_bar(len(tasks), progress)
         try:
-            if jobs == 1 or len(tasks) <= 1:
-                for task in tasks:
+            gpu = [t for t in tasks if t.options.get("device", "cpu").startswith("cuda")]
+            cpu = [t for t in tasks if not t.options.get("device", "cpu").startswith("cuda")]
+            if gpu or (jobs > 1 and len(cpu) > 1):
+                _run_pools([(cpu, jobs, "fork"), (gpu, 1, "spawn")], record, bar)
+            else:
+                for task in cpu:
                     record(run_task(task))
                     bar.update(1)
-            else:
-                _run_pool(tasks, jobs, record, bar)
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
@@ -271,49 +302,56 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="job", disable=not enabled or total == 0, dynamic_ncols=True, smoothing=0.05)
 
 
-def _pool(jobs: int) -> ProcessPoolExecutor:
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
+def _pool(jobs: int, method: str) -> ProcessPoolExecutor:
+    if method == "fork" and not sys.platform.startswith("linux"):
+        method = "spawn"
     threads = max(1, (os.cpu_count() or 1) // jobs)
     return ProcessPoolExecutor(jobs, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(threads,))
 
 
-def _run_pool(tasks: list[Task], jobs: int, record, bar) -> None:
-    """Run tasks in a process pool, at most 2 per worker in flight, recording each as it finishes.
+def _run_pools(groups: list[tuple[list[Task], int, str]], record, bar) -> None:
+    """Run task groups concurrently, each in its own process pool: (tasks, workers, start method).
 
-    If a worker process dies (e.g. a codec crashes the interpreter), the jobs in flight are
-    recorded as failures and the pool is restarted for the rest.
+    CUDA jobs get one spawned worker that owns the GPU while CPU jobs keep the forked pool. At
+    most 2 jobs per worker are in flight. If a worker dies (e.g. a codec crashes the
+    interpreter), its pool's jobs in flight are recorded as failures and the pool restarted.
     """
-    pending = list(reversed(tasks))
-    pool = _pool(jobs)
-    in_flight: dict = {}
+    groups = [(list(reversed(tasks)), jobs, method) for tasks, jobs, method in groups if tasks]
+    pools = {i: _pool(jobs, method) for i, (_, jobs, method) in enumerate(groups)}
+    in_flight: dict = {}  # future -> (group index, task)
+    crash = "worker process died while this job was in flight"
     try:
-        while pending or in_flight:
-            while pending and len(in_flight) < 2 * jobs:
-                task = pending.pop()
-                in_flight[pool.submit(run_task, task)] = task
+        while any(pending for pending, _, _ in groups) or in_flight:
+            for i, (pending, jobs, _) in enumerate(groups):
+                while pending and sum(1 for g, _ in in_flight.values() if g == i) < 2 * jobs:
+                    task = pending.pop()
+                    in_flight[pools[i].submit(run_task, task)] = (i, task)
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            broken = False
+            broken = set()
             for future in finished:
-                task = in_flight.pop(future)
+                i, task = in_flight.pop(future)
                 try:
                     record(future.result())
                 except BrokenProcessPool:
-                    broken = True
-                    record(Outcome(task, stage="crash", error="worker process died while this job was in flight"))
+                    broken.add(i)
+                    record(Outcome(task, stage="crash", error=crash))
                 bar.update(1)
-            if broken:
-                for future, task in in_flight.items():
-                    record(Outcome(task, stage="crash", error="worker process died while this job was in flight"))
-                    bar.update(1)
-                in_flight.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = _pool(jobs)
+            for i in broken:
+                for future, (g, task) in list(in_flight.items()):
+                    if g == i:
+                        del in_flight[future]
+                        record(Outcome(task, stage="crash", error=crash))
+                        bar.update(1)
+                pools[i].shutdown(wait=False, cancel_futures=True)
+                pools[i] = _pool(groups[i][1], groups[i][2])
     except KeyboardInterrupt:
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
+        for pool in pools.values():
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
         raise
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        for pool in pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def format_failures(report: RunReport) -> list[str]:

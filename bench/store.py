@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS images (
     PRIMARY KEY (dataset, name));
 CREATE TABLE IF NOT EXISTS codecs (
     label TEXT PRIMARY KEY, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
-    family TEXT NOT NULL, description TEXT NOT NULL, updated TEXT NOT NULL);
+    family TEXT NOT NULL, description TEXT NOT NULL, info TEXT NOT NULL, updated TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS measurements (
     image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
     quality REAL NOT NULL, bytes INTEGER NOT NULL, bpp REAL NOT NULL,
@@ -90,6 +90,9 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive a killed process
         self.conn.executescript(SCHEMA)
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(codecs)")}
+        if "info" not in columns:  # stores written before codec metadata existed
+            self.conn.execute("ALTER TABLE codecs ADD COLUMN info TEXT NOT NULL DEFAULT '{}'")
         self.conn.commit()
 
     def close(self) -> None:
@@ -115,11 +118,14 @@ class Store:
                 [(dataset, n, h, w, ht, p, json.dumps(c)) for n, h, w, ht, p, c in images],
             )
 
-    def register_codec(self, label: str, codec: str, options: str, version: str, family: str, description: str) -> None:
+    def register_codec(self, label: str, codec: str, options: str, version: str, family: str, description: str,
+                       info: dict | None = None) -> None:
+        """Record a codec configuration's current version; ``info``: e.g. weights, parameters, kMAC/pixel."""
         with self.conn:
             self.conn.execute(
-                "INSERT OR REPLACE INTO codecs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (label, codec, options, version, family, description, now_iso()),
+                "INSERT OR REPLACE INTO codecs (label, codec, options, version, family, description, info, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (label, codec, options, version, family, description, json.dumps(info or {}, sort_keys=True), now_iso()),
             )
 
     def add(self, m: Measurement) -> None:
@@ -162,8 +168,10 @@ class Store:
         return [dict(name=n, width=w, height=h, conversions=json.loads(c)) for n, w, h, c in cur]
 
     def codecs(self) -> list[dict]:
-        cur = self.conn.execute("SELECT label, codec, options, version, family, description FROM codecs ORDER BY label")
-        return [dict(zip(("label", "codec", "options", "version", "family", "description"), r)) for r in cur]
+        cur = self.conn.execute("SELECT label, codec, options, version, family, description, info FROM codecs "
+                                "ORDER BY label")
+        names = ("label", "codec", "options", "version", "family", "description", "info")
+        return [dict(zip(names, r[:-1]), info=json.loads(r[-1])) for r in cur]
 
     def rows(self, dataset: str) -> Iterator[dict]:
         """Tidy per-image rows for the dataset's current images and each codec's current version."""
