@@ -124,9 +124,11 @@ def read_state_dict(path: Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: refused by torch.load(weights_only=True) ({first}); "
-                              "re-save it as a plain state_dict of tensors") from None
+        found = re.search(r"Unsupported global: (\S+ \S+)", str(exc))
+        if found:
+            raise CheckpointError(f"{path}: refused by torch.load(weights_only=True): it pickles {found.group(1)}, "
+                                  "not only tensors; re-save it as a plain state_dict") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt or not a torch.save file)") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
     for key in ("state_dict", "network", "model_state_dict"):
@@ -214,7 +216,7 @@ def complexity(model: torch.nn.Module, size: int = 256) -> dict[str, float]:
 
 # --- the adapters ----------------------------------------------------------------------------
 def _to_tensor(rgb: np.ndarray, device: str) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div(255).to(device)
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0).float().div(255).to(device)
 
 
 def _to_rgb(x_hat: torch.Tensor) -> np.ndarray:

@@ -13,7 +13,7 @@ from bench.metrics import MS_SSIM_MIN_SIDE, compute_metrics, ms_ssim_db, psnr_y
 
 from .conftest import photo
 
-CODECS = {a.name: configure(a, {}) for a in discover() if isinstance(a, Adapter)}
+CODECS = {a.name: configure(a, {}) for a in discover() if isinstance(a, Adapter) and a.family == "conventional"}
 
 
 @pytest.mark.parametrize("codec,quality,size", [("jpeg", 10, (192, 256)), ("webp", 60, (240, 200)), ("hevc", 35, (200, 320))])
