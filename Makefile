@@ -9,7 +9,16 @@ OUT ?= results/$(notdir $(DATASET))
 BENCH_ARGS ?=
 REPORT_ARGS ?=
 
-.PHONY: bench test perf venv clean-venv
+# make train: one checkpoint per λ (CompressAI's λ for qualities 1-4) into $(CKPT)/$(ARCH)/,
+# usable with BENCH_CHECKPOINTS=$(CKPT).
+ARCH ?= bmshj2018-hyperprior
+LAMBDAS ?= 0.0018 0.0035 0.0067 0.0130
+DATA ?= $(if $(wildcard ../shared/datasets/train),../shared/datasets/train,datasets/train)
+CKPT ?= checkpoints
+MINUTES ?= 60
+TRAIN_ARGS ?=
+
+.PHONY: bench test perf train venv clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +34,11 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+train: $(STAMP)
+	for l in $(LAMBDAS); do \
+		$(PY) -m bench train --arch $(ARCH) --lambda $$l --data $(DATA) --out $(CKPT)/$(ARCH) --minutes $(MINUTES) $(TRAIN_ARGS) || exit 1; \
+	done
 
 perf: $(STAMP)
 	$(PY) -m bench.perf --dataset $(DATASET)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {codecs,datasets,run,report} ...``."""
+"""Command line: ``python -m bench {codecs,datasets,run,report,train} ...``."""
 
 from __future__ import annotations
 
@@ -107,6 +107,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainError, train
+
+    try:
+        train(args)
+    except TrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; the last periodic checkpoint is kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -155,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="published CompressAI-format JSON curves to overlay and compare, labelled '(published)'")
     p.add_argument("--method", default="pchip", choices=METHODS, help="BD interpolation shown in the tables")
     p.set_defaults(func=cmd_report)
+
+    from .train import add_arguments
+
+    p = sub.add_parser("train", help="train a CompressAI model for one λ into a checkpoint folder the adapters load",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=cmd_train)
     return parser
 
 

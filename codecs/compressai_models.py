@@ -32,7 +32,6 @@ import re
 import struct
 import urllib.error
 import urllib.request
-import zipfile
 from pathlib import Path
 
 import compressai
@@ -129,7 +128,7 @@ def read_state_dict(path: Path) -> dict:
             raise CheckpointError(f"{path}: refused by torch.load(weights_only=True): it pickles {found.group(1)}, "
                                   "not only tensors; re-save it as a plain state_dict") from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt or not a torch.save file)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # torch.load raises many types on corrupt input
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
     for key in ("state_dict", "network", "model_state_dict"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):

@@ -72,7 +72,7 @@ def test_round_trip_from_bytes_alone(tiny):
 def _eval_model_check(folder: Path, quality: int, rgb: np.ndarray):
     path = cm.checkpoint_files(folder)[quality]
     theirs = inference(load_checkpoint("bmshj2018-hyperprior", False, str(path)),
-                       torch.from_numpy(rgb).permute(2, 0, 1).float().div(255))
+                       torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div(255))
     opts = options(folder)
     data = HYPERPRIOR.encode(rgb, quality, **opts)
     ours = compute_metrics(rgb, HYPERPRIOR.decode(data, **opts))
@@ -136,7 +136,7 @@ def test_kmac_per_pixel_matches_module_hooks():
 def test_bad_checkpoints(tmp_path):
     folder = tmp_path / "bmshj2018-hyperprior"
     tiny_checkpoints(folder, (1,))
-    (folder / "q2-corrupt.pth.tar").write_bytes(os.urandom(300))
+    (folder / "q2-corrupt.pth.tar").write_bytes(b"this is not a checkpoint\n" * 12)
     torch.manual_seed(0)
     fp = FactorizedPrior(8, 12)
     fp.update(force=True)
