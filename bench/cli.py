@@ -10,6 +10,7 @@ from .adapters import AdapterError, Unavailable, discover, select
 from .datasets import DatasetError, data_root, load_manifest, manifest_names, resolve_dataset
 from .analysis import METHODS
 from .export import export_results
+from .metrics import DEFAULT_METRICS, METRICS, resolve_metrics
 from .report import ReportError, build_report
 from .runner import default_jobs, format_failures, run_benchmark
 from .store import Store
@@ -69,7 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         available = discover(args.codecs_dir)
         configs, skipped = select(available, _csv(args.codecs) if args.codecs else None, device=args.device)
         dataset = resolve_dataset(args.dataset, allow_download=not args.no_download)
-    except (AdapterError, DatasetError) as exc:
+        metrics = resolve_metrics(_csv(args.metrics) if args.metrics else None)
+    except (AdapterError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     for item in skipped:
@@ -78,7 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: no available codec to run", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out or Path("results") / dataset.name)
-    report = run_benchmark(dataset, configs, out, qualities=args.qualities, jobs=args.jobs, progress=not args.quiet)
+    report = run_benchmark(dataset, configs, out, qualities=args.qualities, jobs=args.jobs, progress=not args.quiet,
+                           metrics=metrics)
     with Store(out) as store:
         written = export_results(store, dataset.name, out).paths
     for message, count in report.warnings.items():
@@ -154,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qualities", type=_qualities, default=None,
                    help="comma-separated quality values for every codec (default: each codec's own sweep)")
     p.add_argument("--jobs", type=int, default=default_jobs(), help="worker processes")
+    p.add_argument("--metrics", default=None,
+                   help=f"comma-separated metrics (default: {','.join(DEFAULT_METRICS)}; "
+                        f"also: {','.join(m for m in METRICS if m not in DEFAULT_METRICS)})")
     p.add_argument("--out", default=None, help="results folder (default: results/<dataset>)")
     device_option(p)
     p.add_argument("--no-download", action="store_true", help="never download dataset files")

@@ -24,7 +24,7 @@ import numpy as np
 from .adapters import CodecConfig, load_origin
 from .datasets import Dataset
 from .images import ImageError, LoadedImage, load_image, pixel_sha256
-from .metrics import compute_metrics
+from .metrics import DEFAULT_METRICS, METRICS, compute_metrics
 from .provenance import run_provenance
 from .store import Key, Measurement, Store
 
@@ -55,23 +55,24 @@ def _is_cuda_oom(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError"
 
 
-def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key) -> Measurement:
+def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key,
+            metrics: tuple[str, ...] = DEFAULT_METRICS) -> Measurement:
     """Encode, decode and score one image; raises StageError naming the failing stage.
 
     Learned codecs are decoded twice: outputs that differ are a ``decode-mismatch`` failure. On
     CUDA out of memory the image is measured on the CPU instead, with a warning.
     """
     try:
-        return _measure(config, rgb, quality, key)
+        return _measure(config, rgb, quality, key, metrics)
     except StageError as exc:
         if not (config.device.startswith("cuda") and _is_cuda_oom(exc.__cause__)):
             raise
     warnings.warn(f"CUDA out of memory on a {rgb.shape[1]}x{rgb.shape[0]} image with {config.label}; "
                   "measured on the CPU instead", stacklevel=2)
-    return _measure(replace(config, options={**config.options, "device": "cpu"}), rgb, quality, key)
+    return _measure(replace(config, options={**config.options, "device": "cpu"}), rgb, quality, key, metrics)
 
 
-def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key) -> Measurement:
+def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, metric_names: tuple[str, ...]) -> Measurement:
     try:
         start = time.perf_counter()
         data = config.encode(rgb, quality)
@@ -98,7 +99,7 @@ def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key) -> 
             raise StageError("decode-mismatch", f"two decodes of the same bytes differ (max |diff| {diff})")
     try:
         start = time.perf_counter()
-        metrics = compute_metrics(rgb, rec)
+        metrics = compute_metrics(rgb, rec, metric_names)
         metric_s = time.perf_counter() - start
     except Exception as exc:
         raise StageError("metrics", f"{type(exc).__name__}: {exc}") from exc
@@ -118,6 +119,8 @@ class Task:
     image_file: str  # .npy of the converted uint8 RGB image
     image_name: str
     key: Key
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    metrics_only: bool = False  # measurement stored already: add the missing metrics only
 
 
 _CONFIGS: dict[tuple[str, str], CodecConfig] = {}
@@ -168,7 +171,8 @@ def run_task(task: Task) -> Outcome:
         warnings.simplefilter("always")
         try:
             config = _config(task.origin, task.options)
-            outcome = Outcome(task, measurement=measure(config, _image(task.image_file), task.quality, task.key))
+            measurement = measure(config, _image(task.image_file), task.quality, task.key, task.metrics)
+            outcome = Outcome(task, measurement=measurement)
         except StageError as exc:
             outcome = Outcome(task, stage=exc.stage, error=str(exc))
         except Exception as exc:  # adapter loading and anything unexpected
@@ -228,8 +232,13 @@ def run_benchmark(
     jobs: int | None = None,
     progress: bool = True,
     log=print,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
 ) -> RunReport:
-    """Measure every (image, codec, quality) not yet in the store of ``out_dir``."""
+    """Measure every (image, codec, quality) not yet in the store of ``out_dir``.
+
+    A stored measurement that lacks some of ``metrics`` is encoded and decoded again and only
+    the missing metrics are added (reconstructions are not stored).
+    """
     jobs = max(1, jobs or default_jobs())
     started = time.perf_counter()
     images, skipped = load_dataset_images(dataset, log)
@@ -250,17 +259,22 @@ def run_benchmark(
         store.set_meta("dataset", {"name": dataset.name, "description": dataset.description})
         store.set_meta("run", run_provenance(jobs))
 
-        done = store.done_keys()
+        stored = store.stored_metrics()
         tasks, cached = [], 0
         for image, digest in zip(images, hashes):
             for config in configs:
                 for quality in qualities or config.qualities:
                     key = Key(digest, config.name, config.options_key, config.version, float(quality))
-                    if key.as_tuple() in done:
+                    have = stored.get(key.as_tuple())
+                    missing = tuple(m for m in metrics if have is None or m not in have)
+                    if not missing:
                         cached += 1
                         continue
+                    if have is not None:  # derived metrics need their inputs again
+                        missing = tuple(m for m in metrics if m in missing or
+                                        any(m in METRICS[x].requires for x in missing))
                     tasks.append(Task(config.adapter.origin, config.options, float(quality),
-                                      str(Path(tmp) / f"{digest}.npy"), image.name, key))
+                                      str(Path(tmp) / f"{digest}.npy"), image.name, key, missing, have is not None))
         report = RunReport(images, skipped, total_jobs=len(tasks) + cached, cached_jobs=cached)
         labels = {(c.name, c.options_key): c.label for c in configs}
         log(f"{dataset.name}: {len(images)} images, {len(configs)} codec(s), {report.total_jobs} measurements "
@@ -269,7 +283,10 @@ def run_benchmark(
         def record(outcome: Outcome) -> None:
             for message in outcome.warnings:
                 report.warnings[message] += 1
-            if outcome.measurement is not None:
+            if outcome.measurement is not None and outcome.task.metrics_only:
+                store.add_metrics(outcome.task.key, outcome.measurement.metrics)
+                report.done += 1
+            elif outcome.measurement is not None:
                 store.add(outcome.measurement)
                 m = outcome.measurement
                 report.done += 1

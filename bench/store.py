@@ -150,10 +150,21 @@ class Store:
             )
 
     # --- reading -------------------------------------------------------------------------
-    def done_keys(self) -> set[tuple]:
-        """Keys of all stored measurements."""
-        rows = self.conn.execute("SELECT image_hash, codec, options, version, quality FROM measurements")
-        return {tuple(r) for r in rows}
+    def stored_metrics(self) -> dict[tuple, set[str]]:
+        """Key of every stored measurement -> names of the metrics stored for it."""
+        out: dict[tuple, set[str]] = {
+            tuple(r): set() for r in self.conn.execute("SELECT image_hash, codec, options, version, quality FROM measurements")
+        }
+        for *key, metric in self.conn.execute("SELECT image_hash, codec, options, version, quality, metric FROM metrics"):
+            if tuple(key) in out:
+                out[tuple(key)].add(metric)
+        return out
+
+    def add_metrics(self, key: Key, metrics: dict[str, float]) -> None:
+        """Add metrics to a stored measurement (its bytes and times stay as first measured)."""
+        with self.conn:
+            self.conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?,?)",
+                                  [(*key.as_tuple(), name, value) for name, value in metrics.items()])
 
     def get_meta(self, key: str, default=None):
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

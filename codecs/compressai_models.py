@@ -257,9 +257,8 @@ class CompressAIModel:
             missing = [(url, path) for url, path in missing if not path.is_file()]
             if missing and (reason := url_reachable(missing[0][0])):
                 raise CheckpointError(
-                    f"no {CHECKPOINT_ENV} checkpoints and the CompressAI zoo weights are not in the torch hub cache "
-                    f"({missing[0][1].parent}) and {missing[0][0]} is unreachable ({reason}); put the zoo files "
-                    f"there, or set {CHECKPOINT_ENV} to a folder of checkpoints")
+                    f"no weights: no {CHECKPOINT_ENV} checkpoints, zoo file {missing[0][1].name} not in "
+                    f"{missing[0][1].parent} and {missing[0][0]} unreachable ({reason})")
             weights = f"CompressAI zoo, metric {metric}"
             qualities = self.QUALITIES
         model = load_model(self.architecture, metric, qualities[0], checkpoints, "cpu")

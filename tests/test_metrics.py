@@ -9,11 +9,11 @@ from compressai.transforms.functional import rgb2ycbcr
 from compressai.utils.bench.codecs import compute_metrics as compressai_metrics
 
 from bench.adapters import Adapter, configure, discover
-from bench.metrics import MS_SSIM_MIN_SIDE, compute_metrics, ms_ssim_db, psnr_y
+from bench.metrics import DEFAULT_METRICS, METRICS, MS_SSIM_MIN_SIDE, compute_metrics, ms_ssim_db, psnr_y, resolve_metrics
 
 from .conftest import photo
 
-CODECS = {a.name: configure(a, {}) for a in discover() if isinstance(a, Adapter) and a.family == "conventional"}
+CODECS = {a.name: configure(a, {}) for a in discover() if isinstance(a, Adapter) and a.name in ("jpeg", "webp", "hevc")}
 
 
 @pytest.mark.parametrize("codec,quality,size", [("jpeg", 10, (192, 256)), ("webp", 60, (240, 200)), ("hevc", 35, (200, 320))])
@@ -66,10 +66,12 @@ def test_ms_ssim_db():
 def test_too_small_for_ms_ssim_gives_nan_with_warning(size):
     ref = photo(*size)
     rec = np.clip(ref.astype(int) + 1, 0, 255).astype(np.uint8)
-    with pytest.warns(UserWarning, match="too small for 5-scale MS-SSIM"):
+    with pytest.warns(UserWarning, match="ms-ssim-rgb not computable for a .* image .*shorter side must be at least 161"):
         m = compute_metrics(ref, rec)
     assert math.isnan(m["ms-ssim-rgb"]) and math.isnan(m["ms-ssim-db"])
     assert m["psnr-rgb"] > 40
+    if size == (8, 8):
+        assert math.isnan(m["ssim"]) and math.isnan(m["haarpsi"])
 
 
 def test_smallest_size_accepted_by_pytorch_msssim():
@@ -80,3 +82,43 @@ def test_smallest_size_accepted_by_pytorch_msssim():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         compute_metrics(photo(192, 256), photo(256, 192))
+
+
+def test_ssim_equals_scikit_image():
+    from skimage.metrics import structural_similarity
+
+    ref = photo(192, 256, "chelsea")
+    rec = CODECS["jpeg"].decode(CODECS["jpeg"].encode(ref, 25))
+    expected = structural_similarity(ref, rec, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                     data_range=255, channel_axis=2)
+    assert compute_metrics(ref, rec, ("ssim",))["ssim"] == pytest.approx(expected, abs=1e-4)
+
+
+ALL = tuple(METRICS)
+
+
+def test_identical_images_score_perfectly_on_every_metric():
+    ref = photo(192, 224, "coffee")
+    m = compute_metrics(ref, ref.copy(), ALL)
+    perfect = {"ssim": 1.0, "haarpsi": 1.0, "gmsd": 0.0, "vif": 1.0, "fsim": 1.0, "ssimulacra2": 100.0}
+    for name, value in perfect.items():
+        assert m[name] == pytest.approx(value, abs=1e-4), name
+
+
+def test_more_noise_scores_worse_in_the_declared_direction():
+    rng = np.random.default_rng(0)
+    ref = photo(192, 224, "astronaut")
+    noisy = [np.clip(ref + rng.normal(0, s, ref.shape), 0, 255).astype(np.uint8) for s in (3, 12)]
+    light, heavy = (compute_metrics(ref, n, ALL) for n in noisy)
+    for name, info in METRICS.items():
+        better = light[name] > heavy[name] if info.higher_is_better else light[name] < heavy[name]
+        assert better, f"{name}: {light[name]} vs {heavy[name]}"
+
+
+def test_metric_selection():
+    assert resolve_metrics(["ms-ssim-db"]) == ("ms-ssim-rgb", "ms-ssim-db")
+    assert resolve_metrics(None) == DEFAULT_METRICS
+    assert {"psnr-rgb", "ms-ssim-rgb", "haarpsi", "gmsd"} <= set(DEFAULT_METRICS)
+    assert not METRICS["gmsd"].higher_is_better
+    with pytest.raises(ValueError, match="unknown metric"):
+        resolve_metrics(["lpips"])

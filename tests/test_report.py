@@ -47,7 +47,7 @@ def test_report_files_and_tables(small_run, tmp_path):
     table = pd.read_csv(small_run / "bd_rate.csv")
     assert set(table["method"]) == {"pchip", "akima", "cubic"}
     assert set(table["aggregation"]) == {"mean-curve", "per-image"}
-    assert set(table["metric"]) == {"psnr-rgb", "psnr-y", "ms-ssim-db"}
+    assert set(table["metric"]) == {"psnr-rgb", "psnr-y", "ms-ssim-db", "ssim", "haarpsi", "gmsd"}
 
     # mean-curve BD-rate equals bjontegaard on the summary means
     summary = pd.read_csv(small_run / "summary.csv")
@@ -89,7 +89,7 @@ def test_report_files_and_tables(small_run, tmp_path):
                  "MP/s", "![psnr-rgb](rd_psnr-rgb.png)", "published references"):
         assert text in report, text
     page = (small_run / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "<table>" in page
+    assert page.count("data:image/png;base64,") == 6 and "<table>" in page  # one per BD metric
 
 
 def test_rebuild_is_deterministic(small_run):

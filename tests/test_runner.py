@@ -126,7 +126,7 @@ def test_bad_inputs_are_converted_or_skipped(tmp_path, capsys):
     assert "palette.png: palette image converted to RGB" in out
     assert "gray16.png: 16-bit grayscale converted to 8-bit RGB" in out
     assert "rgb16.tif: 16-bit samples reduced to 8 bits" in out
-    assert "too small for 5-scale MS-SSIM" in out
+    assert "ms-ssim-rgb not computable for a 8x8 image" in out
     assert "2 image(s) skipped" in out
 
     frame = pd.read_csv(tmp_path / "out" / "per_image.csv")
@@ -206,3 +206,22 @@ def test_sample_dataset_run(tmp_path):
                  "--out", str(tmp_path), "--quiet"]) == 0
     doc = json.loads((tmp_path / "webp.json").read_text())
     assert len(doc["results"]["bpp"]) == 1 and math.isfinite(doc["results"]["psnr-rgb"][0])
+
+
+def test_added_metrics_are_computed_for_stored_rows_only(image_folder, tmp_path):
+    ds = resolve_dataset(str(image_folder))
+    first = run_benchmark(ds, configs("jpeg"), tmp_path, qualities=[40], jobs=1, progress=False,
+                          metrics=("psnr-rgb", "ms-ssim-rgb"))
+    assert first.done == 3
+    with Store(tmp_path) as store:
+        created = {r["name"]: r["bytes"] for r in store.rows("images")}
+    more = run_benchmark(ds, configs("jpeg"), tmp_path, qualities=[40], jobs=2, progress=False,
+                         metrics=("psnr-rgb", "ms-ssim-rgb", "ms-ssim-db", "gmsd"))
+    assert (more.done, more.cached_jobs) == (3, 0)
+    again = run_benchmark(ds, configs("jpeg"), tmp_path, qualities=[40], jobs=1, progress=False,
+                          metrics=("gmsd", "psnr-rgb"))
+    assert (again.done, again.cached_jobs) == (0, 3)
+    with Store(tmp_path) as store:
+        rows = list(store.rows("images"))
+    assert all(0 < r["gmsd"] < 1 and r["ms-ssim-db"] > 0 for r in rows)
+    assert {r["name"]: r["bytes"] for r in rows} == created

@@ -1,0 +1,84 @@
+"""Helpers for adapters that drive external encoder/decoder binaries (bpgenc, ffmpeg, VTM, HM).
+
+An adapter names its binaries by option (default from an environment variable or ``PATH``);
+``require_tool`` in its ``setup`` makes the codec unavailable, with the reason, when one is
+missing; ``run_tool`` raises ``ToolError`` carrying the binary's stderr when it fails, so the
+failure report shows what the tool said.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+STDERR_TAIL = 600  # characters of stderr kept in an error
+
+
+class ToolError(RuntimeError):
+    """An external codec binary failed; the message ends with its stderr."""
+
+
+def tool_default(env: str, name: str) -> str:
+    """An option default: ``$env`` if set, else the plain command name (looked up on PATH)."""
+    return os.environ.get(env) or name
+
+
+def require_tool(path: str, env: str) -> str:
+    """The executable for ``path`` (a path or a command on PATH); raises FileNotFoundError if absent."""
+    found = shutil.which(path)
+    if not found:
+        raise FileNotFoundError(f"{path!r} not found (install it, put it on PATH or set {env} to its path)")
+    return found
+
+
+def tool_version(cmd: list[str]) -> str:
+    """First line a binary prints for a version query (stdout or stderr), or ``unknown``."""
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    return lines[0].strip() if lines else "unknown"
+
+
+def run_tool(cmd: list[str], input: bytes | None = None, timeout: float = 3600) -> bytes:
+    """Run a binary; return its stdout. Raises ToolError with the exit status and stderr on failure."""
+    try:
+        result = subprocess.run([str(c) for c in cmd], input=input, capture_output=True, timeout=timeout)
+    except FileNotFoundError:
+        raise ToolError(f"{cmd[0]}: not found") from None
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{Path(cmd[0]).name} timed out after {timeout:.0f} s") from None
+    if result.returncode != 0:
+        stderr = result.stderr.decode(errors="replace").strip()[-STDERR_TAIL:]
+        raise ToolError(f"{Path(cmd[0]).name} exited with status {result.returncode}: {stderr or '(no stderr)'}")
+    return result.stdout
+
+
+# --- planar YCbCr 4:4:4 files, for the reference encoders -----------------------------------
+BT709 = (0.2126, 0.7152, 0.0722)
+
+
+def rgb_to_ycbcr444(rgb: np.ndarray) -> np.ndarray:
+    """Full-range BT.709 YCbCr, 8-bit, planar (3, H, W), as CompressAI's VTM/HM runs convert."""
+    kr, kg, kb = BT709
+    x = rgb.astype(np.float64) / 255.0
+    y = kr * x[..., 0] + kg * x[..., 1] + kb * x[..., 2]
+    cb = 0.5 * (x[..., 2] - y) / (1 - kb) + 0.5
+    cr = 0.5 * (x[..., 0] - y) / (1 - kr) + 0.5
+    return np.clip(np.rint(np.stack([y, cb, cr]) * 255.0), 0, 255).astype(np.uint8)
+
+
+def ycbcr444_to_rgb(planes: np.ndarray) -> np.ndarray:
+    """Inverse of ``rgb_to_ycbcr444``: (3, H, W) uint8 -> H x W x 3 uint8 RGB."""
+    kr, kg, kb = BT709
+    y, cb, cr = (planes.astype(np.float64) / 255.0)
+    cb, cr = cb - 0.5, cr - 0.5
+    r = y + 2 * (1 - kr) * cr
+    b = y + 2 * (1 - kb) * cb
+    g = (y - kr * r - kb * b) / kg
+    return np.clip(np.rint(np.stack([r, g, b], axis=-1) * 255.0), 0, 255).astype(np.uint8)

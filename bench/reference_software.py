@@ -1,0 +1,55 @@
+"""Shared driver for the JVET / JCT-VC reference encoders (VTM for VVC, HM for HEVC).
+
+Both take planar YCbCr files and the same command-line options; adapters in ``codecs/vtm.py``
+and ``codecs/hm.py`` configure one ``ReferenceCodec`` each.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .codec_tools import require_tool, rgb_to_ycbcr444, run_tool, ycbcr444_to_rgb
+
+DIMENSIONS = struct.Struct(">HH")  # width, height: the raw YUV output does not say
+
+
+class ReferenceCodec:
+    def __init__(self, name: str, encoder: str, decoder: str, config: str):
+        self.name = name
+        self.env = name.upper()
+        self.options = {"encoder": encoder, "decoder": decoder, "config": config}
+
+    def setup(self, encoder: str, decoder: str, config: str) -> dict:
+        require_tool(encoder, f"{self.env}_ENCODER")
+        require_tool(decoder, f"{self.env}_DECODER")
+        if not config or not Path(config).is_file():
+            raise FileNotFoundError(f"{self.name} encoder configuration {config!r} not found (set {self.env}_CONFIG to "
+                                    "the all-intra .cfg of the reference software)")
+        return {"version": f"{self.name} {Path(encoder).name}, config {Path(config).name}"}
+
+    def encode(self, rgb: np.ndarray, quality: int, encoder: str, decoder: str, config: str) -> bytes:
+        height, width, _ = rgb.shape
+        with tempfile.TemporaryDirectory(prefix=f"bench-{self.name.lower()}-") as tmp:
+            src, out = Path(tmp) / "in.yuv", Path(tmp) / "out.bin"
+            src.write_bytes(rgb_to_ycbcr444(rgb).tobytes())
+            run_tool([encoder, "-c", config, "-i", src, "-b", out, "-o", Path(tmp) / "rec.yuv", "-q", str(int(quality)),
+                      f"--SourceWidth={width}", f"--SourceHeight={height}", "--InputBitDepth=8",
+                      "--InternalBitDepth=8", "--OutputBitDepth=8", "--InputChromaFormat=444",
+                      "--ChromaFormatIDC=444", "--FrameRate=1", "--FramesToBeEncoded=1",
+                      "--ConformanceWindowMode=1"])
+            return DIMENSIONS.pack(width, height) + out.read_bytes()
+
+    def decode(self, data: bytes, encoder: str, decoder: str, config: str) -> np.ndarray:
+        width, height = DIMENSIONS.unpack_from(data)
+        with tempfile.TemporaryDirectory(prefix=f"bench-{self.name.lower()}-") as tmp:
+            src, out = Path(tmp) / "in.bin", Path(tmp) / "rec.yuv"
+            src.write_bytes(data[DIMENSIONS.size:])
+            run_tool([decoder, "-b", src, "-o", out, "-d", "8"])
+            planes = np.frombuffer(out.read_bytes(), np.uint8)
+        if planes.size != 3 * width * height:
+            raise ValueError(f"{self.name} decoder wrote {planes.size} samples, expected {3 * width * height}")
+        return ycbcr444_to_rgb(planes.reshape(3, height, width))

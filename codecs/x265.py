@@ -1,0 +1,52 @@
+"""HEVC intra with x265 through an ffmpeg binary (``FFMPEG`` or ``ffmpeg`` on PATH; libx265 needed).
+
+The raw HEVC Annex-B bitstream, no container. Like the ``hevc`` adapter, x265 runs with
+bpgenc-like settings: constant QP = quality + 1 (bpgenc's ``-q`` scale), tune ssim, psy-rd and
+psy-rdoq off, one intra frame; colour conversion full-range BT.709 both ways (swscale).
+"""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from bench.codec_tools import require_tool, run_tool, tool_default, tool_version
+
+NAME = "x265"
+FAMILY = "conventional"
+VERSION = "ffmpeg + libx265"
+DESCRIPTION = ("HEVC intra (raw Annex-B) via ffmpeg/libx265; constant QP = quality + 1 (bpgenc -q scale), "
+               "tune ssim, psy-rd 0, full-range BT.709 YCbCr")
+OPTIONS = {"ffmpeg": tool_default("FFMPEG", "ffmpeg"), "chroma": "444", "preset": "slow"}
+QUALITIES = [47, 44, 41, 38, 35, 32, 29, 26, 23, 20]
+_PIX_FMT = {"444": "yuv444p", "420": "yuv420p"}
+_QUIET = ["-hide_banner", "-nostdin", "-loglevel", "error"]
+
+
+def setup(ffmpeg: str, chroma: str, preset: str) -> dict:
+    path = require_tool(ffmpeg, "FFMPEG")
+    encoders = run_tool([path, *_QUIET, "-encoders"]).decode(errors="replace")
+    if "libx265" not in encoders:
+        raise RuntimeError(f"{path} has no libx265 encoder")
+    if chroma not in _PIX_FMT:
+        raise ValueError(f"x265 chroma must be one of {tuple(_PIX_FMT)}, got {chroma!r}")
+    return {"version": f"{tool_version([path, '-version'])}, libx265"}
+
+
+def encode(rgb: np.ndarray, quality: int, ffmpeg: str, chroma: str, preset: str) -> bytes:
+    if not 0 <= quality <= 50:
+        raise ValueError(f"x265 quality (bpgenc -q scale) must be in 0..50, got {quality}")
+    height, width, _ = rgb.shape
+    params = f"qp={int(quality) + 1}:keyint=1:info=0:psy-rd=0:psy-rdoq=0:aq-mode=2:log-level=error"
+    cmd = [ffmpeg, *_QUIET, "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-i", "-",
+           "-frames:v", "1", "-vf", "scale=out_color_matrix=bt709:out_range=full", "-pix_fmt", _PIX_FMT[chroma],
+           "-color_range", "pc", "-colorspace", "bt709", "-c:v", "libx265", "-preset", preset, "-tune", "ssim",
+           "-x265-params", params, "-f", "hevc", "-"]
+    return run_tool(cmd, input=np.ascontiguousarray(rgb).tobytes())
+
+
+def decode(data: bytes, ffmpeg: str, chroma: str, preset: str) -> np.ndarray:
+    cmd = [ffmpeg, *_QUIET, "-f", "hevc", "-i", "-", "-vf", "scale=in_color_matrix=bt709:in_range=full",
+           "-pix_fmt", "rgb24", "-f", "image2pipe", "-c:v", "png", "-"]
+    with Image.open(io.BytesIO(run_tool(cmd, input=data))) as img:
+        return np.asarray(img.convert("RGB"))
