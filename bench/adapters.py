@@ -8,6 +8,8 @@ An adapter is a Python module (or any object) with these attributes::
     VERSION     = "Pillow 13.0.0, libjpeg-turbo 3.1"  # part of every result's cache key
     OPTIONS     = {"subsampling": "4:2:0"}      # option -> default value (strings); may be {}
     QUALITIES   = [5, 10, ..., 95]              # default quality sweep
+    QUALITY_RANGE = (1, 100, 1)                 # optional: (lowest, highest, step; 0 = continuous)
+                                                # searched for target bpp; default: QUALITIES only
 
     def encode(rgb, quality, **options) -> bytes   # rgb: numpy uint8 array H x W x 3
     def decode(data, **options) -> numpy uint8 H x W x 3
@@ -61,6 +63,7 @@ class Adapter:
     decode: Callable[..., Any] = field(repr=False, compare=False)
     origin: str = ""
     setup: Callable[..., dict] | None = field(default=None, repr=False, compare=False)
+    quality_range: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,17 @@ def adapter_from_object(obj: Any, origin: str) -> Adapter:
         decode=obj.decode,
         origin=origin,
         setup=getattr(obj, "setup", None),
+        quality_range=_quality_range(getattr(obj, "QUALITY_RANGE", None)),
     )
+
+
+def _quality_range(value) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    lo, hi, step = (float(v) for v in value)
+    if not (lo < hi and step >= 0):
+        raise AdapterError(f"QUALITY_RANGE must be (lowest, highest, step >= 0), got {value!r}")
+    return lo, hi, step
 
 
 def _module_name_for(path: Path) -> str:

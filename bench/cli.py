@@ -27,7 +27,7 @@ def _qualities(text: str) -> list[float]:
     try:
         return [float(q) for q in _csv(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"qualities must be numbers separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
 
 
 def _fmt_quality(q: float) -> str:
@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     out = Path(args.out or Path("results") / dataset.name)
     report = run_benchmark(dataset, configs, out, qualities=args.qualities, jobs=args.jobs, progress=not args.quiet,
-                           metrics=metrics)
+                           metrics=metrics, targets=tuple(args.target_bpp or ()))
     with Store(out) as store:
         written = export_results(store, dataset.name, out).paths
     for message, count in report.warnings.items():
@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default=None,
                    help=f"comma-separated metrics (default: {','.join(DEFAULT_METRICS)}; "
                         f"also: {','.join(m for m in METRICS if m not in DEFAULT_METRICS)})")
+    p.add_argument("--target-bpp", type=_qualities, default=None, metavar="BPP,...",
+                   help="also measure, per image and codec, the quality whose bpp is nearest each target "
+                        "(e.g. 0.06,0.12,0.25,0.5,0.75); writes target_bpp.csv and target_bpp_summary.csv")
     p.add_argument("--out", default=None, help="results folder (default: results/<dataset>)")
     device_option(p)
     p.add_argument("--no-download", action="store_true", help="never download dataset files")

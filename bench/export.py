@@ -66,12 +66,31 @@ def compressai_json(summary: pd.DataFrame, codec: dict, n_images: int) -> dict:
     }
 
 
+def target_frames(store: Store, dataset: str, per_image: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per image and mean tables at each target bpp: the measurement at the chosen quality."""
+    chosen = pd.DataFrame(store.target_rows(dataset))
+    if chosen.empty or per_image.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    rows = chosen[["image", "codec", "target_bpp", "quality"]].merge(per_image, on=["image", "codec", "quality"])
+    metric_names = [m for m in METRICS if m in rows.columns]
+    rows = rows[["target_bpp", "codec", "family", "image", "quality", "bpp", *metric_names]]
+    rows = rows.sort_values(["target_bpp", "codec", "image"]).reset_index(drop=True)
+    grouped = rows.groupby(["target_bpp", "codec", "family"], sort=True)
+    means = grouped[["bpp", *metric_names]].mean()
+    means.insert(0, "n_images", grouped.size())
+    means = means.rename(columns={"bpp": "mean_bpp"}).reset_index()
+    if "ms-ssim-db" in means:
+        means["ms-ssim-db"] = [ms_ssim_db(v) for v in means["ms-ssim-rgb"]]
+    return rows, means
+
+
 @dataclass(frozen=True)
 class Exported:
     per_image: pd.DataFrame
     summary: pd.DataFrame
     n_images: int
     paths: list[Path]
+    targets: pd.DataFrame  # means at each target bpp (empty without a target-bpp run)
 
 
 def export_results(store: Store, dataset: str, out_dir: str | Path) -> Exported:
@@ -89,4 +108,9 @@ def export_results(store: Store, dataset: str, out_dir: str | Path) -> Exported:
         path = out / f"{codec['label']}.json"
         path.write_text(json.dumps(compressai_json(summary, codec, n_images), indent=2) + "\n")
         written.append(path)
-    return Exported(per_image, summary, n_images, written)
+    target_rows, target_means = target_frames(store, dataset, per_image)
+    if not target_rows.empty:
+        target_rows.to_csv(out / "target_bpp.csv", index=False)
+        target_means.to_csv(out / "target_bpp_summary.csv", index=False)
+        written += [out / "target_bpp.csv", out / "target_bpp_summary.csv"]
+    return Exported(per_image, summary, n_images, written, target_means)

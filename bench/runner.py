@@ -233,11 +233,13 @@ def run_benchmark(
     progress: bool = True,
     log=print,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
+    targets: tuple[float, ...] = (),
 ) -> RunReport:
     """Measure every (image, codec, quality) not yet in the store of ``out_dir``.
 
     A stored measurement that lacks some of ``metrics`` is encoded and decoded again and only
-    the missing metrics are added (reconstructions are not stored).
+    the missing metrics are added (reconstructions are not stored). With ``targets`` (bpp), each
+    image and codec is also measured at the quality whose bpp is nearest each target.
     """
     jobs = max(1, jobs or default_jobs())
     started = time.perf_counter()
@@ -259,26 +261,8 @@ def run_benchmark(
         store.set_meta("dataset", {"name": dataset.name, "description": dataset.description})
         store.set_meta("run", run_provenance(jobs))
 
-        stored = store.stored_metrics()
-        tasks, cached = [], 0
-        for image, digest in zip(images, hashes):
-            for config in configs:
-                for quality in qualities or config.qualities:
-                    key = Key(digest, config.name, config.options_key, config.version, float(quality))
-                    have = stored.get(key.as_tuple())
-                    missing = tuple(m for m in metrics if have is None or m not in have)
-                    if not missing:
-                        cached += 1
-                        continue
-                    if have is not None:  # derived metrics need their inputs again
-                        missing = tuple(m for m in metrics if m in missing or
-                                        any(m in METRICS[x].requires for x in missing))
-                    tasks.append(Task(config.adapter.origin, config.options, float(quality),
-                                      str(Path(tmp) / f"{digest}.npy"), image.name, key, missing, have is not None))
-        report = RunReport(images, skipped, total_jobs=len(tasks) + cached, cached_jobs=cached)
+        report = RunReport(images, skipped, total_jobs=0, cached_jobs=0)
         labels = {(c.name, c.options_key): c.label for c in configs}
-        log(f"{dataset.name}: {len(images)} images, {len(configs)} codec(s), {report.total_jobs} measurements "
-            f"({cached} cached, {len(tasks)} to run) with {jobs} job(s)")
 
         def record(outcome: Outcome) -> None:
             for message in outcome.warnings:
@@ -295,28 +279,113 @@ def run_benchmark(
                 store.add_failure(outcome.task.key, outcome.task.image_name, outcome.stage, outcome.error)
                 report.failures[(_label_of(outcome.task, labels), outcome.stage, outcome.error)] += 1
 
-        bar = _progress_bar(len(tasks), progress)
         try:
-            gpu = [t for t in tasks if t.options.get("device", "cpu").startswith("cuda")]
-            cpu = [t for t in tasks if not t.options.get("device", "cpu").startswith("cuda")]
-            if gpu or (jobs > 1 and len(cpu) > 1):
-                _run_pools([(cpu, jobs, "fork"), (gpu, 1, "spawn")], record, bar)
-            else:
-                for task in cpu:
-                    record(run_task(task))
-                    bar.update(1)
+            chosen = _search_targets(store, images, hashes, configs, targets, tmp, jobs, progress, log) if targets else {}
+            tasks, report.cached_jobs = _plan(store, images, hashes, configs, qualities, chosen, metrics, tmp)
+            report.total_jobs = len(tasks) + report.cached_jobs
+            log(f"{dataset.name}: {len(images)} images, {len(configs)} codec(s), {report.total_jobs} measurements "
+                f"({report.cached_jobs} cached, {len(tasks)} to run) with {jobs} job(s)")
+            bar = _progress_bar(len(tasks), progress)
+            try:
+                _execute(tasks, jobs, record, bar)
+            finally:
+                bar.close()
         except KeyboardInterrupt:
             report.interrupted = True
-        finally:
-            bar.close()
     report.wall_s = time.perf_counter() - started
     return report
 
 
-def _progress_bar(total: int, enabled: bool):
+def _plan(store: Store, images: list[LoadedImage], hashes: list[str], configs: list[CodecConfig],
+          qualities: list[float] | None, chosen: dict, metrics: tuple[str, ...], tmp: str) -> tuple[list[Task], int]:
+    """The jobs still to run (missing measurements or metrics), and how many are cached."""
+    stored = store.stored_metrics()
+    tasks, cached = [], 0
+    for image, digest in zip(images, hashes):
+        for config in configs:
+            wanted = list(qualities or config.qualities)
+            wanted += [q for q in chosen.get((digest, config.label), ()) if q not in wanted]
+            for quality in wanted:
+                key = Key(digest, config.name, config.options_key, config.version, float(quality))
+                have = stored.get(key.as_tuple())
+                missing = tuple(m for m in metrics if have is None or m not in have)
+                if not missing:
+                    cached += 1
+                    continue
+                if have is not None:  # derived metrics need their inputs again
+                    missing = tuple(m for m in metrics if m in missing or any(m in METRICS[x].requires for x in missing))
+                tasks.append(Task(config.adapter.origin, config.options, float(quality),
+                                  str(Path(tmp) / f"{digest}.npy"), image.name, key, missing, have is not None))
+    return tasks, cached
+
+
+def _progress_bar(total: int, enabled: bool, unit: str = "job"):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="job", disable=not enabled or total == 0, dynamic_ncols=True, smoothing=0.05)
+    return tqdm(total=total, unit=unit, disable=not enabled or total == 0, dynamic_ncols=True, smoothing=0.05)
+
+
+def _search_targets(store: Store, images: list[LoadedImage], hashes: list[str], configs: list[CodecConfig],
+                    targets: tuple[float, ...], tmp: str, jobs: int, progress: bool, log) -> dict:
+    """Find (and store) per image and codec the quality nearest each target bpp.
+
+    Returns {(image hash, codec label): [qualities to measure]}. Searches already stored are reused.
+    """
+    from .targets import SearchOutcome, SearchTask, quality_grid, run_search
+
+    chosen: dict[tuple[str, str], list[float]] = {}
+    tasks = []
+    for image, digest in zip(images, hashes):
+        for config in configs:
+            ident = (digest, config.name, config.options_key, config.version)
+            done = store.chosen_targets(*ident)
+            missing = tuple(t for t in targets if t not in done)
+            chosen[(digest, config.label)] = sorted({done[t] for t in targets if t in done})
+            if missing:
+                grid, bounds = quality_grid(config.adapter.quality_range, config.qualities)
+                tasks.append(SearchTask(config.adapter.origin, config.options, str(Path(tmp) / f"{digest}.npy"),
+                                        image.name, config.label, image.pixels, missing,
+                                        tuple(grid) if grid else None, bounds, store.sizes(*ident)))
+    if not tasks:
+        return chosen
+    log(f"target bpp {', '.join(f'{t:g}' for t in targets)}: searching {len(tasks)} image x codec pair(s)")
+    by_label = {c.label: c for c in configs}
+
+    def record(outcome: SearchOutcome) -> None:
+        task, config = outcome.task, by_label[outcome.task.label]
+        digest = Path(task.image_file).stem
+        if outcome.error:
+            log(f"warning: target-bpp search failed for {task.label} on {task.image_name}: {outcome.error}")
+        store.add_search(digest, config.name, config.options_key, config.version, outcome.probes, outcome.chosen)
+        chosen[(digest, task.label)] = sorted(set(chosen[(digest, task.label)]) | set(outcome.chosen.values()))
+
+    bar = _progress_bar(len(tasks), progress, unit="search")
+    try:
+        _execute(tasks, jobs, record, bar, worker=run_search,
+                 crashed=lambda task: SearchOutcome(task, {}, {}, CRASH))
+    finally:
+        bar.close()
+    return chosen
+
+
+CRASH = "worker process died while this job was in flight"
+
+
+def _on_gpu(options: dict[str, str]) -> bool:
+    return options.get("device", "cpu").startswith("cuda")
+
+
+def _execute(tasks: list, jobs: int, record, bar, worker=None, crashed=None) -> None:
+    """Run tasks inline (one job) or in process pools: CUDA tasks in one spawned worker, the rest forked."""
+    worker = worker or run_task
+    gpu = [t for t in tasks if _on_gpu(t.options)]
+    cpu = [t for t in tasks if not _on_gpu(t.options)]
+    if gpu or (jobs > 1 and len(cpu) > 1):
+        _run_pools([(cpu, jobs, "fork"), (gpu, 1, "spawn")], record, bar, worker, crashed)
+        return
+    for task in cpu:
+        record(worker(task))
+        bar.update(1)
 
 
 def _pool(jobs: int, method: str) -> ProcessPoolExecutor:
@@ -326,23 +395,24 @@ def _pool(jobs: int, method: str) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(jobs, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(threads,))
 
 
-def _run_pools(groups: list[tuple[list[Task], int, str]], record, bar) -> None:
+def _run_pools(groups: list[tuple[list, int, str]], record, bar, worker=None, crashed=None) -> None:
     """Run task groups concurrently, each in its own process pool: (tasks, workers, start method).
 
     CUDA jobs get one spawned worker that owns the GPU while CPU jobs keep the forked pool. At
     most 2 jobs per worker are in flight. If a worker dies (e.g. a codec crashes the
     interpreter), its pool's jobs in flight are recorded as failures and the pool restarted.
     """
+    worker = worker or run_task
+    crashed = crashed or (lambda task: Outcome(task, stage="crash", error=CRASH))
     groups = [(list(reversed(tasks)), jobs, method) for tasks, jobs, method in groups if tasks]
     pools = {i: _pool(jobs, method) for i, (_, jobs, method) in enumerate(groups)}
     in_flight: dict = {}  # future -> (group index, task)
-    crash = "worker process died while this job was in flight"
     try:
         while any(pending for pending, _, _ in groups) or in_flight:
             for i, (pending, jobs, _) in enumerate(groups):
                 while pending and sum(1 for g, _ in in_flight.values() if g == i) < 2 * jobs:
                     task = pending.pop()
-                    in_flight[pools[i].submit(run_task, task)] = (i, task)
+                    in_flight[pools[i].submit(worker, task)] = (i, task)
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = set()
             for future in finished:
@@ -351,13 +421,13 @@ def _run_pools(groups: list[tuple[list[Task], int, str]], record, bar) -> None:
                     record(future.result())
                 except BrokenProcessPool:
                     broken.add(i)
-                    record(Outcome(task, stage="crash", error=crash))
+                    record(crashed(task))
                 bar.update(1)
             for i in broken:
                 for future, (g, task) in list(in_flight.items()):
                     if g == i:
                         del in_flight[future]
-                        record(Outcome(task, stage="crash", error=crash))
+                        record(crashed(task))
                         bar.update(1)
                 pools[i].shutdown(wait=False, cancel_futures=True)
                 pools[i] = _pool(groups[i][1], groups[i][2])

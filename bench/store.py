@@ -43,6 +43,14 @@ CREATE TABLE IF NOT EXISTS failures (
     quality REAL NOT NULL, image_name TEXT NOT NULL, stage TEXT NOT NULL, error TEXT NOT NULL,
     created TEXT NOT NULL,
     PRIMARY KEY (image_hash, codec, options, version, quality));
+CREATE TABLE IF NOT EXISTS probes (
+    image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
+    quality REAL NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (image_hash, codec, options, version, quality));
+CREATE TABLE IF NOT EXISTS targets (
+    image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
+    target_bpp REAL NOT NULL, quality REAL NOT NULL,
+    PRIMARY KEY (image_hash, codec, options, version, target_bpp));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -149,7 +157,43 @@ class Store:
                 (*key.as_tuple(), image_name, stage, error, now_iso()),
             )
 
+    def add_search(self, image_hash: str, codec: str, options: str, version: str,
+                   probes: dict[float, int], chosen: dict[float, float]) -> None:
+        """Sizes of the encodes a target-bpp search made, and the quality it chose per target."""
+        ident = (image_hash, codec, options, version)
+        with self.conn:
+            self.conn.executemany("INSERT OR REPLACE INTO probes VALUES (?,?,?,?,?,?)",
+                                  [(*ident, q, n) for q, n in probes.items()])
+            self.conn.executemany("INSERT OR REPLACE INTO targets VALUES (?,?,?,?,?,?)",
+                                  [(*ident, t, q) for t, q in chosen.items()])
+
     # --- reading -------------------------------------------------------------------------
+    def sizes(self, image_hash: str, codec: str, options: str, version: str) -> dict[float, int]:
+        """quality -> bytes of every encode known for one image and codec (probes and measurements)."""
+        ident = (image_hash, codec, options, version)
+        where = "WHERE image_hash=? AND codec=? AND options=? AND version=?"
+        out = dict(self.conn.execute(f"SELECT quality, bytes FROM probes {where}", ident).fetchall())
+        out.update(self.conn.execute(f"SELECT quality, bytes FROM measurements {where}", ident).fetchall())
+        return out
+
+    def chosen_targets(self, image_hash: str, codec: str, options: str, version: str) -> dict[float, float]:
+        cur = self.conn.execute("SELECT target_bpp, quality FROM targets WHERE image_hash=? AND codec=? AND options=? "
+                                "AND version=?", (image_hash, codec, options, version))
+        return dict(cur.fetchall())
+
+    def target_rows(self, dataset: str) -> list[dict]:
+        """(image, codec label, target, quality) of the dataset's images and codecs' current versions."""
+        cur = self.conn.execute(
+            """
+            SELECT i.name, i.image_hash, c.label, t.options, t.version, t.quality, t.target_bpp
+            FROM targets t
+            JOIN images i ON i.image_hash = t.image_hash AND i.dataset = ?
+            JOIN codecs c ON c.codec = t.codec AND c.options = t.options AND c.version = t.version
+            ORDER BY c.label, t.target_bpp, i.name
+            """, (dataset,))
+        names = ("image", "image_hash", "codec", "options", "version", "quality", "target_bpp")
+        return [dict(zip(names, r)) for r in cur]
+
     def stored_metrics(self) -> dict[tuple, set[str]]:
         """Key of every stored measurement -> names of the metrics stored for it."""
         out: dict[tuple, set[str]] = {

@@ -21,6 +21,7 @@ DESCRIPTION = (f"AVIF (AV1 intra, YCbCr) via {VERSION}; quality 0-100 (libavif q
                "quantiser); speed 0 (slowest, best) - 10 (fastest), libavif's default 6")
 OPTIONS = {"subsampling": "4:4:4", "speed": "6"}  # subsampling also 4:2:0
 QUALITIES = [10, 20, 30, 40, 50, 60, 70, 80, 90]
+QUALITY_RANGE = (0, 100, 1)
 _SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
 
 

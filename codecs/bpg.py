@@ -19,6 +19,7 @@ VERSION = "bpgenc"
 DESCRIPTION = "BPG via bpgenc/bpgdec (x265, YCbCr, 8 bit); quality = bpgenc -q"
 OPTIONS = {"bpgenc": tool_default("BPGENC", "bpgenc"), "bpgdec": tool_default("BPGDEC", "bpgdec"), "chroma": "444"}
 QUALITIES = [47, 42, 37, 32, 27, 22]
+QUALITY_RANGE = (0, 51, 1)
 
 
 def setup(bpgenc: str, bpgdec: str, chroma: str) -> dict:

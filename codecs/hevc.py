@@ -25,6 +25,7 @@ DESCRIPTION = (
 )
 OPTIONS = {"chroma": "444", "preset": "slow"}  # chroma: 444 (BPG-like) or 420
 QUALITIES = [47, 44, 41, 38, 35, 32, 29, 26, 23, 20]  # ~0.05-2 bpp on Kodak
+QUALITY_RANGE = (0, 50, 1)
 _CHROMAS = ("444", "422", "420")
 
 if "x265" not in pillow_heif.libheif_info().get("encoders", {}):

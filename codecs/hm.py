@@ -16,4 +16,5 @@ VERSION = "HM"
 DESCRIPTION = "HEVC intra (HM reference software), YCbCr 4:4:4 BT.709 full range, 8 bit; quality = QP"
 OPTIONS = _codec.options
 QUALITIES = [47, 42, 37, 32, 27, 22]
+QUALITY_RANGE = (0, 51, 1)
 setup, encode, decode = _codec.setup, _codec.encode, _codec.decode

@@ -13,6 +13,7 @@ VERSION = _LIB
 DESCRIPTION = f"JPEG (baseline, Huffman) via {_LIB}; Pillow's encoder defaults, chroma subsampling as option"
 OPTIONS = {"subsampling": "4:2:0"}  # Pillow's default; also 4:2:2, 4:4:4
 QUALITIES = list(range(5, 100, 5))
+QUALITY_RANGE = (1, 100, 1)  # (lowest, highest, step) for target-bpp search
 _SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
 
 

@@ -21,6 +21,7 @@ DESCRIPTION = (f"JPEG 2000 codestream via {VERSION}; 9/7 wavelet, irreversible c
                "quality = target bpp (OpenJPEG rate control, ratio 24/quality)")
 OPTIONS = {}
 QUALITIES = [0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0]
+QUALITY_RANGE = (0.01, 12.0, 0)  # continuous
 
 
 def encode(rgb: np.ndarray, quality: float) -> bytes:

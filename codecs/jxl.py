@@ -13,6 +13,7 @@ DESCRIPTION = (f"JPEG XL lossy via {VERSION}; quality 0-100 is cjxl's -q (libjxl
                "distance); effort 1-9 (cjxl default 7)")
 OPTIONS = {"effort": "7"}
 QUALITIES = [5, 15, 25, 35, 45, 55, 65, 75, 85, 92]
+QUALITY_RANGE = (0, 99, 1)
 
 
 def encode(rgb: np.ndarray, quality: int, effort: str = "7") -> bytes:

@@ -17,6 +17,7 @@ VERSION = f"imagecodecs {imagecodecs.__version__}, {imagecodecs.mozjpeg_version(
 DESCRIPTION = f"JPEG via mozjpeg ({VERSION}), decoded with libjpeg-turbo"
 OPTIONS = {"subsampling": "4:2:0"}
 QUALITIES = list(range(5, 100, 5))
+QUALITY_RANGE = (1, 100, 1)
 _SUBSAMPLING = {"4:4:4": "444", "4:2:2": "422", "4:2:0": "420"}
 
 

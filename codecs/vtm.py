@@ -18,4 +18,5 @@ VERSION = "VTM"
 DESCRIPTION = "VVC intra (VTM reference software), YCbCr 4:4:4 BT.709 full range, 8 bit; quality = QP"
 OPTIONS = _codec.options
 QUALITIES = [47, 42, 37, 32, 27, 22]
+QUALITY_RANGE = (0, 63, 1)
 setup, encode, decode = _codec.setup, _codec.encode, _codec.decode

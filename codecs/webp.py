@@ -12,6 +12,7 @@ VERSION = f"Pillow {PIL.__version__}, libwebp {features.version('webp')}"
 DESCRIPTION = f"WebP lossy (VP8 intra, 4:2:0) via {VERSION}; method is libwebp's speed/effort 0-6"
 OPTIONS = {"method": "4"}  # Pillow's default effort
 QUALITIES = list(range(5, 100, 5))
+QUALITY_RANGE = (0, 100, 1)
 
 
 def encode(rgb: np.ndarray, quality: int, method: str = "4") -> bytes:

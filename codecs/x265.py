@@ -19,6 +19,7 @@ DESCRIPTION = ("HEVC intra (raw Annex-B) via ffmpeg/libx265; constant QP = quali
                "tune ssim, psy-rd 0, full-range BT.709 YCbCr")
 OPTIONS = {"ffmpeg": tool_default("FFMPEG", "ffmpeg"), "chroma": "444", "preset": "slow"}
 QUALITIES = [47, 44, 41, 38, 35, 32, 29, 26, 23, 20]
+QUALITY_RANGE = (0, 50, 1)
 _PIX_FMT = {"444": "yuv444p", "420": "yuv420p"}
 _QUIET = ["-hide_banner", "-nostdin", "-loglevel", "error"]
 
