@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATASET ?= kodak
 OUT ?= results/$(notdir $(DATASET))
+TARGETS ?= 0.06,0.12,0.25,0.5,0.75
+CROP_BPP ?= 0.25
+CROP_IMAGE ?= $(if $(filter kodak,$(DATASET)),kodim23,)
 BENCH_ARGS ?=
 REPORT_ARGS ?=
 
@@ -29,7 +32,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 bench: $(STAMP)
-	$(PY) -m bench run --dataset $(DATASET) --out $(OUT) $(BENCH_ARGS)
+	$(PY) -m bench run --dataset $(DATASET) --out $(OUT) --target-bpp $(TARGETS) $(BENCH_ARGS)
+	$(PY) -m bench crops $(OUT) --bpp $(CROP_BPP) $(if $(CROP_IMAGE),--image $(CROP_IMAGE),)
 	$(PY) -m bench report $(OUT) $(REPORT_ARGS)
 
 test: $(STAMP)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {codecs,datasets,run,report,train} ...``."""
+"""Command line: ``python -m bench {codecs,datasets,run,report,crops,train} ...``."""
 
 from __future__ import annotations
 
@@ -110,6 +110,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crops(args: argparse.Namespace) -> int:
+    from .crops import CropsError, build_crops, parse_box
+
+    try:
+        box = parse_box(args.box) if args.box else None
+        path = build_crops(args.results, args.image, args.bpp, box, _csv(args.codecs) if args.codecs else None,
+                           args.codecs_dir)
+    except CropsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainError, train
 
@@ -178,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="published CompressAI-format JSON curves to overlay and compare, labelled '(published)'")
     p.add_argument("--method", default="pchip", choices=METHODS, help="BD interpolation shown in the tables")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("crops", help="rate-matched visual comparison: one crop from every codec near a bpp",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("results", help="results folder of a run")
+    p.add_argument("--image", help="image name (default: the first image)")
+    p.add_argument("--bpp", type=float, default=0.25, help="target bits per pixel")
+    p.add_argument("--box", help="crop x,y,w,h in pixels (default: the most detailed quarter-size window)")
+    p.add_argument("--codecs", help="comma-separated codec labels (default: all in the store)")
+    codecs_dir(p)
+    p.set_defaults(func=cmd_crops)
 
     from .train import add_arguments
 

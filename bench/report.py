@@ -87,6 +87,18 @@ def bd_blocks(table: pd.DataFrame, anchor: str, method: str, families: dict[str,
     return blocks
 
 
+def target_blocks(means: pd.DataFrame) -> list[tuple]:
+    """One table per target bpp: codecs with their mean achieved bpp and mean metrics."""
+    metrics = [m for m in METRICS if m in means.columns and m != "ms-ssim-rgb"]
+    blocks = [("p", "Per image and codec, the quality whose bpp is nearest the target (JPEG AI CTC style); "
+                    "means over images, achieved bpp beside the target. ms-ssim-db is that of the mean MS-SSIM.")]
+    for target, rows in means.groupby("target_bpp", sort=True):
+        table = [[r["codec"], r["family"], f"{r['mean_bpp']:.3f}", *(f"{r[m]:.4g}" for m in metrics)]
+                 for _, r in rows.iterrows()]
+        blocks += [("caption", f"Target {target:g} bpp"), ("table", ["codec", "family", "mean bpp", *metrics], table)]
+    return blocks
+
+
 def timing_rows(per_image: pd.DataFrame) -> list[list[str]]:
     """Per codec: encode/decode mean and median seconds per image, and megapixels per second."""
     rows = []
@@ -171,6 +183,12 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
               ("table", CODEC_HEADER, codec_rows), ("h2", "Bjøntegaard deltas"), *bd]
     blocks.append(("h2", "Rate–distortion curves"))
     blocks += [("figure", metric, path) for metric, path in plots]
+    if not exported.targets.empty:
+        blocks += [("h2", "At target bit rates"), *target_blocks(exported.targets)]
+    crops = sorted(out.glob("crops_*.png"))
+    if crops:
+        blocks.append(("h2", "Rate-matched crops"))
+        blocks += [("figure", path.stem, path) for path in crops]
     blocks += [("h2", "Encode and decode time per image"), ("table", TIMING_HEADER, timing_rows(per_image))]
     complexity = [[c["label"], str(c["info"].get("parameters", "")), str(c["info"].get("encoder_kmac_per_pixel", "")),
                    str(c["info"].get("decoder_kmac_per_pixel", "")), str(c["info"].get("weights", ""))]

@@ -1,0 +1,72 @@
+"""Rate-matched crops figure: regenerated reconstructions, one panel per codec plus the original."""
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.crops import CropsError, build_crops, crops_figure, detailed_box
+
+from .conftest import photo
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("imgs")
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(photo(176, 232, name)).save(folder / f"{name}.png")
+    out = tmp_path_factory.mktemp("res")
+    assert main(["run", "--dataset", str(folder), "--codecs", "jpeg,webp,jpeg2000", "--qualities", "0.3,10,30,60",
+                 "--jobs", "2", "--out", str(out), "--quiet", "--metrics", "psnr-rgb"]) == 0
+    return out
+
+
+def test_crops_png_and_panels(run_dir, monkeypatch):
+    import bench.crops as crops
+
+    figures = []
+    original = crops.crops_figure
+    monkeypatch.setattr(crops, "crops_figure", lambda *a: figures.append(original(*a)) or figures[-1])
+    path = build_crops(run_dir, "coffee", 0.3, box=(10, 20, 64, 48))
+    assert path.name == "crops_coffee_0.3bpp.png" and path.stat().st_size > 10_000
+    fig = figures[0]
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 1 + 3
+    titles = [ax.get_title() for ax in panels]
+    assert titles[0] == "original"
+    for codec in ("jpeg", "jpeg2000", "webp"):
+        title = next(t for t in titles if t.startswith(codec + "\n"))
+        assert "bpp" in title and "dB" in title
+    assert panels[0].images[0].get_array().shape[:2] == (48, 64)
+    j2k = next(t for t in titles if t.startswith("jpeg2000"))
+    assert abs(float(j2k.split("\n")[1].split()[0]) - 0.3) < 0.02, "nearest bpp to the target"
+
+
+def test_report_embeds_the_crops(run_dir):
+    build_crops(run_dir, "astronaut", 0.5)
+    assert main(["report", str(run_dir)]) == 0
+    page = (run_dir / "report.md").read_text()
+    assert "## Rate-matched crops" in page and "crops_astronaut_0.5bpp.png" in page
+
+
+def test_detailed_box_prefers_texture():
+    rgb = np.full((100, 160, 3), 128, np.uint8)
+    rgb[60:90, 100:150] = np.random.default_rng(0).integers(0, 255, (30, 50, 3))
+    x, y, w, h = detailed_box(rgb, 40, 20)
+    assert (w, h) == (40, 20) and 60 <= y <= 70 and 100 <= x <= 110
+
+
+def test_crops_figure_grid():
+    crop = photo(40, 60)
+    fig = crops_figure(crop, [(f"c{i}", crop) for i in range(5)], "t")
+    assert sum(1 for ax in fig.axes if ax.images) == 6
+
+
+def test_crops_errors(run_dir, tmp_path, capsys):
+    with pytest.raises(CropsError, match="image 'nope' not in"):
+        build_crops(run_dir, "nope", 0.25)
+    with pytest.raises(CropsError, match="outside"):
+        build_crops(run_dir, "coffee", 0.25, box=(200, 0, 64, 64))
+    assert main(["crops", str(tmp_path)]) == 2
+    assert "no result store" in capsys.readouterr().err
