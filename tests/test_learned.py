@@ -259,3 +259,14 @@ def test_decode_mismatch_oom_fallback_and_gpu_worker(mode, image_folder, tmp_pat
         assert any("CUDA out of memory" in w and "measured on the CPU" in w for w in report.warnings)
     else:
         assert devices == {"cuda"}  # ran in the separate single GPU worker
+
+
+def test_gpu_check_script_on_cpu(tiny):
+    """The prepared GPU check, run with two CPU 'devices': everything must agree exactly."""
+    from bench.gpu_check import compare_devices
+
+    images = [photo(64, 96, "coffee"), photo(80, 64, "chelsea")]
+    result = compare_devices(HYPERPRIOR, images, [1], str(tiny.parent), ("cpu", "cpu"))
+    assert result["runs"] == 2 and result["same_bytes"] == 2
+    assert result["mismatched"] == 0 and result["max_diff"] == 0
+    assert all(s > 0 for s in result["seconds"].values())
