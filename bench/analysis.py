@@ -97,9 +97,13 @@ def _bd(anchor: Curve, test: Curve, method: str, higher_is_better: bool, kind: s
 
 
 def _sorted(rate: np.ndarray, quality: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Points sorted along the interpolation axis (quality for BD-rate, rate for BD-quality)."""
-    order = np.argsort(quality if kind == "rate" else rate, kind="stable")
-    return rate[order], quality[order]
+    """Points sorted along the interpolation axis (quality for BD-rate, rate for BD-quality).
+
+    Points repeating a value of that axis (e.g. two settings giving the same bitstream) are
+    dropped: interpolation needs strictly increasing values.
+    """
+    _, first = np.unique(quality if kind == "rate" else rate, return_index=True)
+    return rate[first], quality[first]
 
 
 def bd_rate(anchor: Curve, test: Curve, method: str = "pchip", higher_is_better: bool = True) -> Delta:

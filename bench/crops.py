@@ -84,7 +84,7 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
         name = image or sorted(images)[0]
         if name not in images:
             raise CropsError(f"image {name!r} not in {dataset} (e.g. {', '.join(sorted(images)[:5])})")
-        rows = [r for r in store.rows(dataset) if r["name"] == name]
+        rows = [r for r in store.rows(dataset, sweep_only=False) if r["name"] == name]
         stored_codecs = {c["label"]: c for c in store.codecs()}
         path = store.conn.execute("SELECT path FROM images WHERE dataset=? AND name=?", (dataset, name)).fetchone()[0]
     if not rows:

@@ -19,9 +19,9 @@ JSON_KEYS = {"bpp": "bpp", "psnr-rgb": "psnr-rgb", "ms-ssim-rgb": "ms-ssim-rgb",
              "ms-ssim-db": "ms-ssim-db", "encoding_time": "encode_s", "decoding_time": "decode_s"}
 
 
-def per_image_frame(store: Store, dataset: str) -> pd.DataFrame:
-    """Tidy table: one row per (image, codec configuration, quality)."""
-    rows = list(store.rows(dataset))
+def per_image_frame(store: Store, dataset: str, sweep_only: bool = True) -> pd.DataFrame:
+    """Tidy table: one row per (image, codec configuration, quality) of the quality sweeps."""
+    rows = list(store.rows(dataset, sweep_only))
     metric_names = [m for m in METRICS if any(m in r for r in rows)]
     if not rows:
         return pd.DataFrame(columns=ID_COLUMNS + VALUE_COLUMNS + list(METRICS))
@@ -108,7 +108,7 @@ def export_results(store: Store, dataset: str, out_dir: str | Path) -> Exported:
         path = out / f"{codec['label']}.json"
         path.write_text(json.dumps(compressai_json(summary, codec, n_images), indent=2) + "\n")
         written.append(path)
-    target_rows, target_means = target_frames(store, dataset, per_image)
+    target_rows, target_means = target_frames(store, dataset, per_image_frame(store, dataset, sweep_only=False))
     if not target_rows.empty:
         target_rows.to_csv(out / "target_bpp.csv", index=False)
         target_means.to_csv(out / "target_bpp_summary.csv", index=False)

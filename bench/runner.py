@@ -258,6 +258,7 @@ def run_benchmark(
             a = config.adapter
             store.register_codec(config.label, a.name, config.options_key, config.version, a.family, a.description,
                                  config.info)
+            store.add_sweep(a.name, config.options_key, config.version, qualities or config.qualities)
         store.set_meta("dataset", {"name": dataset.name, "description": dataset.description})
         store.set_meta("run", run_provenance(jobs))
 

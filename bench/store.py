@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS failures (
     quality REAL NOT NULL, image_name TEXT NOT NULL, stage TEXT NOT NULL, error TEXT NOT NULL,
     created TEXT NOT NULL,
     PRIMARY KEY (image_hash, codec, options, version, quality));
+CREATE TABLE IF NOT EXISTS sweeps (
+    codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL, quality REAL NOT NULL,
+    PRIMARY KEY (codec, options, version, quality));
 CREATE TABLE IF NOT EXISTS probes (
     image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
     quality REAL NOT NULL, bytes INTEGER NOT NULL,
@@ -136,6 +139,12 @@ class Store:
                 (label, codec, options, version, family, description, json.dumps(info or {}, sort_keys=True), now_iso()),
             )
 
+    def add_sweep(self, codec: str, options: str, version: str, qualities) -> None:
+        """Qualities run as a quality sweep (RD curves use these; target-bpp points are kept apart)."""
+        with self.conn:
+            self.conn.executemany("INSERT OR IGNORE INTO sweeps VALUES (?,?,?,?)",
+                                  [(codec, options, version, float(q)) for q in qualities])
+
     def add(self, m: Measurement) -> None:
         """Store one finished measurement and its metrics in one transaction."""
         k = m.key.as_tuple()
@@ -228,15 +237,21 @@ class Store:
         names = ("label", "codec", "options", "version", "family", "description", "info")
         return [dict(zip(names, r[:-1]), info=json.loads(r[-1])) for r in cur]
 
-    def rows(self, dataset: str) -> Iterator[dict]:
-        """Tidy per-image rows for the dataset's current images and each codec's current version."""
+    def rows(self, dataset: str, sweep_only: bool = True) -> Iterator[dict]:
+        """Tidy per-image rows for the dataset's current images and each codec's current version.
+
+        ``sweep_only``: only qualities run as a sweep, not those added by target-bpp searches.
+        """
+        sweep = ("JOIN sweeps s ON s.codec = m.codec AND s.options = m.options AND s.version = m.version "
+                 "AND s.quality = m.quality") if sweep_only else ""
         cur = self.conn.execute(
-            """
+            f"""
             SELECT i.dataset, i.name, m.image_hash, c.label, c.codec, c.family, m.options, m.version, m.quality,
                    m.width, m.height, m.bytes, m.bpp, m.encode_s, m.decode_s, m.metric_s, m.device
             FROM measurements m
             JOIN images i ON i.image_hash = m.image_hash AND i.dataset = ?
             JOIN codecs c ON c.codec = m.codec AND c.options = m.options AND c.version = m.version
+            {sweep}
             ORDER BY c.label, m.quality, i.name
             """,
             (dataset,),

@@ -95,3 +95,9 @@ def test_rd_figure_lines_styles_and_labels():
     assert [t.get_text() for t in full.get_legend().get_texts()] == ["jpeg", "hyperprior", "BPG (published)"]
     assert zoom.get_xlim() == (0.0, 2.0)
     assert all(len(line.get_xdata()) >= 4 for line in full.get_lines())
+
+
+def test_repeated_points_are_dropped_not_fatal():
+    anchor = Curve("a", np.array([0.2, 0.4, 0.8, 1.6]), np.array([28.0, 31.0, 34.0, 37.0]))
+    test = Curve("t", np.array([0.18, 0.36, 0.36, 0.72, 1.44]), np.array([28.0, 31.0, 31.0, 34.0, 37.0]))
+    assert bd_rate(anchor, test).value == pytest.approx(-10.0)

@@ -81,6 +81,8 @@ def test_target_tables_from_the_cli(tmp_path, image_folder):
     assert main(["run", "--dataset", str(image_folder), "--codecs", "jpeg,jpeg2000", "--qualities", "0.5",
                  "--target-bpp", "0.25,0.5", "--jobs", "2", "--out", str(out), "--quiet",
                  "--metrics", "psnr-rgb,ms-ssim-rgb"]) == 0
+    sweep = pd.read_csv(out / "per_image.csv")
+    assert set(sweep["quality"]) == {0.5}, "target-bpp points stay out of the RD sweep"
     rows = pd.read_csv(out / "target_bpp.csv")
     means = pd.read_csv(out / "target_bpp_summary.csv")
     assert set(rows["target_bpp"]) == {0.25, 0.5} and set(rows["codec"]) == {"jpeg", "jpeg2000"}
