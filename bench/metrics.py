@@ -190,7 +190,3 @@ def compute_metrics(ref: np.ndarray, rec: np.ndarray, names: tuple[str, ...] | N
         pair.values[name] = value
     return pair.values
 
-
-def ms_ssim_rgb(ref: np.ndarray, rec: np.ndarray) -> float:
-    """MS-SSIM in [0, 1] (NaN, with a warning, if the image is too small for 5 scales)."""
-    return compute_metrics(ref, rec, ("ms-ssim-rgb",))["ms-ssim-rgb"]
