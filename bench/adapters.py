@@ -16,6 +16,7 @@ An adapter is a Python module (or any object) with these attributes::
 
     def setup(**options) -> dict     # optional: {"version", "qualities", "info"} for these
                                      # options (e.g. which weights); raising = unavailable
+    def prepare(quality, **options)  # optional, untimed before each encode (e.g. load a model)
 
 Options are passed only when the adapter declares some. An option named ``device`` receives the
 harness's ``--device`` (``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``). A module may instead define
@@ -63,6 +64,7 @@ class Adapter:
     decode: Callable[..., Any] = field(repr=False, compare=False)
     origin: str = ""
     setup: Callable[..., dict] | None = field(default=None, repr=False, compare=False)
+    prepare: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
     quality_range: tuple[float, float, float] | None = None
 
 
@@ -119,14 +121,19 @@ class CodecConfig:
                    if self.adapter.options.get(k) != v and not (k == "device" and self.device_from_auto)]
         return "_".join([self.name, *changed])
 
+    def prepare(self, quality: float) -> None:
+        """Untimed set-up before an encode (e.g. loading that quality's model), if the adapter has it."""
+        if self.adapter.prepare is not None:
+            self.adapter.prepare(native_quality(quality), **self.options)
+
     def encode(self, rgb, quality: float) -> bytes:
-        return self.adapter.encode(rgb, _native_quality(quality), **self.options)
+        return self.adapter.encode(rgb, native_quality(quality), **self.options)
 
     def decode(self, data: bytes):
         return self.adapter.decode(data, **self.options)
 
 
-def _native_quality(quality: float) -> int | float:
+def native_quality(quality: float) -> int | float:
     """Qualities are stored as floats; integral ones go to adapters as ints."""
     return int(quality) if float(quality).is_integer() else float(quality)
 
@@ -165,6 +172,7 @@ def adapter_from_object(obj: Any, origin: str) -> Adapter:
         decode=obj.decode,
         origin=origin,
         setup=getattr(obj, "setup", None),
+        prepare=getattr(obj, "prepare", None),
         quality_range=_quality_range(getattr(obj, "QUALITY_RANGE", None)),
     )
 
@@ -183,7 +191,8 @@ def _module_name_for(path: Path) -> str:
     return f"bench_codec_{path.stem}_{digest}"
 
 
-def _import_file(path: Path):
+def import_file(path: Path):
+    """Import a codec module from its file (once per process)."""
     name = _module_name_for(path)
     if name in sys.modules:
         return sys.modules[name]
@@ -210,7 +219,7 @@ def _adapters_in(obj: Any, origin: str) -> list[Adapter]:
 def _load_file(path: Path) -> list[Adapter | Unavailable]:
     origin = f"file:{path.resolve()}"
     try:
-        return list(_adapters_in(_import_file(path), origin))
+        return list(_adapters_in(import_file(path), origin))
     except Exception as exc:  # an adapter's import must never break discovery
         return [Unavailable(name=path.stem, origin=origin, reason=_short_reason(exc))]
 
@@ -259,7 +268,7 @@ def load_origin(origin: str) -> Adapter:
     kind, _, rest = origin.partition(":")
     target, _, member = rest.partition("#")
     if kind == "file":
-        obj = _import_file(Path(target))
+        obj = import_file(Path(target))
     elif kind == "entrypoint":
         eps = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == target]
         if not eps:

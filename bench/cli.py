@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .adapters import AdapterError, Unavailable, discover, select
+from .adapters import AdapterError, Unavailable, discover, native_quality, select
 from .datasets import DatasetError, data_root, load_manifest, manifest_names, resolve_dataset
 from .analysis import METHODS
 from .export import export_results
@@ -30,10 +30,6 @@ def _qualities(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
 
 
-def _fmt_quality(q: float) -> str:
-    return str(int(q)) if float(q).is_integer() else str(q)
-
-
 def cmd_codecs(args: argparse.Namespace) -> int:
     try:
         configs, unavailable = select(discover(args.codecs_dir), None, device=args.device)
@@ -50,7 +46,7 @@ def cmd_codecs(args: argparse.Namespace) -> int:
         print(f"    version:     {item.version}")
         print(f"    description: {a.description}")
         print(f"    options:     {', '.join(f'{k}={v}' for k, v in item.options.items()) or '-'}")
-        print(f"    qualities:   {','.join(_fmt_quality(q) for q in item.qualities)}")
+        print(f"    qualities:   {','.join(str(native_quality(q)) for q in item.qualities)}")
         for key, value in item.info.items():
             print(f"    {key + ':':<12} {value}")
     return 0
@@ -87,7 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for message, count in report.warnings.items():
         print(f"warning ({count}x): {message}")
     print(f"{report.done} measured, {report.cached_jobs} cached, {report.failed} failed in {report.wall_s:.1f} s; "
-          f"results in {out}/ ({', '.join(p.name for p in written[:2])}, {len(written) - 2} JSON)")
+          f"results in {out}/ ({', '.join(p.name for p in written[:2])}, "
+          f"{sum(p.suffix == '.json' for p in written)} JSON)")
     if report.failures:
         print("failures per codec:")
         print("\n".join(format_failures(report)))

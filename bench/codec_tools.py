@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .metrics import BT709_LUMA
+
 STDERR_TAIL = 600  # characters of stderr kept in an error
 
 
@@ -33,6 +35,13 @@ def require_tool(path: str, env: str) -> str:
     if not found:
         raise FileNotFoundError(f"{path!r} not found (install it, put it on PATH or set {env} to its path)")
     return found
+
+
+def file_sha256(path: str | Path, length: int = 12) -> str:
+    """Leading hex digits of a file's SHA-256 (identifies a binary or a configuration)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]
 
 
 def tool_version(cmd: list[str]) -> str:
@@ -60,7 +69,7 @@ def run_tool(cmd: list[str], input: bytes | None = None, timeout: float = 3600) 
 
 
 # --- planar YCbCr 4:4:4 files, for the reference encoders -----------------------------------
-BT709 = (0.2126, 0.7152, 0.0722)
+BT709 = BT709_LUMA
 
 
 def rgb_to_ycbcr444(rgb: np.ndarray) -> np.ndarray:

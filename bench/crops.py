@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .adapters import Adapter, AdapterError, configure, discover
+from .export import file_stem
 from .images import load_image, pixel_sha256
 from .metrics import luma_bt709
 from .store import DB_NAME, Store
@@ -109,7 +110,7 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
         raise CropsError(f"no codec of {out} could regenerate {name}")
     fig = crops_figure(rgb[y : y + h, x : x + w], panels,
                        f"{dataset} / {name}, crop {w}x{h} at ({x}, {y}), nearest to {bpp:g} bpp")
-    target = out / f"crops_{name.replace('/', '_')}_{bpp:g}bpp.png"
+    target = out / f"crops_{file_stem(name)}_{bpp:g}bpp.png"
     fig.savefig(target, dpi=110, metadata={"Software": None})
     import matplotlib.pyplot as plt
 

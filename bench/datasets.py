@@ -19,7 +19,7 @@ import shutil
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .images import IMAGE_EXTENSIONS, ImageError, load_image, pixel_sha256
@@ -44,7 +44,6 @@ class Dataset:
     name: str
     description: str
     sources: list[ImageSource]
-    expected_pixels: dict[str, str] = field(default_factory=dict)  # name -> pixel_sha256
 
 
 def data_root() -> Path:
@@ -72,7 +71,9 @@ def folder_sources(folder: Path) -> list[ImageSource]:
         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
         and "__MACOSX" not in p.parts
     )
-    return [ImageSource(p.relative_to(folder).with_suffix("").as_posix(), p) for p in paths]
+    names = [p.relative_to(folder).with_suffix("").as_posix() for p in paths]
+    clashing = {n for n in names if names.count(n) > 1}  # x.png and x.jpg: keep the extension
+    return [ImageSource(p.relative_to(folder).as_posix() if n in clashing else n, p) for n, p in zip(names, paths)]
 
 
 def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
@@ -136,8 +137,7 @@ def _resolve_files(manifest: dict, folder: Path, allow_download: bool) -> Datase
             + "\nReplace them with the original images (or delete them to re-download)."
         )
     sources = [ImageSource(Path(f["path"]).stem, folder / f["path"]) for f in files]
-    expected = {Path(f["path"]).stem: f["pixel_sha256"] for f in files}
-    return Dataset(manifest["name"], manifest.get("description", ""), sources, expected)
+    return Dataset(manifest["name"], manifest.get("description", ""), sources)
 
 
 def _md5(path: Path) -> str:

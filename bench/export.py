@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from .adapters import native_quality
 from .metrics import METRICS, ms_ssim_db
 from .store import Store
 
@@ -39,11 +41,21 @@ def summary_frame(per_image: pd.DataFrame) -> pd.DataFrame:
     if per_image.empty:
         return pd.DataFrame(columns=["codec", "family", "quality", "n_images", *value_cols])
     grouped = per_image.groupby(["codec", "family", "quality"], sort=True)
-    summary = grouped[value_cols].mean()
+    summary = grouped[value_cols].agg(_mean_all)
     summary.insert(0, "n_images", grouped.size())
     if "ms-ssim-db" in summary:  # of the mean MS-SSIM, as in CompressAI's plots
         summary["ms-ssim-db"] = [ms_ssim_db(v) for v in summary["ms-ssim-rgb"]]
     return summary.reset_index().sort_values(["codec", "bpp"]).reset_index(drop=True)
+
+
+def _mean_all(values: pd.Series) -> float:
+    """Mean over every image: NaN if any image has none, so no point mixes image sets."""
+    return values.mean(skipna=False)
+
+
+def file_stem(label: str) -> str:
+    """A codec label made safe as a file name (option values may hold paths)."""
+    return re.sub(r"[^\w.,:=+-]", "_", label)
 
 
 def _json_value(value: float) -> float | None:
@@ -55,7 +67,7 @@ def compressai_json(summary: pd.DataFrame, codec: dict, n_images: int) -> dict:
     """CompressAI's result format; only quality points measured on all ``n_images`` images."""
     rows = summary[(summary["codec"] == codec["label"]) & (summary["n_images"] == n_images)].sort_values("bpp")
     results = {key: [_json_value(v) for v in rows[col]] for key, col in JSON_KEYS.items() if col in rows}
-    results["quality"] = [float(q) if not float(q).is_integer() else int(q) for q in rows["quality"]]
+    results["quality"] = [native_quality(q) for q in rows["quality"]]
     return {
         "name": codec["label"],
         "description": codec["description"],
@@ -76,7 +88,7 @@ def target_frames(store: Store, dataset: str, per_image: pd.DataFrame) -> tuple[
     rows = rows[["target_bpp", "codec", "family", "image", "quality", "bpp", *metric_names]]
     rows = rows.sort_values(["target_bpp", "codec", "image"]).reset_index(drop=True)
     grouped = rows.groupby(["target_bpp", "codec", "family"], sort=True)
-    means = grouped[["bpp", *metric_names]].mean()
+    means = grouped[["bpp", *metric_names]].agg(_mean_all)
     means.insert(0, "n_images", grouped.size())
     means = means.rename(columns={"bpp": "mean_bpp"}).reset_index()
     if "ms-ssim-db" in means:
@@ -105,7 +117,7 @@ def export_results(store: Store, dataset: str, out_dir: str | Path) -> Exported:
     for codec in store.codecs():
         if codec["label"] not in set(summary["codec"]):
             continue
-        path = out / f"{codec['label']}.json"
+        path = out / f"{file_stem(codec['label'])}.json"
         path.write_text(json.dumps(compressai_json(summary, codec, n_images), indent=2) + "\n")
         written.append(path)
     target_rows, target_means = target_frames(store, dataset, per_image_frame(store, dataset, sweep_only=False))

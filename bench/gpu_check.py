@@ -9,22 +9,18 @@ are identical across devices, and how decoded images differ. Exits 2 when CUDA i
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 
 import numpy as np
 
-from .adapters import BUILTIN_CODECS_DIR
+from .adapters import BUILTIN_CODECS_DIR, import_file
 from .datasets import resolve_dataset
 from .images import load_image
 
 
 def _adapters():
-    spec = importlib.util.spec_from_file_location("bench_gpu_check_models", BUILTIN_CODECS_DIR / "compressai_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_file(BUILTIN_CODECS_DIR / "compressai_models.py")
 
 
 def _synchronize(device: str) -> None:

@@ -183,6 +183,8 @@ def compute_metrics(ref: np.ndarray, rec: np.ndarray, names: tuple[str, ...] | N
     for name in names or DEFAULT_METRICS:
         try:
             value = METRICS[name].compute(pair)
+        except (ImportError, MemoryError):
+            raise  # not a property of the image: fail the job rather than cache NaN
         except Exception as exc:  # a metric's limits (e.g. image size) must not stop the run
             warnings.warn(f"{name} not computable for a {ref.shape[1]}x{ref.shape[0]} image ({exc}); set to NaN",
                           stacklevel=2)

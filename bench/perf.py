@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .adapters import Adapter, discover, select
+from .adapters import BUILTIN_CODECS_DIR, Adapter, discover, import_file, select
 from .datasets import resolve_dataset
 from .images import load_image
 from .runner import default_jobs, run_benchmark
@@ -54,12 +54,7 @@ def time_compressai(folder: Path, jobs: int) -> float:
 
 def heif_overhead(dataset, quality: int = 47) -> tuple[float, float]:
     """Mean (container bytes, file bytes) of hevc-coded images at one quality."""
-    hevc = next(a for a in discover() if isinstance(a, Adapter) and a.name == "hevc")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_perf_hevc", hevc.origin.split(":", 1)[1])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_file(BUILTIN_CODECS_DIR / "hevc.py")
     overheads, sizes = [], []
     for source in dataset.sources:
         data = module.encode(load_image(source.path).rgb, quality)

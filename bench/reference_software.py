@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .codec_tools import require_tool, rgb_to_ycbcr444, run_tool, ycbcr444_to_rgb
+from .codec_tools import file_sha256, require_tool, rgb_to_ycbcr444, run_tool, ycbcr444_to_rgb
 
 DIMENSIONS = struct.Struct(">HH")  # width, height: the raw YUV output does not say
 
@@ -24,12 +24,15 @@ class ReferenceCodec:
         self.options = {"encoder": encoder, "decoder": decoder, "config": config}
 
     def setup(self, encoder: str, decoder: str, config: str) -> dict:
-        require_tool(encoder, f"{self.env}_ENCODER")
-        require_tool(decoder, f"{self.env}_DECODER")
+        encoder_path = require_tool(encoder, f"{self.env}_ENCODER")
+        decoder_path = require_tool(decoder, f"{self.env}_DECODER")
         if not config or not Path(config).is_file():
             raise FileNotFoundError(f"{self.name} encoder configuration {config!r} not found (set {self.env}_CONFIG to "
                                     "the all-intra .cfg of the reference software)")
-        return {"version": f"{self.name} {Path(encoder).name}, config {Path(config).name}"}
+        # Binaries and configuration by content: an upgrade or an edited .cfg invalidates the cache.
+        return {"version": f"{self.name} {Path(encoder).name} {file_sha256(encoder_path)}, "
+                           f"{Path(decoder).name} {file_sha256(decoder_path)}, "
+                           f"config {Path(config).name} {file_sha256(config)}"}
 
     def encode(self, rgb: np.ndarray, quality: int, encoder: str, decoder: str, config: str) -> bytes:
         height, width, _ = rgb.shape

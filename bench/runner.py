@@ -74,6 +74,7 @@ def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key,
 
 def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, metric_names: tuple[str, ...]) -> Measurement:
     try:
+        config.prepare(quality)
         start = time.perf_counter()
         data = config.encode(rgb, quality)
         encode_s = time.perf_counter() - start
@@ -396,26 +397,29 @@ def _pool(jobs: int, method: str) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(jobs, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(threads,))
 
 
-def _run_pools(groups: list[tuple[list, int, str]], record, bar, worker=None, crashed=None) -> None:
+def _run_pools(groups: list[tuple[list, int, str]], record, bar, worker, crashed=None) -> None:
     """Run task groups concurrently, each in its own process pool: (tasks, workers, start method).
 
     CUDA jobs get one spawned worker that owns the GPU while CPU jobs keep the forked pool. At
     most 2 jobs per worker are in flight. If a worker dies (e.g. a codec crashes the
     interpreter), its pool's jobs in flight are recorded as failures and the pool restarted.
     """
-    worker = worker or run_task
     crashed = crashed or (lambda task: Outcome(task, stage="crash", error=CRASH))
     groups = [(list(reversed(tasks)), jobs, method) for tasks, jobs, method in groups if tasks]
     pools = {i: _pool(jobs, method) for i, (_, jobs, method) in enumerate(groups)}
     in_flight: dict = {}  # future -> (group index, task)
     try:
         while any(pending for pending, _, _ in groups) or in_flight:
-            for i, (pending, jobs, _) in enumerate(groups):
-                while pending and sum(1 for g, _ in in_flight.values() if g == i) < 2 * jobs:
-                    task = pending.pop()
-                    in_flight[pools[i].submit(worker, task)] = (i, task)
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = set()
+            for i, (pending, jobs, _) in enumerate(groups):
+                while pending and i not in broken and sum(1 for g, _ in in_flight.values() if g == i) < 2 * jobs:
+                    task = pending.pop()
+                    try:
+                        in_flight[pools[i].submit(worker, task)] = (i, task)
+                    except BrokenProcessPool:  # a worker died while we were recording
+                        pending.append(task)
+                        broken.add(i)
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED) if in_flight else (set(), set())
             for future in finished:
                 i, task = in_flight.pop(future)
                 try:

@@ -100,7 +100,13 @@ class Store:
         self.conn = sqlite3.connect(self.path, timeout=60)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive a killed process
+        had_sweeps = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sweeps'").fetchone()
         self.conn.executescript(SCHEMA)
+        if not had_sweeps:  # stores written before sweeps were recorded: every non-target quality
+            self.conn.execute("""INSERT OR IGNORE INTO sweeps SELECT DISTINCT m.codec, m.options, m.version, m.quality
+                                 FROM measurements m WHERE NOT EXISTS (SELECT 1 FROM targets t WHERE
+                                 t.codec = m.codec AND t.options = m.options AND t.version = m.version
+                                 AND t.quality = m.quality)""")
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(codecs)")}
         if "info" not in columns:  # stores written before codec metadata existed
             self.conn.execute("ALTER TABLE codecs ADD COLUMN info TEXT NOT NULL DEFAULT '{}'")
@@ -266,7 +272,3 @@ class Store:
             key = (row["image_hash"], row["codec"], row["options"], row["version"], row["quality"])
             row.update({k: math.nan if v is None else v for k, v in metrics.get(key, {}).items()})
             yield row
-
-    def failures(self) -> list[dict]:
-        cur = self.conn.execute("SELECT codec, options, version, quality, image_name, stage, error FROM failures")
-        return [dict(zip(("codec", "options", "version", "quality", "image_name", "stage", "error"), r)) for r in cur]

@@ -27,12 +27,7 @@ def search_quality(bpp_at: Callable[[float], float], target: float, grid: list[f
     ``grid``: sorted candidate qualities (integers of a range, or a discrete set); ``bounds``:
     a continuous range instead. ``bpp_at`` should cache: qualities may be asked twice.
     """
-    if grid is not None:
-        lo_q, hi_q = grid[0], grid[-1]
-    elif bounds is not None:
-        lo_q, hi_q = bounds
-    else:
-        raise ValueError("give a grid or bounds")
+    lo_q, hi_q = (grid[0], grid[-1]) if grid is not None else bounds
     increasing = bpp_at(hi_q) >= bpp_at(lo_q)
     # Orient so that bpp rises from ``a`` to ``b``.
     if grid is not None:
@@ -101,7 +96,7 @@ class SearchOutcome:
 
 def run_search(task: SearchTask) -> SearchOutcome:
     """Search every target of one image and codec (in a worker process)."""
-    from .runner import _config, _image
+    from .runner import _config, _image, bits_per_pixel
 
     sizes = dict(task.known)
     probes: dict[float, int] = {}
@@ -111,7 +106,7 @@ def run_search(task: SearchTask) -> SearchOutcome:
         if quality not in sizes:
             config = _config(task.origin, task.options)
             sizes[quality] = probes[quality] = len(config.encode(_image(task.image_file), quality))
-        return sizes[quality] * 8.0 / task.pixels
+        return bits_per_pixel(sizes[quality], task.pixels, 1)
 
     try:
         grid = list(task.grid) if task.grid is not None else None

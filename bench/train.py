@@ -23,17 +23,21 @@ from pathlib import Path
 
 import numpy as np
 
-# CompressAI's λ for its zoo qualities 1-8 (MSE models).
-ZOO_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
+# CompressAI's λ for its zoo qualities 1-8, per distortion metric.
+ZOO_LAMBDAS = {
+    "mse": {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800},
+    "ms-ssim": {1: 2.40, 2: 4.58, 3: 8.73, 4: 16.64, 5: 31.73, 6: 60.50, 7: 115.37, 8: 220.00},
+}
 
 
 class TrainError(Exception):
     pass
 
 
-def quality_for_lambda(lmbda: float) -> int:
-    """The zoo quality whose λ is nearest (in log scale) to ``lmbda``."""
-    return min(ZOO_LAMBDAS, key=lambda q: abs(math.log(ZOO_LAMBDAS[q] / lmbda)))
+def quality_for_lambda(lmbda: float, metric: str = "mse") -> int:
+    """The zoo quality whose λ (for that metric) is nearest in log scale to ``lmbda``."""
+    table = ZOO_LAMBDAS[metric]
+    return min(table, key=lambda q: abs(math.log(table[q] / lmbda)))
 
 
 def checkpoint_name(quality: int, lmbda: float) -> str:
@@ -123,8 +127,10 @@ def _atomic_save(obj, path: Path) -> None:
 def resolve_device(device: str) -> str:
     import torch
 
+    from .adapters import auto_device
+
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return auto_device()
     if device == "cuda" and not torch.cuda.is_available():
         raise TrainError("--device cuda requested but torch sees no CUDA device")
     return device
@@ -144,7 +150,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     from tqdm import tqdm
 
     device = resolve_device(args.device)
-    quality = args.quality or quality_for_lambda(args.lmbda)
+    quality = args.quality or quality_for_lambda(args.lmbda, args.metric)
     channels = tuple(int(c) for c in args.channels.split(",")) if args.channels else None
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)

@@ -101,11 +101,15 @@ def checkpoint_folder(architecture: str, checkpoints: str) -> Path | None:
 
 def checkpoint_files(folder: Path) -> dict[int, Path]:
     """quality -> checkpoint file, from names like ``q3-lambda0.0067.pth.tar``."""
-    files = {}
+    files: dict[int, Path] = {}
     for path in sorted(folder.iterdir()):
         match = CHECKPOINT_NAME.match(path.name)
         if match and path.is_file():
-            files[int(match.group(1))] = path
+            quality = int(match.group(1))
+            if quality in files:
+                raise CheckpointError(f"{folder}: two checkpoints for quality {quality} ({files[quality].name}, "
+                                      f"{path.name}); keep one per quality")
+            files[quality] = path
     return files
 
 
@@ -264,6 +268,10 @@ class CompressAIModel:
         model = load_model(self.architecture, metric, qualities[0], checkpoints, "cpu")
         return {"version": f"{self.VERSION}; weights: {weights}", "qualities": qualities,
                 "info": {"weights": weights, **complexity(model)}}
+
+    def prepare(self, quality: int, metric: str, checkpoints: str, device: str) -> None:
+        """Load the model before the harness starts timing (once per worker and quality)."""
+        load_model(self.architecture, metric, int(quality), checkpoints, device)
 
     def encode(self, rgb: np.ndarray, quality: int, metric: str, checkpoints: str, device: str) -> bytes:
         model = load_model(self.architecture, metric, int(quality), checkpoints, device)

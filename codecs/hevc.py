@@ -23,7 +23,7 @@ DESCRIPTION = (
     f"HEVC intra in HEIF via {VERSION}; x265 constant QP = quality + 1 (bpgenc -q scale), "
     "tune ssim, psy-rd 0, YCbCr BT.601 full range"
 )
-OPTIONS = {"chroma": "444", "preset": "slow"}  # chroma: 444 (BPG-like) or 420
+OPTIONS = {"chroma": "444", "preset": "slow"}  # chroma: 444 (BPG-like), 422 or 420
 QUALITIES = [47, 44, 41, 38, 35, 32, 29, 26, 23, 20]  # ~0.05-2 bpp on Kodak
 QUALITY_RANGE = (0, 50, 1)
 _CHROMAS = ("444", "422", "420")

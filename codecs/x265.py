@@ -14,7 +14,7 @@ from bench.codec_tools import require_tool, run_tool, tool_default, tool_version
 
 NAME = "x265"
 FAMILY = "conventional"
-VERSION = "ffmpeg + libx265"
+VERSION = "ffmpeg + libx265"  # setup() names both versions
 DESCRIPTION = ("HEVC intra (raw Annex-B) via ffmpeg/libx265; constant QP = quality + 1 (bpgenc -q scale), "
                "tune ssim, psy-rd 0, full-range BT.709 YCbCr")
 OPTIONS = {"ffmpeg": tool_default("FFMPEG", "ffmpeg"), "chroma": "444", "preset": "slow"}
@@ -31,7 +31,19 @@ def setup(ffmpeg: str, chroma: str, preset: str) -> dict:
         raise RuntimeError(f"{path} has no libx265 encoder")
     if chroma not in _PIX_FMT:
         raise ValueError(f"x265 chroma must be one of {tuple(_PIX_FMT)}, got {chroma!r}")
-    return {"version": f"{tool_version([path, '-version'])}, libx265"}
+    return {"version": f"{tool_version([path, '-version'])}, libx265 {libx265_version(path)}"}
+
+
+def libx265_version(ffmpeg: str) -> str:
+    """libx265's own version, from the log of a tiny encode."""
+    import re
+    import subprocess
+
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-f", "lavfi", "-i", "color=gray:size=64x64", "-frames:v", "1",
+           "-c:v", "libx265", "-x265-params", "log-level=info", "-f", "null", "-"]
+    log = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stderr
+    found = re.search(r"HEVC encoder version (\S+)", log)
+    return found.group(1) if found else "unknown"
 
 
 def encode(rgb: np.ndarray, quality: int, ffmpeg: str, chroma: str, preset: str) -> bytes:

@@ -152,6 +152,9 @@ def test_bad_checkpoints(tmp_path):
         HYPERPRIOR.encode(rgb, 4, **opts)
     with pytest.raises(cm.CheckpointError, match=r"no checkpoint for quality 7 \(has q1, q2, q3, q4\)"):
         HYPERPRIOR.encode(rgb, 7, **opts)
+    (folder / "q1-copy.pth.tar").write_bytes((folder / "q1-lambda0.01.pth.tar").read_bytes())
+    with pytest.raises(cm.CheckpointError, match="two checkpoints for quality 1"):
+        HYPERPRIOR.encode(rgb, 1, **opts)
     with pytest.raises(cm.CheckpointError, match="does not exist"):
         HYPERPRIOR.setup(**options(tmp_path / "nowhere"))
 

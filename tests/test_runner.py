@@ -132,6 +132,9 @@ def test_bad_inputs_are_converted_or_skipped(tmp_path, capsys):
     frame = pd.read_csv(tmp_path / "out" / "per_image.csv")
     assert sorted(frame["image"].unique()) == ["gray", "gray16", "odd769x513", "palette", "rgb16", "rgba", "tiny8x8"]
     assert len(frame) == 7 * 2, "every readable image measured with both codecs"
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary["ms-ssim-rgb"].isna().all(), "a mean over images never skips the tiny image"
+    assert summary["psnr-rgb"].notna().all()
     tiny = frame[frame["image"] == "tiny8x8"]
     assert tiny["ms-ssim-rgb"].isna().all() and (tiny["psnr-rgb"] > 10).all()
     odd = frame[frame["image"] == "odd769x513"].iloc[0]
@@ -225,3 +228,39 @@ def test_added_metrics_are_computed_for_stored_rows_only(image_folder, tmp_path)
         rows = list(store.rows("images"))
     assert all(0 < r["gmsd"] < 1 and r["ms-ssim-db"] > 0 for r in rows)
     assert {r["name"]: r["bytes"] for r in rows} == created
+
+
+def test_crashing_codec_and_untimed_prepare(tmp_path, image_folder):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "crashy.py").write_text(
+        "import os, time\nimport numpy as np\nNAME='crashy'\nFAMILY='conventional'\nVERSION='1'\n"
+        "DESCRIPTION='kills its process at quality 2; slow untimed prepare'\nQUALITIES=[1, 2, 3]\n"
+        "def prepare(quality):\n    time.sleep(0.3)\n"
+        "def encode(rgb, quality):\n"
+        "    if quality == 2:\n        os._exit(1)\n"
+        "    return rgb.tobytes() + rgb.shape[0].to_bytes(2, 'big') + rgb.shape[1].to_bytes(2, 'big')\n"
+        "def decode(data):\n"
+        "    h, w = int.from_bytes(data[-4:-2], 'big'), int.from_bytes(data[-2:], 'big')\n"
+        "    return np.frombuffer(data[:-4], np.uint8).reshape(h, w, 3)\n")
+    configs, _ = select(discover([plugins], builtin=False), ["crashy"])
+    report = run_benchmark(resolve_dataset(str(image_folder)), configs, tmp_path / "out", jobs=2, progress=False,
+                           metrics=("psnr-rgb",))
+    assert report.done + report.failed == 9 and report.failed >= 3
+    assert all(stage == "crash" for (_, stage, _) in report.failures)
+    with Store(tmp_path / "out") as store:
+        rows = list(store.rows("images"))
+    assert {r["quality"] for r in rows} <= {1.0, 3.0} and len(rows) >= 3
+    assert all(r["encode_s"] < 0.2 for r in rows), "prepare() is not timed"
+
+
+def test_same_stem_images_and_file_names(tmp_path):
+    from bench.export import file_stem
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(photo(170, 170)).save(folder / "x.png")
+    Image.fromarray(photo(170, 170, "coffee")).save(folder / "x.jpg")
+    Image.fromarray(photo(170, 170, "chelsea")).save(folder / "y.png")
+    assert sorted(s.name for s in resolve_dataset(str(folder)).sources) == ["x.jpg", "x.png", "y"]
+    assert file_stem("hyperprior_checkpoints=/data/ckpt") == "hyperprior_checkpoints=_data_ckpt"

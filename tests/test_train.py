@@ -35,6 +35,7 @@ def args_for(data, out, *extra):
 
 def test_quality_for_lambda():
     assert quality_for_lambda(0.0067) == 3 and quality_for_lambda(0.0130) == 4 and quality_for_lambda(0.5) == 8
+    assert quality_for_lambda(8.73, "ms-ssim") == 3 and quality_for_lambda(220, "ms-ssim") == 8
 
 
 def test_train_learns_and_checkpoint_loads_in_adapter(train_images, tmp_path):
