@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def device_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                       help="device of codecs that have one (learned codecs); auto = cuda when torch sees a GPU")
+                       help="device of codecs that have one (learned codecs); auto (default) = cuda when torch sees a GPU")
 
     p = sub.add_parser("codecs", help="list codecs: name, library version, options, default sweep, availability")
     codecs_dir(p)
@@ -158,16 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list known datasets and the data folder")
     p.set_defaults(func=cmd_datasets)
 
-    p = sub.add_parser("run", help="encode/decode/score a dataset with codecs; store and export results",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("run", help="encode/decode/score a dataset with codecs; store and export results")
     p.add_argument("--dataset", default="kodak",
-                   help="kodak, clic-pro-valid, clic-mobile-valid, sample, or a folder of images (recursive)")
+                   help="kodak (default), clic-pro-valid, clic-mobile-valid, sample, or a folder of images (recursive)")
     p.add_argument("--codecs", default=None,
                    help="comma-separated codecs, each NAME or NAME:option=value[:...], e.g. jpeg,hevc:chroma=420 "
                         "(default: all available)")
     p.add_argument("--qualities", type=_qualities, default=None,
                    help="comma-separated quality values for every codec (default: each codec's own sweep)")
-    p.add_argument("--jobs", type=int, default=default_jobs(), help="worker processes")
+    p.add_argument("--jobs", type=int, default=default_jobs(), help="worker processes (default: all cores, %(default)s)")
     p.add_argument("--metrics", default=None,
                    help=f"comma-separated metrics (default: {','.join(DEFAULT_METRICS)}; "
                         f"also: {','.join(m for m in METRICS if m not in DEFAULT_METRICS)})")
@@ -181,20 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     codecs_dir(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="rebuild BD-rate tables, RD plots and report.md/.html from stored results",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("report", help="rebuild BD-rate tables, RD plots and report.md/.html from stored results")
     p.add_argument("results", help="results folder of a run (holds results.sqlite)")
-    p.add_argument("--anchor", default="jpeg", help="codec (or published curve) the others are compared against")
+    p.add_argument("--anchor", default="jpeg", help="codec (or published curve) the others are compared against (default: %(default)s)")
     p.add_argument("--reference", nargs="*", default=[], metavar="FILE",
                    help="published CompressAI-format JSON curves to overlay and compare, labelled '(published)'")
-    p.add_argument("--method", default="pchip", choices=METHODS, help="BD interpolation shown in the tables")
+    p.add_argument("--method", default="pchip", choices=METHODS, help="BD interpolation shown in the tables (default: %(default)s)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("crops", help="rate-matched visual comparison: one crop from every codec near a bpp",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("crops", help="rate-matched visual comparison: one crop from every codec near a bpp")
     p.add_argument("results", help="results folder of a run")
     p.add_argument("--image", help="image name (default: the first image)")
-    p.add_argument("--bpp", type=float, default=0.25, help="target bits per pixel")
+    p.add_argument("--bpp", type=float, default=0.25, help="target bits per pixel (default: %(default)s)")
     p.add_argument("--box", help="crop x,y,w,h in pixels (default: the most detailed quarter-size window)")
     p.add_argument("--codecs", help="comma-separated codec labels (default: all in the store)")
     codecs_dir(p)
