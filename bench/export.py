@@ -43,9 +43,14 @@ def summary_frame(per_image: pd.DataFrame) -> pd.DataFrame:
     grouped = per_image.groupby(["codec", "family", "quality"], sort=True)
     summary = grouped[value_cols].agg(_mean_all)
     summary.insert(0, "n_images", grouped.size())
-    if "ms-ssim-db" in summary:  # of the mean MS-SSIM, as in CompressAI's plots
-        summary["ms-ssim-db"] = [ms_ssim_db(v) for v in summary["ms-ssim-rgb"]]
+    _ms_ssim_db_of_mean(summary)
     return summary.reset_index().sort_values(["codec", "bpp"]).reset_index(drop=True)
+
+
+def _ms_ssim_db_of_mean(means: pd.DataFrame) -> None:
+    """Replace a mean of per-image ms-ssim-db by that of the mean MS-SSIM, as in CompressAI's plots."""
+    if "ms-ssim-db" in means:
+        means["ms-ssim-db"] = [ms_ssim_db(v) for v in means["ms-ssim-rgb"]]
 
 
 def _mean_all(values: pd.Series) -> float:
@@ -91,8 +96,7 @@ def target_frames(store: Store, dataset: str, per_image: pd.DataFrame) -> tuple[
     means = grouped[["bpp", *metric_names]].agg(_mean_all)
     means.insert(0, "n_images", grouped.size())
     means = means.rename(columns={"bpp": "mean_bpp"}).reset_index()
-    if "ms-ssim-db" in means:
-        means["ms-ssim-db"] = [ms_ssim_db(v) for v in means["ms-ssim-rgb"]]
+    _ms_ssim_db_of_mean(means)
     return rows, means
 
 
