@@ -68,7 +68,8 @@ def folder_sources(folder: Path) -> list[ImageSource]:
     """Images under a folder (recursive), named by their relative path without extension."""
     paths = sorted(
         p for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        if (p.is_file() or p.is_symlink())  # broken links are kept, to be reported by name
+        and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
         and "__MACOSX" not in p.parts
     )
     names = [p.relative_to(folder).with_suffix("").as_posix() for p in paths]

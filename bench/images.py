@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,23 +87,73 @@ def to_rgb8(img: Image.Image, source_bits: int | None = None) -> tuple[np.ndarra
     return np.ascontiguousarray(rgb, dtype=np.uint8), notes
 
 
+def max_pixels() -> int:
+    """Largest image accepted (pixels): ``$BENCH_MAX_PIXELS``, else Pillow's decompression-bomb limit."""
+    env = os.environ.get("BENCH_MAX_PIXELS")
+    return int(float(env)) if env else int(Image.MAX_IMAGE_PIXELS or 0) * 2
+
+
+def _read_16bit_rgb(path: Path, fmt: str) -> np.ndarray:
+    """The full 16-bit samples of an RGB PNG or TIFF (Pillow keeps only the high bytes)."""
+    if fmt == "TIFF":
+        import tifffile
+
+        return tifffile.imread(path)
+    import imagecodecs
+
+    return imagecodecs.png_decode(path.read_bytes())
+
+
+def _orientation_note(img: Image.Image) -> list[str]:
+    orientation = img.getexif().get(0x0112, 1)
+    if orientation in (None, 1):
+        return []
+    return [f"EXIF orientation {orientation} ignored: pixels are used as stored (as other benchmarks do)"]
+
+
 def load_image(path: str | Path, name: str | None = None) -> LoadedImage:
-    """Read an image file as 8-bit RGB; raises ImageError naming the file on failure."""
+    """Read an image file as 8-bit RGB; raises ImageError naming the file on failure.
+
+    Images above ``max_pixels()`` (decompression bombs, or genuinely huge images) are refused
+    from their header, before any pixel is decoded.
+    """
     path = Path(path)
     name = name or path.stem
-    bits = _png_bit_depth(path) if path.suffix.lower() == ".png" else None
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            kind = "symbolic link loop" if exc.errno == errno.ELOOP else "dangling symbolic link"
+            raise ImageError(f"{path}: {kind} (to {os.readlink(path)})") from None
     try:
-        with Image.open(path) as img:
-            img.load()
-            if bits is None and img.format == "TIFF":
-                bps = img.tag_v2.get(258)
-                bits = max(bps) if isinstance(bps, tuple) else bps
-            rgb, notes = to_rgb8(img, bits)
+        bits = _png_bit_depth(path) if path.suffix.lower() == ".png" else None
+        limit = max_pixels()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if limit and width * height > limit:
+                    raise ImageError(f"header claims {width}x{height} = {width * height / 1e6:.0f} MP, above the "
+                                     f"limit of {limit / 1e6:.0f} MP (a decompression bomb, or set "
+                                     "BENCH_MAX_PIXELS to accept it)")
+                img.load()
+                if bits is None and img.format == "TIFF":
+                    bps = img.tag_v2.get(258)
+                    bits = max(bps) if isinstance(bps, tuple) else bps
+                notes = _orientation_note(img)
+                if bits == 16 and img.mode in ("RGB", "RGBA"):  # rounded like 16-bit grey, not truncated
+                    rgb = _sixteen_bit_to_8(_read_16bit_rgb(path, img.format)[..., :3])
+                    more = ["16-bit samples reduced to 8 bits"] + (["alpha channel dropped"] if img.mode == "RGBA" else [])
+                else:
+                    rgb, more = to_rgb8(img, bits)
+                notes += more
     except ImageError as exc:
         raise ImageError(f"{path}: {exc}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: {exc}") from None
+    except (OSError, SyntaxError, ValueError, RuntimeError) as exc:
         raise ImageError(f"{path}: cannot decode ({exc})") from None
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageError(f"{path}: unexpected decoded shape {rgb.shape}")

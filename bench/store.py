@@ -9,11 +9,13 @@ family and description, so analysis never needs to import the adapters.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -36,7 +38,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     PRIMARY KEY (image_hash, codec, options, version, quality));
 CREATE TABLE IF NOT EXISTS metrics (
     image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
-    quality REAL NOT NULL, metric TEXT NOT NULL, value REAL,
+    quality REAL NOT NULL, metric TEXT NOT NULL, value REAL, seconds REAL,
     PRIMARY KEY (image_hash, codec, options, version, quality, metric));
 CREATE TABLE IF NOT EXISTS failures (
     image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
@@ -58,6 +60,32 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+IDENT_COLUMNS = ("image_hash", "codec", "options", "version")
+KEY_COLUMNS = (*IDENT_COLUMNS, "quality")
+WHERE_IDENT = " AND ".join(f"{c} = ?" for c in IDENT_COLUMNS)
+WHERE_KEY = " AND ".join(f"{c} = ?" for c in KEY_COLUMNS)
+
+
+class StoreError(Exception):
+    """The result store cannot be used (damaged, locked, another dataset); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Ident:
+    """One codec configuration on one image: everything of a measurement's key but the quality."""
+
+    image_hash: str
+    codec: str
+    options: str  # canonical JSON
+    version: str
+
+    def as_tuple(self) -> tuple[str, str, str, str]:
+        return (self.image_hash, self.codec, self.options, self.version)
+
+    def at(self, quality: float) -> "Key":
+        return Key(*self.as_tuple(), float(quality))
+
+
 @dataclass(frozen=True)
 class Key:
     """Identity of one measurement."""
@@ -68,8 +96,12 @@ class Key:
     version: str
     quality: float
 
-    def as_tuple(self) -> tuple:
+    def as_tuple(self) -> tuple[str, str, str, str, float]:
         return (self.image_hash, self.codec, self.options, self.version, float(self.quality))
+
+    @property
+    def ident(self) -> Ident:
+        return Ident(self.image_hash, self.codec, self.options, self.version)
 
 
 @dataclass(frozen=True)
@@ -84,6 +116,19 @@ class Measurement:
     metric_s: float
     device: str
     metrics: dict[str, float]
+    metric_seconds: dict[str, float] = field(default_factory=dict)  # per metric (sums to about metric_s)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """An input image of a dataset as registered in the store."""
+
+    name: str
+    image_hash: str
+    width: int
+    height: int
+    path: str
+    conversions: tuple[str, ...] = ()
 
 
 def now_iso() -> str:
@@ -91,29 +136,119 @@ def now_iso() -> str:
 
 
 class Store:
-    """SQLite result store in ``<results dir>/results.sqlite``."""
+    """SQLite result store in ``<results dir>/results.sqlite``.
 
-    def __init__(self, directory: str | Path):
+    ``writer=True`` (a run): the folder is locked for this process (a second writer is refused
+    with the pid holding it); a store left by a killed writer is integrity-checked first.
+    ``writer=False`` (report, crops, export): never creates a store; every read of this Store
+    object sees one consistent snapshot, also while a run is writing (``live_writer`` then
+    holds that run's pid).
+    """
+
+    def __init__(self, directory: str | Path, writer: bool = True):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / DB_NAME
-        self.conn = sqlite3.connect(self.path, timeout=60)
+        self.writer = writer
+        self.live_writer: int | None = None
+        self._lock_file = None
+        if not writer and not self.path.is_file():
+            raise StoreError(f"no {DB_NAME} in {self.directory}: run `python -m bench run --out {self.directory}` "
+                             "first")
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path} is empty (0 bytes), not a result store: move it away, or use --out "
+                             "with another folder")
+        if writer:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._lock()
+        else:
+            self.live_writer = self._writer_pid()
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=60)
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            self._unlock()
+            raise StoreError(f"{self.path} is damaged ({exc}): move it away (finished results may be recoverable "
+                             "with `sqlite3 results.sqlite .recover`), or use --out with another folder") from None
+
+    # --- opening and locking -------------------------------------------------------------
+    def _lock(self) -> None:
+        lock_path = self.directory / (DB_NAME + ".lock")
+        self._lock_file = open(lock_path, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "unknown"
+            self._lock_file.close()
+            self._lock_file = None
+            raise StoreError(f"another run (pid {holder}) is writing to {self.directory}: wait for it to finish, "
+                             "or use --out with another folder") from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing releases the flock
+            self._lock_file = None
+
+    def _writer_pid(self) -> int | None:
+        """The pid of a run writing to this folder now, if any."""
+        lock_path = self.directory / (DB_NAME + ".lock")
+        if not lock_path.is_file():
+            return None
+        with open(lock_path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                text = f.read().strip()
+                return int(text) if text.isdigit() else -1
+        return None
+
+    def _open(self) -> None:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive a killed process
+        if not self.writer:
+            self.conn.execute("BEGIN")  # one read transaction: a consistent snapshot for this object's life
+            self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return
+        had_tables = self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+        if had_tables and self._unclean_writer():
+            result = self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+            if result != "ok":
+                raise sqlite3.DatabaseError(f"integrity check after a killed run: {result}")
         had_sweeps = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sweeps'").fetchone()
         self.conn.executescript(SCHEMA)
-        if not had_sweeps:  # stores written before sweeps were recorded: every non-target quality
+        if had_tables and not had_sweeps:  # stores written before sweeps were recorded: every non-target quality
             self.conn.execute("""INSERT OR IGNORE INTO sweeps SELECT DISTINCT m.codec, m.options, m.version, m.quality
                                  FROM measurements m WHERE NOT EXISTS (SELECT 1 FROM targets t WHERE
                                  t.codec = m.codec AND t.options = m.options AND t.version = m.version
                                  AND t.quality = m.quality)""")
-        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(codecs)")}
-        if "info" not in columns:  # stores written before codec metadata existed
-            self.conn.execute("ALTER TABLE codecs ADD COLUMN info TEXT NOT NULL DEFAULT '{}'")
+        self._add_column("codecs", "info", "TEXT NOT NULL DEFAULT '{}'")  # stores before codec metadata
+        self._add_column("metrics", "seconds", "REAL")  # stores before per-metric timing
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('writer', ?)", (json.dumps(os.getpid()),))
         self.conn.commit()
 
+    def _unclean_writer(self) -> bool:
+        """Whether the last writer ended without closing the store (killed)."""
+        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+            return False
+        return self.conn.execute("SELECT 1 FROM meta WHERE key = 'writer'").fetchone() is not None
+
+    def _add_column(self, table: str, column: str, declaration: str) -> None:
+        columns = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
     def close(self) -> None:
-        self.conn.close()
+        if getattr(self, "conn", None) is not None:
+            if self.writer:
+                with self.conn:
+                    self.conn.execute("DELETE FROM meta WHERE key = 'writer'")
+            self.conn.close()
+            self.conn = None
+        self._unlock()
 
     def __enter__(self) -> "Store":
         return self
@@ -121,18 +256,29 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # --- datasets ------------------------------------------------------------------------
+    def claim_dataset(self, name: str, description: str) -> None:
+        """Record the folder's dataset; a folder holds one dataset, another one is refused."""
+        current = self.get_meta("dataset")
+        if current and current.get("name") != name:
+            raise StoreError(f"{self.directory} holds results of dataset {current.get('name')!r}; a results folder "
+                             f"holds one dataset: use --out with another folder for {name!r} "
+                             f"(e.g. --out {self.directory.parent / Path(name).name})")
+        self.set_meta("dataset", {"name": name, "description": description})
+
     # --- writing -------------------------------------------------------------------------
     def set_meta(self, key: str, value) -> None:
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
-    def register_images(self, dataset: str, images: Iterable[tuple[str, str, int, int, str, list[str]]]) -> None:
-        """Record the dataset's current images: (name, hash, width, height, path, conversions)."""
+    def register_images(self, dataset: str, images: Iterable[ImageRecord]) -> None:
+        """Record the dataset's current images (replacing the previous list)."""
         with self.conn:
             self.conn.execute("DELETE FROM images WHERE dataset = ?", (dataset,))
             self.conn.executemany(
                 "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(dataset, n, h, w, ht, p, json.dumps(c)) for n, h, w, ht, p, c in images],
+                [(dataset, i.name, i.image_hash, i.width, i.height, i.path, json.dumps(list(i.conversions)))
+                 for i in images],
             )
 
     def register_codec(self, label: str, codec: str, options: str, version: str, family: str, description: str,
@@ -159,11 +305,8 @@ class Store:
                 "INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*k, m.bytes, m.bpp, m.width, m.height, m.encode_s, m.decode_s, m.metric_s, m.device, now_iso()),
             )
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?,?)",
-                [(*k, name, value) for name, value in m.metrics.items()],
-            )
-            self.conn.execute("DELETE FROM failures WHERE image_hash=? AND codec=? AND options=? AND version=? AND quality=?", k)
+            self._insert_metrics(m.key, m.metrics, m.metric_seconds)
+            self.conn.execute(f"DELETE FROM failures WHERE {WHERE_KEY}", k)
 
     def add_failure(self, key: Key, image_name: str, stage: str, error: str) -> None:
         with self.conn:
@@ -172,10 +315,9 @@ class Store:
                 (*key.as_tuple(), image_name, stage, error, now_iso()),
             )
 
-    def add_search(self, image_hash: str, codec: str, options: str, version: str,
-                   probes: dict[float, int], chosen: dict[float, float]) -> None:
+    def add_search(self, ident: Ident, probes: dict[float, int], chosen: dict[float, float]) -> None:
         """Sizes of the encodes a target-bpp search made, and the quality it chose per target."""
-        ident = (image_hash, codec, options, version)
+        ident = ident.as_tuple()
         with self.conn:
             self.conn.executemany("INSERT OR REPLACE INTO probes VALUES (?,?,?,?,?,?)",
                                   [(*ident, q, n) for q, n in probes.items()])
@@ -183,18 +325,19 @@ class Store:
                                   [(*ident, t, q) for t, q in chosen.items()])
 
     # --- reading -------------------------------------------------------------------------
-    def sizes(self, image_hash: str, codec: str, options: str, version: str) -> dict[float, int]:
+    def sizes(self, ident: Ident) -> dict[float, int]:
         """quality -> bytes of every encode known for one image and codec (probes and measurements)."""
-        ident = (image_hash, codec, options, version)
-        where = "WHERE image_hash=? AND codec=? AND options=? AND version=?"
-        out = dict(self.conn.execute(f"SELECT quality, bytes FROM probes {where}", ident).fetchall())
-        out.update(self.conn.execute(f"SELECT quality, bytes FROM measurements {where}", ident).fetchall())
+        out = dict(self.conn.execute(f"SELECT quality, bytes FROM probes WHERE {WHERE_IDENT}", ident.as_tuple()))
+        out.update(self.conn.execute(f"SELECT quality, bytes FROM measurements WHERE {WHERE_IDENT}", ident.as_tuple()))
         return out
 
-    def chosen_targets(self, image_hash: str, codec: str, options: str, version: str) -> dict[float, float]:
-        cur = self.conn.execute("SELECT target_bpp, quality FROM targets WHERE image_hash=? AND codec=? AND options=? "
-                                "AND version=?", (image_hash, codec, options, version))
+    def chosen_targets(self, ident: Ident) -> dict[float, float]:
+        cur = self.conn.execute(f"SELECT target_bpp, quality FROM targets WHERE {WHERE_IDENT}", ident.as_tuple())
         return dict(cur.fetchall())
+
+    def failed_keys(self) -> set[tuple]:
+        """Keys of the measurements whose last attempt failed."""
+        return {tuple(r) for r in self.conn.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM failures")}
 
     def target_rows(self, dataset: str) -> list[dict]:
         """(image, codec label, target, quality) of the dataset's images and codecs' current versions."""
@@ -211,19 +354,24 @@ class Store:
 
     def stored_metrics(self) -> dict[tuple, set[str]]:
         """Key of every stored measurement -> names of the metrics stored for it."""
-        out: dict[tuple, set[str]] = {
-            tuple(r): set() for r in self.conn.execute("SELECT image_hash, codec, options, version, quality FROM measurements")
-        }
-        for *key, metric in self.conn.execute("SELECT image_hash, codec, options, version, quality, metric FROM metrics"):
+        columns = ", ".join(KEY_COLUMNS)
+        out: dict[tuple, set[str]] = {tuple(r): set() for r in self.conn.execute(f"SELECT {columns} FROM measurements")}
+        for *key, metric in self.conn.execute(f"SELECT {columns}, metric FROM metrics"):
             if tuple(key) in out:
                 out[tuple(key)].add(metric)
         return out
 
-    def add_metrics(self, key: Key, metrics: dict[str, float]) -> None:
+    def add_metrics(self, key: Key, metrics: dict[str, float], seconds: dict[str, float] | None = None) -> None:
         """Add metrics to a stored measurement (its bytes and times stay as first measured)."""
         with self.conn:
-            self.conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?,?)",
-                                  [(*key.as_tuple(), name, value) for name, value in metrics.items()])
+            self._insert_metrics(key, metrics, seconds or {})
+            self.conn.execute(f"DELETE FROM failures WHERE {WHERE_KEY}", key.as_tuple())
+
+    def _insert_metrics(self, key: Key, metrics: dict[str, float], seconds: dict[str, float]) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO metrics (image_hash, codec, options, version, quality, metric, value, seconds) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            [(*key.as_tuple(), name, value, seconds.get(name)) for name, value in metrics.items()])
 
     def get_meta(self, key: str, default=None):
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
