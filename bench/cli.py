@@ -13,10 +13,12 @@ from .export import export_results
 from .metrics import DEFAULT_METRICS, METRICS, resolve_metrics
 from .report import ReportError, build_report
 from .runner import default_jobs, format_failures, run_benchmark
-from .store import Store
+from .store import Store, StoreError
 
+EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def _csv(text: str) -> list[str]:
@@ -76,30 +78,57 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: no available codec to run", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out or Path("results") / dataset.name)
-    report = run_benchmark(dataset, configs, out, qualities=args.qualities, jobs=args.jobs, progress=not args.quiet,
-                           metrics=metrics, targets=tuple(args.target_bpp or ()))
-    with Store(out) as store:
-        written = export_results(store, dataset.name, out).paths
+    try:
+        report = run_benchmark(dataset, configs, out, qualities=args.qualities, jobs=args.jobs,
+                               progress=not args.quiet, metrics=metrics, targets=tuple(args.target_bpp or ()),
+                               timeout_s=args.timeout, retry_failures=not args.no_retry_failures,
+                               check_decode=args.decode_check)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _run_summary(report, out, dataset.name, bool(args.codecs) and bool(skipped))
+
+
+def _run_summary(report, out: Path, dataset: str, requested_skipped: bool) -> int:
+    """Export, print the closing lines and return the exit code: 0 only when everything asked for is stored."""
+    export_error = None
+    written: list[Path] = []
+    try:
+        with Store(out, writer=False) as store:
+            written = export_results(store, dataset, out).paths
+    except (OSError, StoreError) as exc:
+        export_error = str(exc)
     for message, count in report.warnings.items():
         print(f"warning ({count}x): {message}")
     print(f"{report.done} measured, {report.cached_jobs} cached, {report.failed} failed in {report.wall_s:.1f} s; "
           f"results in {out}/ ({', '.join(p.name for p in written[:2])}, "
           f"{sum(p.suffix == '.json' for p in written)} JSON)")
     if report.failures:
-        print("failures per codec:")
+        print("failures per codec (retried on the next run):")
         print("\n".join(format_failures(report)))
+    if report.kept_failures:
+        print(f"{report.kept_failures} measurement(s) failed in an earlier run and were not retried "
+              "(--no-retry-failures)")
     if report.skipped_images:
         print(f"{len(report.skipped_images)} image(s) skipped (unreadable)")
+    if export_error:
+        print(f"error: writing the result files failed ({export_error}); the previous files are left intact and "
+              f"every measurement is in {out / 'results.sqlite'}", file=sys.stderr)
     if report.interrupted:
         print("interrupted: every finished measurement is saved; run the same command again to continue")
-        return EXIT_INTERRUPTED
-    return 0
+        return EXIT_TERMINATED if report.terminated else EXIT_INTERRUPTED
+    if not report.images:
+        print("error: no image could be loaded", file=sys.stderr)
+    elif requested_skipped:
+        print("error: a requested codec was skipped (unavailable)", file=sys.stderr)
+    complete = report.complete and not requested_skipped and export_error is None
+    return 0 if complete else EXIT_INCOMPLETE
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     try:
         written = build_report(args.results, anchor=args.anchor, references=args.reference, method=args.method)
-    except (ReportError, KeyError) as exc:
+    except (ReportError, StoreError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     report = next(p for p in written if p.name == "report.html")
@@ -176,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="results folder (default: results/<dataset>)")
     device_option(p)
     p.add_argument("--no-download", action="store_true", help="never download dataset files")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="limit per job; a job over it is a 'timeout' failure and its worker is replaced "
+                        "(default: the adapter's TIMEOUT_S, else 600; 0 = no limit)")
+    p.add_argument("--no-retry-failures", action="store_true",
+                   help="keep the failures of earlier runs instead of retrying them")
+    p.add_argument("--decode-check", choices=["sample", "all", "off"], default="sample",
+                   help="decode bitstreams again in a process that never encoded: one image per codec and "
+                        "quality (sample, the default), every job (all) or none (off)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     codecs_dir(p)
     p.set_defaults(func=cmd_run)

@@ -77,7 +77,7 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
     out = Path(results_dir)
     if not (out / DB_NAME).is_file():
         raise CropsError(f"no result store {out / DB_NAME}; run `python -m bench run --out {out}` first")
-    with Store(out) as store:
+    with Store(out, writer=False) as store:
         dataset = (store.get_meta("dataset") or {}).get("name")
         images = {row["name"]: row for row in store.images(dataset)} if dataset else {}
         if not images:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .adapters import native_quality
+from .atomic import atomic_path, write_text_atomic
 from .metrics import METRICS, ms_ssim_db
 from .store import Store
 
@@ -115,18 +116,22 @@ def export_results(store: Store, dataset: str, out_dir: str | Path) -> Exported:
     per_image = per_image_frame(store, dataset)
     summary = summary_frame(per_image)
     n_images = store.image_count(dataset)
-    written = [out / "per_image.csv", out / "summary.csv"]
-    per_image.to_csv(written[0], index=False)
-    summary.to_csv(written[1], index=False)
+    written = [write_csv(per_image, out / "per_image.csv"), write_csv(summary, out / "summary.csv")]
     for codec in store.codecs():
         if codec["label"] not in set(summary["codec"]):
             continue
         path = out / f"{file_stem(codec['label'])}.json"
-        path.write_text(json.dumps(compressai_json(summary, codec, n_images), indent=2) + "\n")
+        write_text_atomic(path, json.dumps(compressai_json(summary, codec, n_images), indent=2) + "\n")
         written.append(path)
     target_rows, target_means = target_frames(store, dataset, per_image_frame(store, dataset, sweep_only=False))
     if not target_rows.empty:
-        target_rows.to_csv(out / "target_bpp.csv", index=False)
-        target_means.to_csv(out / "target_bpp_summary.csv", index=False)
-        written += [out / "target_bpp.csv", out / "target_bpp_summary.csv"]
+        written += [write_csv(target_rows, out / "target_bpp.csv"),
+                    write_csv(target_means, out / "target_bpp_summary.csv")]
     return Exported(per_image, summary, n_images, written, target_means)
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a table atomically; returns its path."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path

@@ -34,17 +34,32 @@ def git_commit(directory: Path = PROJECT_DIR) -> str:
 
 
 def machine_info() -> dict[str, str]:
-    import numpy
-    import torch
+    """CPU, OS and library versions; the GPU only when torch is already imported (a run of
+    conventional codecs never pays for importing torch)."""
+    import importlib.metadata
+    import sys
 
+    import numpy
+
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        cuda = "not queried (torch not loaded)"
+    else:
+        cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {
         "cpu": cpu_model(),
         "cores": str(os.cpu_count()),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "numpy": numpy.__version__,
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "torch": version("torch"),
+        "cuda": cuda,
     }
 
 

@@ -132,7 +132,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
         refs = [load_reference(p) for p in references or []]
     except ValueError as exc:
         raise ReportError(str(exc)) from None
-    with Store(out) as store:
+    with Store(out, writer=False) as store:
         dataset = (store.get_meta("dataset") or {}).get("name")
         if not dataset:
             raise ReportError(f"{out / DB_NAME} holds no run yet")

@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS targets (
     image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
     target_bpp REAL NOT NULL, quality REAL NOT NULL,
     PRIMARY KEY (image_hash, codec, options, version, target_bpp));
+CREATE TABLE IF NOT EXISTS notes (
+    codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL, note TEXT NOT NULL,
+    PRIMARY KEY (codec, options, version, note));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -135,6 +138,22 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+_LOCK_FILES: set = set()  # lock files held by this process, closed in forked children
+
+
+def _close_inherited_locks() -> None:
+    """In a forked child: drop the parent's store locks, so that they end with the parent."""
+    for f in list(_LOCK_FILES):
+        try:
+            f.close()
+        except OSError:
+            pass
+    _LOCK_FILES.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 class Store:
     """SQLite result store in ``<results dir>/results.sqlite``.
 
@@ -187,9 +206,11 @@ class Store:
         self._lock_file.truncate()
         self._lock_file.write(str(os.getpid()))
         self._lock_file.flush()
+        _LOCK_FILES.add(self._lock_file)
 
     def _unlock(self) -> None:
         if self._lock_file is not None:
+            _LOCK_FILES.discard(self._lock_file)
             self._lock_file.close()  # closing releases the flock
             self._lock_file = None
 
@@ -284,12 +305,27 @@ class Store:
     def register_codec(self, label: str, codec: str, options: str, version: str, family: str, description: str,
                        info: dict | None = None) -> None:
         """Record a codec configuration's current version; ``info``: e.g. weights, parameters, kMAC/pixel."""
+        info = dict(info or {})
+        notes = [r[0] for r in self.conn.execute("SELECT note FROM notes WHERE codec=? AND options=? AND version=?",
+                                                 (codec, options, version))]
+        if notes:
+            info["notes"] = "; ".join(sorted(notes))
         with self.conn:
             self.conn.execute(
                 "INSERT OR REPLACE INTO codecs (label, codec, options, version, family, description, info, updated) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (label, codec, options, version, family, description, json.dumps(info or {}, sort_keys=True), now_iso()),
+                (label, codec, options, version, family, description, json.dumps(info, sort_keys=True), now_iso()),
             )
+
+    def add_codec_note(self, ident: "Ident", note: str) -> None:
+        """A note about a codec configuration (e.g. non-deterministic encoder), kept and shown in its info."""
+        with self.conn:
+            self.conn.execute("INSERT OR IGNORE INTO notes VALUES (?,?,?,?)", (*ident.as_tuple()[1:], note))
+        for label, codec, options, version, family, description, info in self.conn.execute(
+                "SELECT label, codec, options, version, family, description, info FROM codecs WHERE codec=? AND "
+                "options=? AND version=?", ident.as_tuple()[1:]).fetchall():
+            self.register_codec(label, codec, options, version, family, description,
+                                {k: v for k, v in json.loads(info).items() if k != "notes"})
 
     def add_sweep(self, codec: str, options: str, version: str, qualities) -> None:
         """Qualities run as a quality sweep (RD curves use these; target-bpp points are kept apart)."""

@@ -9,7 +9,6 @@ cached in the store, so a repeated search costs nothing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 REL_TOLERANCE = 0.005  # continuous search stops within 0.5 % of the target
@@ -70,47 +69,3 @@ def quality_grid(quality_range: tuple[float, float, float] | None, qualities: tu
         return None, (lo, hi)
     count = int(round((hi - lo) / step))
     return [lo + i * step for i in range(count + 1)], None
-
-
-@dataclass(frozen=True)
-class SearchTask:
-    origin: str
-    options: dict[str, str]
-    image_file: str
-    image_name: str
-    label: str
-    pixels: int
-    targets: tuple[float, ...]
-    grid: tuple[float, ...] | None
-    bounds: tuple[float, float] | None
-    known: dict[float, int]  # quality -> bytes, from earlier runs
-
-
-@dataclass
-class SearchOutcome:
-    task: SearchTask
-    chosen: dict[float, float]  # target bpp -> quality
-    probes: dict[float, int]  # new quality -> bytes
-    error: str = ""
-
-
-def run_search(task: SearchTask) -> SearchOutcome:
-    """Search every target of one image and codec (in a worker process)."""
-    from .runner import _config, _image, bits_per_pixel
-
-    sizes = dict(task.known)
-    probes: dict[float, int] = {}
-
-    def bpp_at(quality: float) -> float:
-        quality = round(quality, 6)
-        if quality not in sizes:
-            config = _config(task.origin, task.options)
-            sizes[quality] = probes[quality] = len(config.encode(_image(task.image_file), quality))
-        return bits_per_pixel(sizes[quality], task.pixels, 1)
-
-    try:
-        grid = list(task.grid) if task.grid is not None else None
-        chosen = {t: round(search_quality(bpp_at, t, grid, task.bounds), 6) for t in task.targets}
-    except Exception as exc:
-        return SearchOutcome(task, {}, probes, f"{type(exc).__name__}: {exc}")
-    return SearchOutcome(task, chosen, probes)

@@ -18,7 +18,8 @@ from PIL import Image
 from bench.adapters import Adapter, discover, select
 from bench.cli import main
 from bench.datasets import resolve_dataset
-from bench.runner import bits_per_pixel, run_benchmark
+from bench.measure import bits_per_pixel
+from bench.runner import run_benchmark
 from bench.store import DB_NAME, Store
 
 from .conftest import REPO, photo
@@ -158,11 +159,11 @@ def test_failures_are_counted_with_reasons(tmp_path, image_folder, capsys):
     )
     code = main(["run", "--dataset", str(image_folder), "--codecs", "flaky", "--codecs-dir", str(plugins),
                  "--jobs", "1", "--out", str(tmp_path / "out"), "--quiet"])
-    assert code == 0
+    assert code == 1, "exit 1 when measurements failed"
     out = capsys.readouterr().out
     assert "0 measured, 0 cached, 6 failed" in out
     assert "flaky: 6 failed" in out
-    assert "3 x encode: RuntimeError: unsupported quality" in out
+    assert "3 x encode: RuntimeError: unsupported quality (flaky.py:9)" in out, "the adapter's file:line is kept"
     assert "1 x decode: decoded shape (3, 3, 3) differs from the original (192, 256, 3)" in out
 
 

@@ -1,0 +1,182 @@
+"""Running tasks in worker processes, one task per worker at a time.
+
+Because each worker runs one task at a time, the parent knows exactly which task a worker was
+running when it died or overran its time: only that task fails (``crash`` or ``timeout``), the
+worker is replaced, and nothing else in flight is lost. Three kinds of worker:
+
+* ``cpu``: ``workers`` forked processes (fast start; the adapters are already imported);
+* ``gpu``: one spawned process that owns the GPU (CUDA does not survive ``fork``);
+* ``fresh``: one spawned process that never encodes, for decode-independence checks.
+
+Concurrency is also limited by memory: a task starts only if the estimated peak memory of the
+tasks running plus its own fits in the budget (one task always runs).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable
+
+POOLS = ("cpu", "gpu", "fresh")
+
+
+@dataclass
+class Job:
+    func: Callable[[Any], Any]  # a module-level function run in the worker: func(task) -> result
+    task: Any  # has ``memory_bytes``
+    timeout_s: float | None = None  # None or 0: no limit
+    pool: str = "cpu"
+
+
+def _serve(conn: Connection, threads: int) -> None:
+    """A worker's loop: receive (func, task), send func(task), until the pipe closes."""
+    from .worker import init_worker
+
+    init_worker(threads)
+    while True:
+        try:
+            func, task = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(func(task))
+
+
+class _Worker:
+    def __init__(self, method: str, threads: int):
+        if method == "fork" and not sys.platform.startswith("linux"):
+            method = "spawn"
+        ctx = mp.get_context(method)
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, threads), daemon=True, name="bench-worker")
+        self.proc.start()
+        child.close()
+        self.job: Job | None = None
+        self.deadline = float("inf")
+
+    def start(self, job: Job) -> None:
+        self.job = job
+        self.deadline = time.monotonic() + job.timeout_s if job.timeout_s else float("inf")
+        self.conn.send((job.func, job.task))
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+    def death(self) -> str:
+        self.proc.join(5)
+        code = self.proc.exitcode
+        if code is not None and code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        return f"the worker process {how} while running this job"
+
+
+class Executor:
+    """Runs jobs in worker processes; results and failures go to callbacks, which may add jobs."""
+
+    def __init__(self, cpu_workers: int, memory_budget: int | None = None):
+        self.limits = {"cpu": max(1, cpu_workers), "gpu": 1, "fresh": 1}
+        self.methods = {"cpu": "fork", "gpu": "spawn", "fresh": "spawn"}
+        self.threads = max(1, (os.cpu_count() or 1) // self.limits["cpu"])
+        self.memory_budget = memory_budget
+        self.pending: dict[str, deque[Job]] = {p: deque() for p in POOLS}
+        self.idle: dict[str, list[_Worker]] = {p: [] for p in POOLS}
+        self.busy: list[_Worker] = []
+        self.started = 0
+
+    def submit(self, job: Job) -> None:
+        self.pending[job.pool].append(job)
+
+    def _running_memory(self) -> int:
+        return sum(w.job.task.memory_bytes for w in self.busy if w.job is not None)
+
+    def _fits(self, job: Job) -> bool:
+        if self.memory_budget is None or not self.busy:
+            return True
+        return self._running_memory() + job.task.memory_bytes <= self.memory_budget
+
+    def _dispatch(self) -> None:
+        for pool in POOLS:
+            queue = self.pending[pool]
+            while queue:
+                running = sum(1 for w in self.busy if w.job is not None and w.job.pool == pool)
+                if running >= self.limits[pool] or not self._fits(queue[0]):
+                    break
+                worker = self.idle[pool].pop() if self.idle[pool] else _Worker(self.methods[pool], self.threads)
+                self.started += 1
+                worker.start(queue.popleft())
+                self.busy.append(worker)
+
+    def run(self, on_result: Callable[[Job, Any], None], on_failure: Callable[[Job, str, str], None]) -> None:
+        """Run until no job is pending or running. ``on_failure(job, stage, message)``: crash or timeout."""
+        try:
+            while True:
+                self._dispatch()
+                if not self.busy:
+                    if any(self.pending.values()):
+                        continue
+                    return
+                timeout = max(0.0, min(w.deadline for w in self.busy) - time.monotonic())
+                ready = set(wait([w.conn for w in self.busy] + [w.proc.sentinel for w in self.busy],
+                                 timeout=None if timeout == float("inf") else timeout))
+                now = time.monotonic()
+                for worker in list(self.busy):
+                    job = worker.job
+                    assert job is not None
+                    result, failure = None, None
+                    if worker.conn in ready or worker.proc.sentinel in ready:
+                        try:
+                            if worker.conn.poll():
+                                result = worker.conn.recv()
+                            else:
+                                failure = ("crash", worker.death())
+                        except (EOFError, OSError):
+                            failure = ("crash", worker.death())
+                    elif now >= worker.deadline:
+                        failure = ("timeout", f"no result after {job.timeout_s:g} s (the limit per job; "
+                                              "raise it with --timeout); the worker was stopped")
+                    else:
+                        continue
+                    self.busy.remove(worker)
+                    worker.job = None
+                    if failure is None:
+                        self.idle[job.pool].append(worker)
+                        on_result(job, result)
+                    else:
+                        worker.kill()
+                        on_failure(job, *failure)
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop every worker now (used at the end, on Ctrl-C and on SIGTERM)."""
+        workers = self.busy + [w for pool in POOLS for w in self.idle[pool]]
+        for worker in workers:
+            worker.kill()
+        self.busy = []
+        self.idle = {p: [] for p in POOLS}
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux), else None (no memory limit on concurrency)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

@@ -1,0 +1,153 @@
+"""One measurement: encode, decode and score one image with one codec configuration.
+
+Owns timing (wall seconds around ``encode`` and ``decode`` only) and size (bpp = bytes * 8 /
+pixels, from the returned bytes). The adapter sees a read-only view of the original: a write
+into it fails that job instead of corrupting every later result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from dataclasses import replace
+
+import numpy as np
+
+from .adapters import CodecConfig
+from .metrics import DEFAULT_METRICS, compute_metrics
+from .store import Key, Measurement
+
+
+class StageError(Exception):
+    """A job failed in one stage (encode, decode, metrics, ...)."""
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(message)
+        self.stage = stage
+
+
+def bits_per_pixel(num_bytes: int, width: int, height: int) -> float:
+    """bpp = bytes * 8 / (width * height)."""
+    return num_bytes * 8.0 / (width * height)
+
+
+def read_only(rgb: np.ndarray) -> np.ndarray:
+    """A view of ``rgb`` that cannot be written (nor made writable again, as its base is read-only too)."""
+    if rgb.flags.writeable:
+        rgb = rgb.copy()
+        rgb.flags.writeable = False
+    view = rgb.view()
+    view.flags.writeable = False
+    return view
+
+
+def reconstruction_sha256(rec: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(rec).tobytes()).hexdigest()
+
+
+def as_rgb(decoded, shape: tuple[int, ...]) -> np.ndarray:
+    """The decoder's output as a uint8 array of the original's shape, or a ``decode`` StageError."""
+    rec = np.asarray(decoded)
+    if rec.dtype != np.uint8:
+        raise StageError("decode", f"decoded dtype is {rec.dtype}, expected uint8")
+    if rec.shape != shape:
+        raise StageError("decode", f"decoded shape {rec.shape} differs from the original {shape}")
+    return rec
+
+
+def _describe(exc: BaseException, config: CodecConfig) -> str:
+    if isinstance(exc, ValueError) and "read-only" in str(exc):
+        return f"adapter {config.name!r} wrote into its input image, which is read-only ({exc})"
+    return f"{type(exc).__name__}: {exc}{error_location(exc)}"
+
+
+def error_location(exc: BaseException) -> str:
+    """`` (file.py:123)`` of the innermost frame of an exception's traceback, or ``""``."""
+    import traceback
+    from pathlib import Path
+
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    return f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+
+
+def _is_cuda_oom(exc: BaseException | None) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError"
+
+
+def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key,
+            metrics: tuple[str, ...] = DEFAULT_METRICS, check_determinism: bool = False
+            ) -> tuple[Measurement, bytes, np.ndarray, str]:
+    """Encode, decode and score one image; raises StageError naming the failing stage.
+
+    Returns the measurement, the bitstream, the reconstruction and a note ("" unless
+    ``check_determinism`` found that two encodes of the same image differ). Learned codecs are
+    decoded twice: outputs that differ are a ``decode-mismatch`` failure. On CUDA out of memory
+    the image is measured on the CPU instead, with a warning.
+    """
+    try:
+        return _measure(config, rgb, quality, key, metrics, check_determinism)
+    except StageError as exc:
+        if not (config.device.startswith("cuda") and _is_cuda_oom(exc.__cause__)):
+            raise
+    warnings.warn(f"CUDA out of memory on a {rgb.shape[1]}x{rgb.shape[0]} image with {config.label}; "
+                  "measured on the CPU instead", stacklevel=2)
+    cpu = replace(config, options={**config.options, "device": "cpu"})
+    return _measure(cpu, rgb, quality, key, metrics, check_determinism)
+
+
+def _encode(config: CodecConfig, rgb: np.ndarray, quality: float) -> tuple[bytes, float]:
+    try:
+        start = time.perf_counter()
+        data = config.encode(rgb, quality)
+        seconds = time.perf_counter() - start
+    except Exception as exc:
+        raise StageError("encode", _describe(exc, config)) from exc
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise StageError("encode", f"encode returned {type(data).__name__}, expected bytes")
+    return bytes(data), seconds
+
+
+def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, metric_names: tuple[str, ...],
+             check_determinism: bool) -> tuple[Measurement, bytes, np.ndarray, str]:
+    original = read_only(rgb)
+    try:
+        config.prepare(quality)
+    except Exception as exc:
+        raise StageError("prepare", _describe(exc, config)) from exc
+    data, encode_s = _encode(config, original, quality)
+    note = ""
+    if check_determinism:
+        again, _ = _encode(config, original, quality)
+        if again != data:
+            note = (f"{config.label} is not deterministic: two encodes of the same image at quality {quality:g} "
+                    f"gave {len(data)} and {len(again)} bytes{'' if len(data) != len(again) else ' (different content)'}")
+    try:
+        start = time.perf_counter()
+        decoded = config.decode(data)
+        decode_s = time.perf_counter() - start
+    except Exception as exc:
+        raise StageError("decode", _describe(exc, config)) from exc
+    rec = as_rgb(decoded, rgb.shape)
+    if config.adapter.family == "learned":
+        try:
+            again_rec = as_rgb(config.decode(data), rgb.shape)
+        except Exception as exc:
+            raise StageError("decode-mismatch", f"second decode of the same bytes failed: {_describe(exc, config)}") from exc
+        if not np.array_equal(rec, again_rec):
+            diff = np.abs(rec.astype(np.int16) - again_rec).max()
+            raise StageError("decode-mismatch", f"two decodes of the same bytes differ (max |diff| {diff})")
+    seconds: dict[str, float] = {}
+    try:
+        start = time.perf_counter()
+        metrics = compute_metrics(original, rec, metric_names)
+        metric_s = time.perf_counter() - start
+    except Exception as exc:
+        raise StageError("metrics", f"{type(exc).__name__}: {exc}{error_location(exc)}") from exc
+    height, width = rgb.shape[:2]
+    measurement = Measurement(
+        key=key, bytes=len(data), bpp=bits_per_pixel(len(data), width, height), width=width, height=height,
+        encode_s=encode_s, decode_s=decode_s, metric_s=metric_s, device=config.device, metrics=dict(metrics),
+        metric_seconds=seconds,
+    )
+    return measurement, data, rec, note

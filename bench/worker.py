@@ -1,0 +1,157 @@
+"""Worker processes: per-process caches and the functions that run one task each.
+
+Every job runs in a worker process (never in the run's own process), so a codec that crashes
+the interpreter, hangs or exhausts memory costs one failure row, not the run. Workers die with
+their parent (Linux parent-death signal) and ignore Ctrl-C, which the parent handles.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .adapters import CodecConfig, load_origin
+from .images import pixel_sha256
+from .measure import StageError, as_rgb, bits_per_pixel, error_location, measure, read_only, reconstruction_sha256
+from .planning import DecodeCheckTask, SearchTask, Task
+from .store import Measurement
+from .targets import search_quality
+
+_CONFIGS: dict[tuple[str, str], CodecConfig] = {}
+_IMAGES: OrderedDict[str, np.ndarray] = OrderedDict()
+_IMAGE_CACHE_SIZE = 4
+PR_SET_PDEATHSIG = 1
+
+
+def init_worker(torch_threads: int) -> None:
+    """In a new worker: die with the parent, leave Ctrl-C to the parent, share the cores."""
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent's pipe closing ends the worker instead
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.environ["OMP_NUM_THREADS"] = str(torch_threads)
+    try:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    except ImportError:
+        pass
+
+
+def image(path: str, expected_hash: str) -> np.ndarray:
+    """The read-only original of a task (cached per worker), checked against its pixel hash once."""
+    if path in _IMAGES:
+        _IMAGES.move_to_end(path)
+        return _IMAGES[path]
+    rgb = np.load(path)
+    if pixel_sha256(rgb) != expected_hash:
+        raise StageError("setup", f"image file {path} does not hold the pixels of hash {expected_hash[:16]}...")
+    rgb.flags.writeable = False
+    _IMAGES[path] = rgb
+    if len(_IMAGES) > _IMAGE_CACHE_SIZE:
+        _IMAGES.popitem(last=False)
+    return rgb
+
+
+def config(origin: str, options: dict[str, str]) -> CodecConfig:
+    """The configuration in this worker (options come resolved from the parent; no setup)."""
+    cache_key = (origin, repr(sorted(options.items())))
+    if cache_key not in _CONFIGS:
+        _CONFIGS[cache_key] = CodecConfig(load_origin(origin), options)
+    return _CONFIGS[cache_key]
+
+
+def _warnings(caught: list) -> list[str]:
+    return sorted({str(w.message) for w in caught if not issubclass(w.category, (DeprecationWarning, FutureWarning))})
+
+
+@dataclass
+class Outcome:
+    task: Task
+    measurement: Measurement | None = None
+    stage: str = ""
+    error: str = ""
+    warnings: list[str] = field(default_factory=list)
+    data: bytes | None = None  # the bitstream, when the task asks for a decode check
+    rec_sha256: str = ""
+    note: str = ""  # e.g. non-deterministic encoder
+
+
+def run_task(task: Task) -> Outcome:
+    """Measure one job; never raises for codec failures."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            rgb = image(task.image.npy, task.image.image_hash)
+            m, data, rec, note = measure(config(task.origin, task.options), rgb, task.quality, task.key,
+                                         task.metrics, task.check_determinism)
+            if pixel_sha256(rgb) != task.image.image_hash:
+                raise StageError("encode", f"the original image changed during the job (adapter {task.label!r})")
+            outcome = Outcome(task, measurement=m, note=note)
+            if task.check_decode:
+                outcome.data, outcome.rec_sha256 = data, reconstruction_sha256(rec)
+        except StageError as exc:
+            outcome = Outcome(task, stage=exc.stage, error=str(exc))
+        except Exception as exc:  # adapter loading and anything unexpected
+            outcome = Outcome(task, stage="setup", error=f"{type(exc).__name__}: {exc}{error_location(exc)}")
+    outcome.warnings = _warnings(caught)
+    return outcome
+
+
+@dataclass
+class DecodeCheckOutcome:
+    task: DecodeCheckTask
+    error: str = ""  # empty: the fresh decode equals the measured reconstruction
+
+
+def run_decode_check(task: DecodeCheckTask) -> DecodeCheckOutcome:
+    """Decode the bytes in this process, which never encoded: it must give the same image."""
+    shape = (task.image.height, task.image.width, 3)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rec = as_rgb(config(task.origin, task.options).decode(task.data), shape)
+    except Exception as exc:
+        return DecodeCheckOutcome(task, f"decoding the bytes in a fresh process failed: {type(exc).__name__}: {exc}")
+    if reconstruction_sha256(rec) != task.expected_sha256:
+        return DecodeCheckOutcome(task, "decoding the same bytes in a fresh process gave another image: the decoder "
+                                        "does not reconstruct from the bitstream alone")
+    return DecodeCheckOutcome(task)
+
+
+@dataclass
+class SearchOutcome:
+    task: SearchTask
+    chosen: dict[float, float]  # target bpp -> quality
+    probes: dict[float, int]  # new quality -> bytes
+    error: str = ""
+
+
+def run_search(task: SearchTask) -> SearchOutcome:
+    """Search every target of one image and codec (encodes only; every probe's size is kept)."""
+    sizes = dict(task.known)
+    probes: dict[float, int] = {}
+
+    def bpp_at(quality: float) -> float:
+        quality = round(quality, 6)
+        if quality not in sizes:
+            rgb = read_only(image(task.image.npy, task.image.image_hash))
+            sizes[quality] = probes[quality] = len(config(task.origin, task.options).encode(rgb, quality))
+        return bits_per_pixel(sizes[quality], task.image.width, task.image.height)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            grid = list(task.grid) if task.grid is not None else None
+            chosen = {t: round(search_quality(bpp_at, t, grid, task.bounds), 6) for t in task.targets}
+    except Exception as exc:
+        return SearchOutcome(task, {}, probes, f"{type(exc).__name__}: {exc}{error_location(exc)}")
+    return SearchOutcome(task, chosen, probes)
