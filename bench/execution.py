@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable
 
 POOLS = ("cpu", "gpu", "fresh")
+READY = "bench-worker-ready"  # a new worker's first message: its start-up is not part of any job's time
 
 
 @dataclass
@@ -40,6 +41,7 @@ def _serve(conn: Connection, threads: int) -> None:
     from .worker import init_worker
 
     init_worker(threads)
+    conn.send(READY)
     while True:
         try:
             func, task = conn.recv()
@@ -58,12 +60,24 @@ class _Worker:
         self.proc.start()
         child.close()
         self.job: Job | None = None
+        self.ready = False
         self.deadline = float("inf")
 
     def start(self, job: Job) -> None:
         self.job = job
-        self.deadline = time.monotonic() + job.timeout_s if job.timeout_s else float("inf")
+        self.deadline = float("inf")
+        if self.ready:
+            self._start_clock()
         self.conn.send((job.func, job.task))
+
+    def _start_clock(self) -> None:
+        timeout = self.job.timeout_s if self.job is not None else None
+        self.deadline = time.monotonic() + timeout if timeout else float("inf")
+
+    def became_ready(self) -> None:
+        """The worker finished starting: the job's time limit starts now."""
+        self.ready = True
+        self._start_clock()
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -141,6 +155,9 @@ class Executor:
                         try:
                             if worker.conn.poll():
                                 result = worker.conn.recv()
+                                if isinstance(result, str) and result == READY:
+                                    worker.became_ready()
+                                    continue
                             else:
                                 failure = ("crash", worker.death())
                         except (EOFError, OSError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,10 +86,16 @@ def to_rgb8(img: Image.Image, source_bits: int | None = None) -> tuple[np.ndarra
     return np.ascontiguousarray(rgb, dtype=np.uint8), notes
 
 
+# Pillow's decompression-bomb error limit (2x its warning limit, 179 MP); checked here, from the header,
+# with a message that says what to do, so Pillow's own check is turned off.
+DEFAULT_MAX_PIXELS = 2 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+Image.MAX_IMAGE_PIXELS = None
+
+
 def max_pixels() -> int:
     """Largest image accepted (pixels): ``$BENCH_MAX_PIXELS``, else Pillow's decompression-bomb limit."""
     env = os.environ.get("BENCH_MAX_PIXELS")
-    return int(float(env)) if env else int(Image.MAX_IMAGE_PIXELS or 0) * 2
+    return int(float(env)) if env else DEFAULT_MAX_PIXELS
 
 
 def _read_16bit_rgb(path: Path, fmt: str) -> np.ndarray:
@@ -128,25 +133,23 @@ def load_image(path: str | Path, name: str | None = None) -> LoadedImage:
     try:
         bits = _png_bit_depth(path) if path.suffix.lower() == ".png" else None
         limit = max_pixels()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                if limit and width * height > limit:
-                    raise ImageError(f"header claims {width}x{height} = {width * height / 1e6:.0f} MP, above the "
-                                     f"limit of {limit / 1e6:.0f} MP (a decompression bomb, or set "
-                                     "BENCH_MAX_PIXELS to accept it)")
-                img.load()
-                if bits is None and img.format == "TIFF":
-                    bps = img.tag_v2.get(258)
-                    bits = max(bps) if isinstance(bps, tuple) else bps
-                notes = _orientation_note(img)
-                if bits == 16 and img.mode in ("RGB", "RGBA"):  # rounded like 16-bit grey, not truncated
-                    rgb = _sixteen_bit_to_8(_read_16bit_rgb(path, img.format)[..., :3])
-                    more = ["16-bit samples reduced to 8 bits"] + (["alpha channel dropped"] if img.mode == "RGBA" else [])
-                else:
-                    rgb, more = to_rgb8(img, bits)
-                notes += more
+        with Image.open(path) as img:
+            width, height = img.size
+            if limit and width * height > limit:
+                raise ImageError(f"header claims {width}x{height} = {width * height / 1e6:.0f} MP, above the "
+                                 f"limit of {limit / 1e6:.0f} MP (a decompression bomb, or set "
+                                 "BENCH_MAX_PIXELS to accept it)")
+            img.load()
+            if bits is None and img.format == "TIFF":
+                bps = img.tag_v2.get(258)
+                bits = max(bps) if isinstance(bps, tuple) else bps
+            notes = _orientation_note(img)
+            if bits == 16 and img.mode in ("RGB", "RGBA"):  # rounded like 16-bit grey, not truncated
+                rgb = _sixteen_bit_to_8(_read_16bit_rgb(path, img.format)[..., :3])
+                more = ["16-bit samples reduced to 8 bits"] + (["alpha channel dropped"] if img.mode == "RGBA" else [])
+            else:
+                rgb, more = to_rgb8(img, bits)
+            notes += more
     except ImageError as exc:
         raise ImageError(f"{path}: {exc}") from None
     except UnidentifiedImageError:

@@ -224,14 +224,30 @@ def _measure_all(store: Store, tasks: list[Task], report: RunReport, jobs: int, 
     bar = _progress_bar(len(tasks), progress, "measuring " + (", ".join(labels) if len(labels) <= 3 else
                                                               f"{len(labels)} codecs"))
     waiting: dict[int, Outcome] = {}  # id(decode-check task) -> the measurement it verifies
+    condemned: dict[tuple[str, str, str], str] = {}  # codec configurations whose decoder failed the check
 
     def fail(task, stage: str, error: str) -> None:
         store.add_failure(task.key, task.image.name, stage, error)
         report.failures[(task.label, stage, error)] += 1
 
+    def condemn(task: Task, error: str) -> None:
+        """A decoder that does not decode from the bytes makes every row of its configuration wrong."""
+        fail(task, "decode-not-from-bytes", error)
+        config = task.key.ident.as_tuple()[1:]
+        reason = f"another image of this codec configuration failed the decode check ({error})"
+        condemned[config] = reason
+        discarded = store.discard_configuration(*config, "decode-not-from-bytes", reason)
+        if discarded:
+            report.failures[(task.label, "decode-not-from-bytes", reason)] += discarded
+            report.done -= min(report.done, discarded)
+
     def stored(outcome: Outcome) -> None:
         m = outcome.measurement
         assert m is not None
+        reason = condemned.get(outcome.task.key.ident.as_tuple()[1:])
+        if reason:
+            fail(outcome.task, "decode-not-from-bytes", reason)
+            return
         if outcome.task.metrics_only:
             store.add_metrics(outcome.task.key, m.metrics, m.metric_seconds)
         else:
@@ -243,7 +259,7 @@ def _measure_all(store: Store, tasks: list[Task], report: RunReport, jobs: int, 
         if isinstance(result, DecodeCheckOutcome):
             outcome = waiting.pop(id(job.task))
             if result.error:
-                fail(outcome.task, "decode-not-from-bytes", result.error)
+                condemn(outcome.task, result.error)
             else:
                 stored(outcome)
             return
@@ -268,7 +284,7 @@ def _measure_all(store: Store, tasks: list[Task], report: RunReport, jobs: int, 
     def on_failure(job: Job, stage: str, error: str) -> None:
         if isinstance(job.task, DecodeCheckTask):
             outcome = waiting.pop(id(job.task))
-            fail(outcome.task, "decode-not-from-bytes", f"the fresh-process decode failed: {error}")
+            condemn(outcome.task, f"the fresh-process decode failed: {error}")
             return
         bar.update(1)
         fail(job.task, stage, error)

@@ -351,6 +351,19 @@ class Store:
                 (*key.as_tuple(), image_name, stage, error, now_iso()),
             )
 
+    def discard_configuration(self, codec: str, options: str, version: str, stage: str, error: str) -> int:
+        """Turn every stored measurement of one codec configuration into a failure (its results are wrong)."""
+        ident = (codec, options, version)
+        where = "codec = ? AND options = ? AND version = ?"
+        with self.conn:
+            self.conn.execute(f"""INSERT OR REPLACE INTO failures SELECT m.image_hash, m.codec, m.options, m.version,
+                                  m.quality, COALESCE(i.name, m.image_hash), ?, ?, ? FROM measurements m
+                                  LEFT JOIN images i ON i.image_hash = m.image_hash WHERE m.{where.replace(' AND ', ' AND m.')}
+                                  GROUP BY m.image_hash, m.quality""", (stage, error, now_iso(), *ident))
+            count = self.conn.execute(f"DELETE FROM measurements WHERE {where}", ident).rowcount
+            self.conn.execute(f"DELETE FROM metrics WHERE {where}", ident)
+        return count
+
     def add_search(self, ident: Ident, probes: dict[float, int], chosen: dict[float, float]) -> None:
         """Sizes of the encodes a target-bpp search made, and the quality it chose per target."""
         ident = ident.as_tuple()
