@@ -127,6 +127,10 @@ def _run_summary(report, out: Path, dataset: str, requested_skipped: bool) -> in
 
 def cmd_report(args: argparse.Namespace) -> int:
     try:
+        with Store(args.results, writer=False) as store:
+            if store.live_writer:
+                print(f"note: a run (pid {store.live_writer}) is writing to {args.results}; this report shows a "
+                      "consistent snapshot of what it has stored so far")
         written = build_report(args.results, anchor=args.anchor, references=args.reference, method=args.method)
     except (ReportError, StoreError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

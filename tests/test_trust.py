@@ -293,9 +293,9 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(") ")[1].startswith("Z"))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_killed_parent_takes_its_workers_and_temp_files(tmp_path, image_folder, sig):
-    """Finding 6: SIGTERM or kill -9 left workers running and /tmp/bench-images-* behind."""
+    """Finding 6: SIGTERM or kill -9 left workers running and /tmp/bench-images-* behind (Ctrl-C: exit 130)."""
     plugins = adapter(tmp_path / "p", "slow", "import time\ndef encode(rgb, quality):\n    time.sleep(3600)\n"
                       "def decode(data):\n    return _unraw(data)\n", qualities=(1,))
     cmd = [sys.executable, "-m", "bench", "run", "--dataset", str(image_folder), "--codecs", "slow",
@@ -310,7 +310,7 @@ def test_killed_parent_takes_its_workers_and_temp_files(tmp_path, image_folder, 
     assert temp
     proc.send_signal(sig)
     code = proc.wait(30)
-    assert code == (143 if sig == signal.SIGTERM else -9)
+    assert code == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[sig]
     deadline = time.time() + 10
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.1)
