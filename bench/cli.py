@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -64,6 +65,31 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .cluster import ClusterError
+
+    client = cluster = None
+    try:
+        scheduler = args.scheduler or os.environ.get("BENCH_SCHEDULER")
+        if not args.dry_run and (scheduler or args.scheduler_file or args.cluster):
+            from .cluster import connect, gpu_available, wait_for_workers
+
+            client, cluster = connect(scheduler, args.scheduler_file, args.cluster, args.jobs, args.workers,
+                                      args.adaptive, print)
+            wait_for_workers(client)
+            if args.device == "auto":  # CUDA when any worker advertises a GPU
+                args.device = "cuda" if gpu_available(client) else "cpu"
+        return _run(args, client)
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _run(args: argparse.Namespace, client) -> int:
     try:
         available = discover(args.codecs_dir)
         configs, skipped = select(available, _csv(args.codecs) if args.codecs else None, device=args.device)
@@ -78,15 +104,59 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: no available codec to run", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out or Path("results") / dataset.name)
+    targets = tuple(args.target_bpp or ())
+    if args.dry_run:
+        from .runner import plan_run
+
+        plan = plan_run(dataset, configs, out, args.qualities, metrics, targets, not args.no_retry_failures)
+        print("\n".join(plan.lines(args.workers or args.jobs)))
+        return 0
+    make_executor = None
+    if client is not None:
+        from .cluster import DaskExecutor, check_versions
+
+        allowed = check_versions(client, configs, print)
+        make_executor = lambda: DaskExecutor(client, allowed)  # noqa: E731
     try:
         report = run_benchmark(dataset, configs, out, qualities=args.qualities, jobs=args.jobs,
-                               progress=not args.quiet, metrics=metrics, targets=tuple(args.target_bpp or ()),
+                               progress=not args.quiet, metrics=metrics, targets=targets,
                                timeout_s=args.timeout, retry_failures=not args.no_retry_failures,
-                               check_decode=args.decode_check)
+                               check_decode=args.decode_check, make_executor=make_executor)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return _run_summary(report, out, dataset.name, bool(args.codecs) and bool(skipped))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Start Dask workers for this project on this machine: CPU workers and one per GPU."""
+    import subprocess
+
+    cores = os.cpu_count() or 1
+    base = [sys.executable, "-m", "distributed.cli.dask_worker", args.scheduler, "--nthreads", "1"]
+    commands = []
+    if args.jobs:
+        env = {**os.environ, "BENCH_THREADS": str(max(1, cores // args.jobs))}
+        commands.append((base + ["--nworkers", str(args.jobs), "--resources", "CPU=1", "--name", f"cpu-{os.getpid()}"],
+                         env))
+    for gpu in _csv(args.gpus or ""):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "BENCH_THREADS": "2"}
+        commands.append((base + ["--nworkers", "1", "--resources", "GPU=1", "--name", f"gpu{gpu}-{os.getpid()}"],
+                         env))
+    if not commands:
+        print("error: nothing to start (--jobs 0 and no --gpus)", file=sys.stderr)
+        return EXIT_USAGE
+    procs = [subprocess.Popen(cmd, env=env) for cmd, env in commands]
+    print(f"started {len(procs)} dask worker command(s) for {args.scheduler}: "
+          f"{args.jobs} CPU worker(s), GPUs {args.gpus or 'none'}; Ctrl-C stops them")
+    try:
+        return max(p.wait() for p in procs)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+        return EXIT_INTERRUPTED
 
 
 def _run_summary(report, out: Path, dataset: str, requested_skipped: bool) -> int:
@@ -212,6 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="limit per job; a job over it is a 'timeout' failure and its worker is replaced "
                         "(default: the adapter's TIMEOUT_S, else 600; 0 = no limit)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (measurements total, cached, to run, per codec) and an estimate of CPU/GPU "
+                        "hours and wall time from stored timings; measure nothing")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the jobs on this Dask scheduler's workers, e.g. tcp://host:8786 (or $BENCH_SCHEDULER)")
+    p.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file (instead of --scheduler)")
+    p.add_argument("--cluster", choices=["local", "slurm", "pbs", "sge"],
+                   help="start a Dask cluster: local (--jobs worker processes, dashboard on loopback) or a "
+                        "dask-jobqueue cluster configured by Dask's jobqueue configuration file")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="jobqueue workers to start (with --adaptive: the maximum); for --dry-run: workers to "
+                        "estimate the wall time for")
+    p.add_argument("--adaptive", action="store_true", help="scale the jobqueue cluster adaptively")
     p.add_argument("--no-retry-failures", action="store_true",
                    help="keep the failures of earlier runs instead of retrying them")
     p.add_argument("--decode-check", choices=["sample", "all", "off"], default="sample",
@@ -220,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     codecs_dir(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("worker", help="start Dask workers for this project on this machine (CPU and GPU)")
+    p.add_argument("scheduler", help="scheduler address, e.g. tcp://host:8786")
+    p.add_argument("--jobs", type=int, default=default_jobs(), help="CPU worker processes (default: all cores)")
+    p.add_argument("--gpus", default=None, help="comma-separated GPU indices: one worker process per GPU")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("report", help="rebuild BD-rate tables, RD plots and report.md/.html from stored results")
     p.add_argument("results", help="results folder of a run (holds results.sqlite)")

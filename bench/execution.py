@@ -101,10 +101,10 @@ class _Worker:
 class Executor:
     """Runs jobs in worker processes; results and failures go to callbacks, which may add jobs."""
 
-    def __init__(self, cpu_workers: int, memory_budget: int | None = None):
+    def __init__(self, cpu_workers: int, memory_budget: int | None = None, threads: int | None = None):
         self.limits = {"cpu": max(1, cpu_workers), "gpu": 1, "fresh": 1}
         self.methods = {"cpu": "fork", "gpu": "spawn", "fresh": "spawn"}
-        self.threads = max(1, (os.cpu_count() or 1) // self.limits["cpu"])
+        self.threads = threads or max(1, (os.cpu_count() or 1) // self.limits["cpu"])
         self.memory_budget = memory_budget
         self.pending: dict[str, deque[Job]] = {p: deque() for p in POOLS}
         self.idle: dict[str, list[_Worker]] = {p: [] for p in POOLS}
@@ -134,14 +134,20 @@ class Executor:
                 worker.start(queue.popleft())
                 self.busy.append(worker)
 
-    def run(self, on_result: Callable[[Job, Any], None], on_failure: Callable[[Job, str, str], None]) -> None:
-        """Run until no job is pending or running. ``on_failure(job, stage, message)``: crash or timeout."""
+    def run(self, on_result: Callable[[Job, Any], None], on_failure: Callable[[Job, str, str], None],
+            keep_workers: bool = False) -> None:
+        """Run until no job is pending or running. ``on_failure(job, stage, message)``: crash or timeout.
+
+        ``keep_workers``: leave idle workers running for a later ``run`` (their caches stay warm).
+        """
+        done = False
         try:
             while True:
                 self._dispatch()
                 if not self.busy:
                     if any(self.pending.values()):
                         continue
+                    done = True
                     return
                 timeout = max(0.0, min(w.deadline for w in self.busy) - time.monotonic())
                 ready = set(wait([w.conn for w in self.busy] + [w.proc.sentinel for w in self.busy],
@@ -176,7 +182,22 @@ class Executor:
                         worker.kill()
                         on_failure(job, *failure)
         finally:
-            self.shutdown()
+            if not (done and keep_workers):
+                self.shutdown()
+
+    def run_one(self, job: Job) -> tuple[Any, tuple[str, str] | None]:
+        """Run one job, keeping the workers: (result, None) or (None, (stage, message))."""
+        outcome: list = [None, None]
+
+        def on_result(_: Job, result: Any) -> None:
+            outcome[0] = result
+
+        def on_failure(_: Job, stage: str, message: str) -> None:
+            outcome[1] = (stage, message)
+
+        self.submit(job)
+        self.run(on_result, on_failure, keep_workers=True)
+        return outcome[0], outcome[1]
 
     def shutdown(self) -> None:
         """Stop every worker now (used at the end, on Ctrl-C and on SIGTERM)."""

@@ -162,3 +162,23 @@ def plan_measurements(store: Store, images: list[ImageRef], configs: list[CodecC
                 tasks.append(Task(**codec_task_fields(config, image), key=key, metrics=missing, metrics_only=not new,
                                   check_decode=check, check_determinism=determinism))
     return tasks, cached, kept_failed
+
+
+# Hints when nothing of a codec was measured yet (seconds per megapixel, encode + decode + metrics).
+FAMILY_SECONDS_PER_MP = {"conventional": 1.0, "learned": 10.0}
+CODEC_SECONDS_PER_MP = {"vtm": 1500.0, "hm": 300.0, "avif": 5.0, "jxl": 3.0}
+
+
+def expected_seconds(task: CodecTask, measured: dict[tuple[str, str], float]) -> float:
+    """Expected seconds of a job: stored timings of the same codec configuration, else a hint."""
+    codec, options = task.key.codec, task.key.options  # type: ignore[attr-defined]
+    per_mp = measured.get((codec, options))
+    if per_mp is None:
+        per_mp = CODEC_SECONDS_PER_MP.get(codec, FAMILY_SECONDS_PER_MP.get(task.family, 10.0))
+    return per_mp * task.image.pixels / 1e6
+
+
+def order_slowest_first(tasks: list[Task], store: Store) -> list[Task]:
+    """Longest jobs first, so that a slow straggler does not set the wall time."""
+    measured = store.seconds_per_megapixel()
+    return sorted(tasks, key=lambda t: -expected_seconds(t, measured))

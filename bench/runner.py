@@ -26,7 +26,8 @@ from .datasets import Dataset
 from .execution import Executor, Job, available_memory_bytes
 from .images import ImageError, load_image, pixel_sha256
 from .metrics import DEFAULT_METRICS
-from .planning import BYTES_PER_PIXEL, DecodeCheckTask, ImageRef, Task, plan_measurements, plan_searches
+from .planning import BYTES_PER_PIXEL, DecodeCheckTask, ImageRef, Task, order_slowest_first, plan_measurements, \
+    plan_searches
 from .provenance import run_provenance
 from .store import ImageRecord, Store
 from .worker import DecodeCheckOutcome, Outcome, SearchOutcome, run_decode_check, run_search, run_task
@@ -67,6 +68,23 @@ class RunReport:
         """Every planned measurement is stored."""
         return (not self.interrupted and self.failed == 0 and self.kept_failures == 0
                 and self.done + self.cached_jobs == self.total_jobs and bool(self.images))
+
+
+@dataclass
+class Execution:
+    """How jobs run: a local process pool (default) or a given executor (e.g. a Dask cluster's)."""
+
+    jobs: int
+    timeouts: dict[str, float | None]  # codec label -> seconds per job (None: no limit)
+    progress: bool = True
+    log: Log = print
+    make_executor: Callable[[], object] | None = None
+
+    def executor(self):
+        if self.make_executor is not None:
+            return self.make_executor()
+        budget = available_memory_bytes()
+        return Executor(self.jobs, int(budget * 0.8) if budget else None)
 
 
 def default_jobs() -> int:
@@ -166,13 +184,15 @@ def run_benchmark(
     timeout_s: float | None = None,
     retry_failures: bool = True,
     check_decode: str = "sample",
+    make_executor: Callable[[], object] | None = None,
 ) -> RunReport:
     """Measure every (image, codec, quality) not yet in the store of ``out_dir``.
 
     A stored measurement that lacks some of ``metrics`` is encoded and decoded again and only
     the missing metrics are added (reconstructions are not stored). With ``targets`` (bpp), each
     image and codec is also measured at the quality whose bpp is nearest each target. Failures
-    of earlier runs are retried unless ``retry_failures`` is false.
+    of earlier runs are retried unless ``retry_failures`` is false. ``make_executor``: where jobs
+    run (default: local worker processes; see ``bench.cluster`` for Dask).
     """
     jobs = max(1, jobs or default_jobs())
     started = time.perf_counter()
@@ -190,17 +210,15 @@ def run_benchmark(
                 store.add_sweep(a.name, config.options_key, config.version,
                                 config.qualities if qualities is None else qualities)
             store.set_meta("run", run_provenance(jobs))
-            budget = available_memory_bytes()
-            budget = int(budget * 0.8) if budget else None
-            timeouts = {c.label: timeout_for(c, timeout_s) for c in configs}
-            chosen = _search_targets(store, images, configs, targets, jobs, budget, timeouts, progress, log) \
-                if targets else {}
+            execution = Execution(jobs, {c.label: timeout_for(c, timeout_s) for c in configs}, progress, log,
+                                  make_executor)
+            chosen = _search_targets(store, images, configs, targets, execution) if targets else {}
             tasks, report.cached_jobs, report.kept_failures = plan_measurements(
                 store, images, configs, qualities, chosen, metrics, retry_failures, check_decode)
             report.total_jobs = len(tasks) + report.cached_jobs + report.kept_failures
             log(f"{dataset.name}: {len(images)} images, {len(configs)} codec(s), {report.total_jobs} measurements "
                 f"({report.cached_jobs} cached, {len(tasks)} to run) with {jobs} job(s)")
-            _measure_all(store, tasks, report, jobs, budget, timeouts, progress)
+            _measure_all(store, order_slowest_first(tasks, store), report, execution)
         except KeyboardInterrupt:
             report.interrupted = True
         except Terminated:
@@ -216,10 +234,10 @@ def _progress_bar(total: int, enabled: bool, label: str, unit: str = "job"):
                 smoothing=0.05)
 
 
-def _measure_all(store: Store, tasks: list[Task], report: RunReport, jobs: int, budget: int | None,
-                 timeouts: dict[str, float | None], progress: bool) -> None:
+def _measure_all(store: Store, tasks: list[Task], report: RunReport, execution: Execution) -> None:
     """Run the measurement tasks; a sampled job's row is stored only once its decode check passes."""
-    executor = Executor(jobs, budget)
+    executor = execution.executor()
+    timeouts, progress = execution.timeouts, execution.progress
     labels = sorted({t.label for t in tasks})
     bar = _progress_bar(len(tasks), progress, "measuring " + (", ".join(labels) if len(labels) <= 3 else
                                                               f"{len(labels)} codecs"))
@@ -298,8 +316,7 @@ def _measure_all(store: Store, tasks: list[Task], report: RunReport, jobs: int, 
 
 
 def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecConfig], targets: tuple[float, ...],
-                    jobs: int, budget: int | None, timeouts: dict[str, float | None], progress: bool, log: Log
-                    ) -> dict[tuple[str, str], list[float]]:
+                    execution: Execution) -> dict[tuple[str, str], list[float]]:
     """Find (and store) per image and codec the quality nearest each target bpp.
 
     Returns {(image hash, codec label): [qualities to measure]}. Searches already stored are reused.
@@ -307,8 +324,9 @@ def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecCon
     tasks, chosen = plan_searches(store, images, configs, targets)
     if not tasks:
         return chosen
+    log, timeouts = execution.log, execution.timeouts
     log(f"target bpp {', '.join(f'{t:g}' for t in targets)}: searching {len(tasks)} image x codec pair(s)")
-    bar = _progress_bar(len(tasks), progress, "target-bpp search", unit="search")
+    bar = _progress_bar(len(tasks), execution.progress, "target-bpp search", unit="search")
 
     def on_result(job: Job, outcome: SearchOutcome) -> None:
         bar.update(1)
@@ -323,7 +341,7 @@ def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecCon
         bar.update(1)
         log(f"warning: target-bpp search failed for {job.task.label} on {job.task.image.name}: {stage}: {error}")
 
-    executor = Executor(jobs, budget)
+    executor = execution.executor()
     for task in tasks:
         # a search encodes up to ~8 times per target
         timeout = timeouts[task.label] and timeouts[task.label] * 8 * len(task.targets)
@@ -333,6 +351,65 @@ def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecCon
     finally:
         bar.close()
     return chosen
+
+
+@dataclass
+class Plan:
+    """What a run would do (``run --dry-run``): counts per codec and an estimate of the cost."""
+
+    images: int
+    counts: dict[str, list[int]]  # codec label -> [total, cached, to run]
+    searches: int
+    cpu_s: float
+    gpu_s: float
+    longest_s: float
+
+    def lines(self, workers: int, gpu_workers: int = 1) -> list[str]:
+        total = [sum(c[i] for c in self.counts.values()) for i in range(3)]
+        out = [f"{self.images} images; {total[0]} measurements: {total[1]} cached, {total[2]} to run"]
+        width = max([len(label) for label in self.counts] + [5])
+        out += [f"  {label:<{width}} {t:>6} total {c:>6} cached {r:>6} to run" for label, (t, c, r) in
+                sorted(self.counts.items())]
+        if self.searches:
+            out.append(f"  plus {self.searches} target-bpp searches, then the measurements at the chosen qualities")
+        wall = max(self.cpu_s / max(1, workers), self.gpu_s / max(1, gpu_workers), self.longest_s)
+        out.append(f"estimate (stored timings per megapixel of the same codecs, else family hints): "
+                   f"{self.cpu_s / 3600:.2f} CPU-hours, {self.gpu_s / 3600:.2f} GPU-hours; "
+                   f"about {_duration(wall)} on {workers} CPU worker(s)"
+                   + (f" and {gpu_workers} GPU worker(s)" if self.gpu_s else ""))
+        return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def plan_run(dataset: Dataset, configs: list[CodecConfig], out_dir: str | Path, qualities: list[float] | None = None,
+             metrics: tuple[str, ...] = DEFAULT_METRICS, targets: tuple[float, ...] = (),
+             retry_failures: bool = True, log: Log = print) -> Plan:
+    """Plan a run without measuring or writing anything (the store, if any, is only read)."""
+    from .planning import expected_seconds
+
+    with image_folder() as folder, tempfile.TemporaryDirectory(prefix="bench-plan-") as empty:
+        images, _, _ = prepare_images(dataset, folder, log)
+        db = Path(out_dir) / "results.sqlite"
+        with (Store(out_dir, writer=False) if db.is_file() else Store(empty)) as store:
+            searches, chosen = plan_searches(store, images, configs, targets) if targets else ([], {})
+            tasks, _, _ = plan_measurements(store, images, configs, qualities, chosen, metrics,
+                                                    retry_failures, "off")
+            measured = store.seconds_per_megapixel()
+            counts = {c.label: [0, 0, 0] for c in configs}
+            for task in tasks:
+                counts[task.label][2] += 1
+            for config in configs:  # cached (or kept failed) = wanted - to run
+                wanted = len(images) * len(config.qualities if qualities is None else qualities)
+                counts[config.label][0] = wanted + sum(len(chosen.get((i.image_hash, config.label), ())) for i in images)
+                counts[config.label][1] = counts[config.label][0] - counts[config.label][2]
+            seconds = [(expected_seconds(t, measured), t.on_gpu) for t in tasks]
+    return Plan(len(images), counts, len(searches), sum(s for s, gpu in seconds if not gpu),
+                sum(s for s, gpu in seconds if gpu), max((s for s, _ in seconds), default=0.0))
 
 
 def format_failures(report: RunReport) -> list[str]:

@@ -384,6 +384,12 @@ class Store:
         cur = self.conn.execute(f"SELECT target_bpp, quality FROM targets WHERE {WHERE_IDENT}", ident.as_tuple())
         return dict(cur.fetchall())
 
+    def seconds_per_megapixel(self) -> dict[tuple[str, str], float]:
+        """(codec, options) -> stored seconds (encode + decode + metrics) per megapixel."""
+        cur = self.conn.execute("SELECT codec, options, SUM(encode_s + decode_s + metric_s) / SUM(width * height / 1e6) "
+                                "FROM measurements GROUP BY codec, options")
+        return {(codec, options): value for codec, options, value in cur}
+
     def failed_keys(self) -> set[tuple]:
         """Keys of the measurements whose last attempt failed."""
         return {tuple(r) for r in self.conn.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM failures")}

@@ -61,6 +61,25 @@ def image(path: str, expected_hash: str) -> np.ndarray:
     return rgb
 
 
+def provide_image(ref, rgb: np.ndarray) -> None:
+    """Put an image sent with a task (cluster runs: workers never see the client's files) in the cache."""
+    if ref.npy not in _IMAGES:
+        if pixel_sha256(rgb) != ref.image_hash:
+            raise StageError("setup", f"image {ref.name} arrived with pixels that do not match its hash")
+        rgb = np.array(rgb)
+        rgb.flags.writeable = False
+        _IMAGES[ref.npy] = rgb
+        if len(_IMAGES) > _IMAGE_CACHE_SIZE:
+            _IMAGES.popitem(last=False)
+
+
+def run_with_image(packed: tuple) -> object:
+    """``(func, task, rgb)``: provide the task's image, then ``func(task)``."""
+    func, task, rgb = packed
+    provide_image(task.image, rgb)
+    return func(task)
+
+
 def config(origin: str, options: dict[str, str]) -> CodecConfig:
     """The configuration in this worker (options come resolved from the parent; no setup)."""
     cache_key = (origin, repr(sorted(options.items())))
