@@ -143,8 +143,10 @@ class DaskExecutor:
                     while self.pending[pool] and sum(1 for j in in_flight.values() if RESOURCE[j.pool] == kind) < limit:
                         job = self.pending[pool].popleft()
                         in_flight[self._submit(job)] = job
-                done, _ = wait(list(in_flight), timeout=POLL_S, return_when="FIRST_COMPLETED") \
-                    if in_flight else (set(), set())
+                try:
+                    done, _ = wait(list(in_flight), timeout=POLL_S, return_when="FIRST_COMPLETED")
+                except TimeoutError:  # nothing finished yet: look at the workers again
+                    continue
                 for future in done:
                     job = in_flight.pop(future)
                     try:
