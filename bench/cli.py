@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .adapters import AdapterError, Unavailable, discover, native_quality, select
 from .datasets import DatasetError, data_root, load_manifest, manifest_names, resolve_dataset
-from .analysis import METHODS
+from .analysis import BOOTSTRAP, METHODS
 from .export import export_results
 from .metrics import DEFAULT_METRICS, METRICS, resolve_metrics
 from .report import ReportError, build_report
@@ -131,7 +131,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             if store.live_writer:
                 print(f"note: a run (pid {store.live_writer}) is writing to {args.results}; this report shows a "
                       "consistent snapshot of what it has stored so far")
-        written = build_report(args.results, anchor=args.anchor, references=args.reference, method=args.method)
+        written = build_report(args.results, anchor=args.anchor, references=args.reference, method=args.method,
+                               bootstrap=args.bootstrap)
     except (ReportError, StoreError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -227,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", nargs="*", default=[], metavar="FILE",
                    help="published CompressAI-format JSON curves to overlay and compare, labelled '(published)'")
     p.add_argument("--method", default="pchip", choices=METHODS, help="BD interpolation shown in the tables (default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, metavar="N",
+                   help="bootstrap resamples over images for the 95 %% intervals, and sign flips for p "
+                        "(default: %(default)s; 0 = none)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("crops", help="rate-matched visual comparison: one crop from every codec near a bpp")
