@@ -184,7 +184,7 @@ def bd_table(
     """Tidy BD table with uncertainty over images, one row per (codec, metric, method, aggregation, kind).
 
     Columns: codec, anchor, metric, method, aggregation, kind, value, unit, source, note, then
-    ci_low/ci_high (95 % percentile bootstrap over images, ``bootstrap`` resamples, seed
+    ci_low/ci_high (95 % expanded percentile bootstrap over images, ``bootstrap`` resamples, seed
     ``stats.SEED``; 0 = none), wins ("k/n" images where the codec is better), p (paired
     sign-flip test on per-image differences), p_holm (Holm over each (method, aggregation, kind)
     table), spread (max - min over the interpolation methods) and no_value_images.
@@ -297,7 +297,7 @@ def _per_image_interval(images: ImageValues, delta: Delta, bootstrap: int) -> di
         return {"ci_low": np.nan, "ci_high": np.nan}
     values = np.array(list(images.values.values()), float)
     means = stats.resample_weights(stats.bootstrap_indices(len(values), bootstrap)) @ values
-    low, high = stats.percentile_interval(means)
+    low, high = stats.percentile_interval(means, len(values))
     return {"ci_low": low, "ci_high": high}
 
 
@@ -368,7 +368,7 @@ def _mean_curve_interval(matrices: dict[str, Matrices], anchor: str, label: str,
     lost = bootstrap - finite.size
     if finite.size < 0.5 * bootstrap:
         return none, f"no interval: {lost} of {bootstrap} resamples gave no value"
-    low, high = stats.percentile_interval(finite)
+    low, high = stats.percentile_interval(finite, len(images))
     return {"ci_low": low, "ci_high": high}, (f"interval over {finite.size} of {bootstrap} resamples "
                                               f"(the others gave no value)" if lost else "")
 

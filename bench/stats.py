@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import scipy.stats
 
 SEED = 0  # fixed: reports are reproducible
 LEVEL = 0.95
@@ -165,10 +166,23 @@ def resample_weights(indices: np.ndarray) -> np.ndarray:
     return np.bincount(flat, minlength=resamples * n).reshape(resamples, n) / n
 
 
-def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    """Percentile bootstrap interval (numpy's default linear interpolation between order statistics)."""
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(samples, [tail, 100 - tail])
+def interval_levels(n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Percentiles (in %) of the expanded percentile interval for n resampled images.
+
+    The plain percentile interval of a mean is too narrow at small n (it behaves like
+    mean ± z·s·sqrt((n-1)/n)/sqrt(n); measured coverage 92-94 % for a nominal 95 % at 24 images).
+    Hesterberg (2015, "What teachers should know about the bootstrap", The American Statistician
+    69(4)) widens it by taking the tail probability Φ(-sqrt(n/(n-1))·t_{n-1, 1-α/2}) instead of α/2.
+    """
+    t = scipy.stats.t.ppf(1 - (1 - level) / 2, n - 1) * np.sqrt(n / (n - 1))
+    tail = float(scipy.stats.norm.cdf(-t)) * 100
+    return tail, 100 - tail
+
+
+def percentile_interval(samples: np.ndarray, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Expanded percentile bootstrap interval (``interval_levels``) of resampled statistics; numpy's
+    default linear interpolation between order statistics."""
+    low, high = np.percentile(samples, interval_levels(n, level))
     return float(low), float(high)
 
 
