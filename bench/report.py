@@ -105,7 +105,8 @@ def uncertainty_legend(table: pd.DataFrame, kind: str, aggregation: str, method:
     resampled = ("both mean curves recomputed from each resample" if aggregation == "mean-curve"
                  else "the mean of the resampled per-image values")
     differences = ("mean log10-rate differences at equal quality" if kind == "bd-rate" else "BD-quality values")
-    return (f"Brackets: 95 % percentile bootstrap interval, images resampled with replacement ({bootstrap} resamples, "
+    return (f"Brackets: 95 % expanded percentile bootstrap interval (Hesterberg 2015), images resampled with "
+            f"replacement ({bootstrap} resamples, "
             f"seed {SEED}; {resampled}). ns: not significant, Holm-adjusted p ≥ {ALPHA} over the {tests} tests of "
             f"this table (paired sign-flip test on per-image {differences}). ≈: |value| below the spread "
             f"(max − min) of pchip/akima/cubic for that cell. no CI: published curve, no per-image data. "
