@@ -240,3 +240,29 @@ def test_numbers_equal_a_reference_implementation():
     # spread: max - min over the three methods
     for _, cell in table.groupby(["codec", "metric", "aggregation", "kind"]):
         assert list(cell["spread"]) == pytest.approx([cell["value"].max() - cell["value"].min()] * 3)
+
+
+# --- rendering in bd_rate.md / the report -------------------------------------------------------
+def test_bd_table_cells_show_interval_and_marks():
+    from bench.report import bd_blocks
+
+    bpp, psnr = anchor_set(np.random.default_rng(11), 6)
+    rng = np.random.default_rng(12)
+    tests = {"close": (bpp * rng.uniform(0.97, 1.03, (6, 1)), psnr), "cheaper": (bpp * 0.6, psnr)}
+    per_image, summary = frames((bpp, psnr), tests)
+    table = bd_table(per_image, summary, 6, "jpeg", bootstrap=200)
+    blocks = bd_blocks(table, "jpeg", "pchip", {"close": "conventional", "cheaper": "conventional"}, "synthetic", 200)
+    _, rows = blocks[2][1:]
+    cells = {row[0]: row[2] for row in rows}
+    cheaper = table.query("codec == 'cheaper' and method == 'pchip' and aggregation == 'mean-curve' and kind == 'bd-rate'")
+    lo, hi = cheaper[["ci_low", "ci_high"]].iloc[0]
+    assert cells["cheaper"] == f"-40.00 [{lo:+.2f}, {hi:+.2f}] ns"  # 6 images: p >= 2/64 * Holm's 2
+    close = table.query("codec == 'close' and method == 'pchip' and aggregation == 'mean-curve' and kind == 'bd-rate'")
+    value, spread = close[["value", "spread"]].iloc[0]
+    assert close["p_holm"].iloc[0] >= 0.05
+    assert cells["close"].endswith(" ns ≈" if abs(value) < spread else " ns")
+    assert "Holm-adjusted p ≥ 0.05 over the 2 tests of this table" in blocks[1][1]
+    assert "200 resamples" in blocks[1][1]
+    no_boot = bd_table(per_image, summary, 6, "jpeg", bootstrap=0)
+    assert no_boot[["ci_low", "ci_high", "p", "p_holm"]].isna().all().all()
+    assert "No intervals" in bd_blocks(no_boot, "jpeg", "pchip", {}, "synthetic", 0)[1][1]
