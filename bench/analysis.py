@@ -13,6 +13,7 @@ and ``per-image`` (BD per image, then the mean over images, JPEG AI CTC style).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -258,16 +259,45 @@ def _per_image_values(per_img: dict[str, dict[str, Curve]], anchor: str, label: 
                       higher_is_better: bool, func) -> ImageValues:
     if label not in per_img or anchor not in per_img:
         return ImageValues({}, {}, NO_IMAGES if label not in per_img else "anchor has no per-image data")
+    images = [image for image in per_img[label] if image in per_img[anchor]]
+    pairs = [(per_img[anchor][image], per_img[label][image]) for image in images]
     values, missing = {}, {}
-    for image, test in per_img[label].items():
-        if image not in per_img[anchor]:
+    fast = _batch_values(pairs, method, higher_is_better, "rate" if func is bd_rate else "quality")
+    for image, (anchor_curve, test), value in zip(images, pairs, fast):
+        if not np.isnan(value):
+            values[image] = float(value)
             continue
-        d = func(per_img[anchor][image], test, method, higher_is_better)
+        d = func(anchor_curve, test, method, higher_is_better)  # the package; gives the reason
         if d.value is None:
             missing[image] = d.note
         else:
             values[image] = d.value
     return ImageValues(values, missing)
+
+
+def _batch_values(pairs: list[tuple[Curve, Curve]], method: str, higher_is_better: bool, kind: str) -> np.ndarray:
+    """BD of many (anchor, test) curve pairs at once with stats.bd_batch where every curve has the
+    same number of clean points (at least MIN_POINTS) and the overlap is enough; NaN elsewhere,
+    for the package path to compute or explain."""
+    out = np.full(len(pairs), np.nan)
+    if not pairs:
+        return out
+    sizes = {(len(a.bpp), len(t.bpp)) for a, t in pairs}
+    if len(sizes) != 1 or min(next(iter(sizes))) < MIN_POINTS:
+        return out
+    arrays = [np.array([getattr(c, f) for c in curves], float)
+              for curves in zip(*pairs) for f in ("bpp", "quality")]
+    clean = np.ones(len(pairs), bool)
+    for rate, quality in (arrays[:2], arrays[2:]):
+        clean &= (np.isfinite(rate) & (rate > 0) & np.isfinite(quality)).all(axis=1)
+    if not clean.any():
+        return out
+    rate_a, q_a, rate_t, q_t = (a[clean] for a in arrays)
+    sign = 1 if higher_is_better else -1
+    with np.errstate(all="ignore"):
+        values, overlap = stats.bd_batch(rate_a, sign * q_a, rate_t, sign * q_t, method, kind)
+    out[clean] = np.where(overlap >= MIN_OVERLAP, values, np.nan)
+    return out
 
 
 def image_differences(values: np.ndarray, kind: str) -> np.ndarray:
@@ -302,7 +332,7 @@ def _per_image_interval(images: ImageValues, delta: Delta, bootstrap: int) -> di
 
 
 # --- mean-curve bootstrap --------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity (lru_cache key)
 class Matrices:
     """One codec's per-image results for one metric: images x quality settings."""
 
@@ -334,17 +364,12 @@ def _metric_of_means(metric: str, means: np.ndarray) -> np.ndarray:
         return -10 * np.log10(1 - means)
 
 
-def _mean_curve_interval(matrices: dict[str, Matrices], anchor: str, label: str, metric: str, method: str,
-                         kind: str, delta: Delta, bootstrap: int) -> tuple[dict, str]:
-    """Percentile bootstrap interval of the mean-curve BD: resample images, recompute both mean
-    curves, recompute BD (vectorised, see stats.bd_batch). Returns (ci columns, note)."""
-    none = {"ci_low": np.nan, "ci_high": np.nan}
-    if delta.value is None or not bootstrap or anchor not in matrices or label not in matrices:
-        return none, ""
-    a, t = matrices[anchor], matrices[label]
-    images = sorted(set(a.images) & set(t.images))
-    if len(images) < 2:
-        return none, "fewer than 2 common images: no interval"
+@functools.lru_cache(maxsize=4)
+def _resampled_mean_curves(a: Matrices, t: Matrices, images: tuple[str, ...], metric: str,
+                           bootstrap: int) -> tuple[np.ndarray, ...]:
+    """Anchor bpp, anchor quality, test bpp, test quality (oriented: higher is better) of the mean
+    curves of every resample of ``images``: resamples x quality points each. Cached: shared by
+    the methods and kinds of one (codec, metric)."""
     higher = METRICS[metric].higher_is_better
     weights = stats.resample_weights(stats.bootstrap_indices(len(images), bootstrap))
     curves = []
@@ -352,9 +377,22 @@ def _mean_curve_interval(matrices: dict[str, Matrices], anchor: str, label: str,
         rows = [m.images.index(i) for i in images]
         with np.errstate(divide="ignore"):
             keep = np.isfinite(_metric_of_means(metric, m.source[rows].mean(axis=0)))  # as the mean curve
-        with np.errstate(divide="ignore"):
             quality = _metric_of_means(metric, weights @ m.source[rows][:, keep])
         curves += [weights @ m.bpp[rows][:, keep], quality if higher else -quality]
+    return tuple(curves)
+
+
+def _mean_curve_interval(matrices: dict[str, Matrices], anchor: str, label: str, metric: str, method: str,
+                         kind: str, delta: Delta, bootstrap: int) -> tuple[dict, str]:
+    """Percentile bootstrap interval of the mean-curve BD: resample images, recompute both mean
+    curves, recompute BD (vectorised, see stats.bd_batch). Returns (ci columns, note)."""
+    none = {"ci_low": np.nan, "ci_high": np.nan}
+    if delta.value is None or not bootstrap or anchor not in matrices or label not in matrices:
+        return none, ""
+    images = sorted(set(matrices[anchor].images) & set(matrices[label].images))
+    if len(images) < 2:
+        return none, "fewer than 2 common images: no interval"
+    curves = _resampled_mean_curves(matrices[anchor], matrices[label], tuple(images), metric, bootstrap)
     finite_inputs = np.isfinite(curves[1]).all(axis=1) & np.isfinite(curves[3]).all(axis=1)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         values, overlap = stats.bd_batch(*curves, method, "rate" if kind == "bd-rate" else "quality")

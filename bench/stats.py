@@ -84,20 +84,24 @@ def _hermite_integral(x: np.ndarray, y: np.ndarray, d: np.ndarray, lo: np.ndarra
 def _cubic_integral(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Integral over [lo, hi] of the least-squares cubic through each row (np.polyfit(x, y, 3)).
 
-    Fitted in centred, scaled coordinates with a batched QR, which is as well conditioned as
-    np.polyfit's scaled least squares.
+    Solved by the normal equations in centred coordinates scaled to [-1, 1], where the 4 x 4
+    system of power sums is well conditioned (equal to np.polyfit to ~1e-12 on RD curves).
     """
-    centre = x.mean(axis=1, keepdims=True)
-    scale = np.abs(x - centre).max(axis=1, keepdims=True)
+    centre = 0.5 * (x[:, :1] + x[:, -1:])
+    scale = 0.5 * (x[:, -1:] - x[:, :1])
     u = (x - centre) / scale
-    vander = u[..., None] ** np.arange(4)  # rows x n x 4
-    q, r = np.linalg.qr(vander)
-    coef = np.linalg.solve(r, np.einsum("rnk,rn->rk", q, y)[..., None])[..., 0]
-    powers = np.arange(1, 5)
+    powers = np.ones((*u.shape, 7))
+    for k in range(1, 7):
+        powers[..., k] = powers[..., k - 1] * u
+    sums = powers.sum(axis=1)  # rows x 7: sum of u^k
+    gram = sums[:, np.arange(4)[:, None] + np.arange(4)[None, :]]  # rows x 4 x 4
+    rhs = (powers[..., :4] * y[..., None]).sum(axis=1)
+    coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
+    k = np.arange(1, 5)
 
     def antiderivative(v):
         t = ((v[:, None] - centre) / scale)
-        return (coef * t ** powers / powers).sum(axis=1) * scale[:, 0]
+        return (coef * t**k / k).sum(axis=1) * scale[:, 0]
 
     return antiderivative(hi) - antiderivative(lo)
 
@@ -134,6 +138,8 @@ def bd_batch(rate_a: np.ndarray, q_a: np.ndarray, rate_t: np.ndarray, q_t: np.nd
 
 
 def _sort_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if (np.diff(x, axis=1) >= 0).all():  # usual case: already in order
+        return x, y
     order = np.argsort(x, axis=1, kind="stable")
     return np.take_along_axis(x, order, axis=1), np.take_along_axis(y, order, axis=1)
 
