@@ -147,7 +147,7 @@ def _range(values: list[float], digits: int) -> str:
     return f"{min(values):+.{digits}f} … {max(values):+.{digits}f}" if values else "—"
 
 
-SUMMARY_HEADER = ["published curve", "ours", "compared as", "points", "Δbpp % (ours − published)",
+SUMMARY_HEADER = ["published curve", "ours", "compared as", "points", "Δbpp % (ours / published − 1)",
                   "ΔPSNR-RGB dB (ours − published)", "BD-rate % (ours vs published, pchip)", "verdict"]
 POINT_HEADER = ["ours", "#", "published bpp", "published PSNR", "compared", "our bpp", "our PSNR", "Δbpp %",
                 "ΔPSNR dB", "verdict"]
