@@ -208,8 +208,8 @@ def bd_table(
             source = "published" if curve.published else "measured"
             for method in methods:
                 for kind, func, unit in (("bd-rate", bd_rate, "%"), ("bd-quality", bd_quality, info.unit)):
-                    common = dict(codec=label, anchor=anchor, metric=metric, method=method, kind=kind, unit=unit,
-                                  source=source)
+                    common = {"codec": label, "anchor": anchor, "metric": metric, "method": method, "kind": kind,
+                              "unit": unit, "source": source}
                     mean_d = func(curves[anchor], curve, method, info.higher_is_better)
                     images = _per_image_values(per_img, anchor, label, method, info.higher_is_better, func)
                     comparison = _image_comparison(images, kind, bootstrap)

@@ -195,10 +195,10 @@ def test_numbers_equal_a_reference_implementation():
     for codec, (t_bpp, t_psnr) in tests.items():
         for method in METHODS:
             for kind, func in (("bd-rate", bjontegaard.bd_rate), ("bd-quality", bjontegaard.bd_psnr)):
-                def bd(a_b, a_q, t_b, t_q):
+                def bd(a_b, a_q, t_b, t_q, func=func, method=method):
                     return func(a_b, a_q, t_b, t_q, method, require_matching_points=False, min_overlap=0)
 
-                def axis(a_b, a_q, t_b, t_q):  # BD-rate averages over quality, BD-quality over log rate
+                def axis(a_b, a_q, t_b, t_q, kind=kind):  # BD-rate averages over quality, BD-quality over log rate
                     return (a_q, t_q) if kind == "bd-rate" else (np.log(a_b), np.log(t_b))
 
                 valid = [i for i in range(n) if reference_overlap(*axis(bpp[i], psnr[i], t_bpp[i], t_psnr[i])) >= 0.75]
