@@ -147,7 +147,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         comparisons, text = verify(args.results, args.reference, args.as_codecs, args.qualities,
                                    args.tolerance_db, parse_percent(args.tolerance_bpp))
-    except VerifyError as exc:
+    except (VerifyError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(text)

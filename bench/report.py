@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .analysis import BOOTSTRAP, METHODS, NO_IMAGES, Curve, bd_metrics, bd_table, load_reference, mean_curves
+from .atomic import atomic_path, write_text_atomic
 from .export import export_results
 from .metrics import METRICS
 from .plots import rd_figure, save_figure
@@ -193,9 +194,10 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
 
     table = bd_table(per_image, summary, n_images, anchor, refs, bootstrap=bootstrap)
     written = list(exported.paths)
-    table.to_csv(out / "bd_rate.csv", index=False)
+    with atomic_path(out / "bd_rate.csv") as tmp:
+        table.to_csv(tmp, index=False)
     bd = bd_blocks(table, anchor, method, families, scope, bootstrap)
-    (out / "bd_rate.md").write_text(render_markdown([("h1", f"Bjøntegaard deltas against {anchor}"), *bd]))
+    write_text_atomic(out / "bd_rate.md", render_markdown([("h1", f"Bjøntegaard deltas against {anchor}"), *bd]))
     written += [out / "bd_rate.csv", out / "bd_rate.md"]
 
     plots = []

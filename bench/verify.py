@@ -89,7 +89,7 @@ def our_curves(results_dir: str | Path) -> dict[str, dict[float, tuple[float, fl
     out = Path(results_dir)
     if not (out / DB_NAME).is_file():
         raise VerifyError(f"no result store {out / DB_NAME}; run `python -m bench run --out {out}` first")
-    with Store(out) as store:
+    with Store(out, writer=False) as store:  # read only, also while a run writes
         dataset = (store.get_meta("dataset") or {}).get("name")
         if not dataset:
             raise VerifyError(f"{out / DB_NAME} holds no run yet")
