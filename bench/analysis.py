@@ -9,6 +9,10 @@ stated reason, never an extrapolation; fewer than 4 points give a warning.
 
 Two aggregations: ``mean-curve`` (BD between the curves of per-quality means, CompressAI style)
 and ``per-image`` (BD per image, then the mean over images, JPEG AI CTC style).
+
+``bd_table`` adds how sure each value is (see ``stats``): a 95 % paired bootstrap interval over
+images, the images where the codec wins, a sign-flip p-value with Holm's correction per table,
+and the spread over the interpolation methods.
 """
 
 from __future__ import annotations
