@@ -330,7 +330,7 @@ def _per_image_interval(images: ImageValues, delta: Delta, bootstrap: int) -> di
     if delta.value is None or not bootstrap or len(images.values) < 2:
         return {"ci_low": np.nan, "ci_high": np.nan}
     values = np.array(list(images.values.values()), float)
-    means = stats.resample_weights(stats.bootstrap_indices(len(values), bootstrap)) @ values
+    means = stats.bootstrap_weights(len(values), bootstrap) @ values
     low, high = stats.percentile_interval(means, len(values))
     return {"ci_low": low, "ci_high": high}
 
@@ -375,7 +375,7 @@ def _resampled_mean_curves(a: Matrices, t: Matrices, images: tuple[str, ...], me
     curves of every resample of ``images``: resamples x quality points each. Cached: shared by
     the methods and kinds of one (codec, metric)."""
     higher = METRICS[metric].higher_is_better
-    weights = stats.resample_weights(stats.bootstrap_indices(len(images), bootstrap))
+    weights = stats.bootstrap_weights(len(images), bootstrap)
     curves = []
     for m in (a, t):
         rows = [m.images.index(i) for i in images]

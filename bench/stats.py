@@ -28,7 +28,7 @@ def _pchip_slopes(h: np.ndarray, m: np.ndarray) -> np.ndarray:
         return d
     w1 = 2 * h[:, 1:] + h[:, :-1]
     w2 = h[:, 1:] + 2 * h[:, :-1]
-    flat = (np.sign(m[:, 1:]) != np.sign(m[:, :-1])) | (m[:, 1:] == 0) | (m[:, :-1] == 0)
+    flat = m[:, 1:] * m[:, :-1] <= 0  # signs differ, or a secant is zero
     with np.errstate(divide="ignore", invalid="ignore"):
         inner = (w1 + w2) / (w1 / m[:, :-1] + w2 / m[:, 1:])
     d[:, 1:-1] = np.where(flat, 0.0, inner)
@@ -66,19 +66,26 @@ def _akima_slopes(h: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 def _hermite_integral(x: np.ndarray, y: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Integral over [lo, hi] (per row) of the piecewise cubic Hermite interpolant of (x, y, d)."""
+    """Integral over [lo, hi] (per row, inside the row's x range) of the piecewise cubic Hermite
+    interpolant of (x, y, d): whole segments in closed form, h·(y0 + y1)/2 + h²·(d0 - d1)/12,
+    plus the partial segments at both ends."""
     h = np.diff(x, axis=1)
-    secant = np.diff(y, axis=1) / h
-    y0, d0, d1 = y[:, :-1], d[:, :-1], d[:, 1:]
-    c2 = (3 * secant - 2 * d0 - d1) / h
-    c3 = (d0 + d1 - 2 * secant) / h**2
+    whole = h * (y[:, :-1] + y[:, 1:]) / 2 + h * h * (d[:, :-1] - d[:, 1:]) / 12
+    before = np.zeros_like(x)  # integral from x[0] to each point
+    np.cumsum(whole, axis=1, out=before[:, 1:])
 
-    def antiderivative(t):  # of y0 + d0 t + c2 t^2 + c3 t^3, t measured from each segment's start
-        return t * (y0 + t * (d0 / 2 + t * (c2 / 3 + t * c3 / 4)))
+    def from_start(v):
+        k = (x[:, 1:-1] <= v[:, None]).sum(axis=1)[:, None]  # segment holding v
+        x0, hk = np.take_along_axis(x, k, 1)[:, 0], np.take_along_axis(h, k, 1)[:, 0]
+        y0, y1 = np.take_along_axis(y, k, 1)[:, 0], np.take_along_axis(y, k + 1, 1)[:, 0]
+        d0, d1 = np.take_along_axis(d, k, 1)[:, 0], np.take_along_axis(d, k + 1, 1)[:, 0]
+        secant = (y1 - y0) / hk
+        c2 = (3 * secant - 2 * d0 - d1) / hk
+        c3 = (d0 + d1 - 2 * secant) / hk**2
+        t = v - x0  # antiderivative of y0 + d0 t + c2 t^2 + c3 t^3
+        return np.take_along_axis(before, k, 1)[:, 0] + t * (y0 + t * (d0 / 2 + t * (c2 / 3 + t * c3 / 4)))
 
-    a = np.clip(lo[:, None] - x[:, :-1], 0, h)
-    b = np.clip(hi[:, None] - x[:, :-1], 0, h)
-    return (antiderivative(b) - antiderivative(a)).sum(axis=1)
+    return from_start(hi) - from_start(lo)
 
 
 def _cubic_integral(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -90,12 +97,15 @@ def _cubic_integral(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray
     centre = 0.5 * (x[:, :1] + x[:, -1:])
     scale = 0.5 * (x[:, -1:] - x[:, :1])
     u = (x - centre) / scale
-    powers = np.ones((*u.shape, 7))
-    for k in range(1, 7):
-        powers[..., k] = powers[..., k - 1] * u
-    sums = powers.sum(axis=1)  # rows x 7: sum of u^k
+    sums = np.empty((len(x), 7))  # sum of u^k, k = 0..6
+    rhs = np.empty((len(x), 4))  # sum of u^k y, k = 0..3
+    power = np.ones_like(u)
+    for k in range(7):
+        sums[:, k] = power.sum(axis=1)
+        if k < 4:
+            rhs[:, k] = (power * y).sum(axis=1)
+        power = power * u
     gram = sums[:, np.arange(4)[:, None] + np.arange(4)[None, :]]  # rows x 4 x 4
-    rhs = (powers[..., :4] * y[..., None]).sum(axis=1)
     coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
     k = np.arange(1, 5)
 
@@ -163,6 +173,14 @@ def _integral(x, y, lo, hi, method: str) -> np.ndarray:
 def bootstrap_indices(n: int, resamples: int, seed: int = SEED) -> np.ndarray:
     """resamples x n image indices drawn with replacement (numpy's default_rng(seed).integers)."""
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+@functools.lru_cache(maxsize=8)
+def bootstrap_weights(n: int, resamples: int, seed: int = SEED) -> np.ndarray:
+    """resample_weights(bootstrap_indices(n, resamples, seed)), cached and read-only."""
+    weights = resample_weights(bootstrap_indices(n, resamples, seed))
+    weights.flags.writeable = False
+    return weights
 
 
 def resample_weights(indices: np.ndarray) -> np.ndarray:
