@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .adapters import AdapterError, Unavailable, discover, native_quality, select
 from .datasets import DatasetError, data_root, load_manifest, manifest_names, resolve_dataset
-from .analysis import METHODS
+from .analysis import BOOTSTRAP, METHODS
 from .export import export_results
 from .metrics import DEFAULT_METRICS, METRICS, resolve_metrics
 from .report import ReportError, build_report
@@ -201,13 +201,27 @@ def cmd_report(args: argparse.Namespace) -> int:
             if store.live_writer:
                 print(f"note: a run (pid {store.live_writer}) is writing to {args.results}; this report shows a "
                       "consistent snapshot of what it has stored so far")
-        written = build_report(args.results, anchor=args.anchor, references=args.reference, method=args.method)
+        written = build_report(args.results, anchor=args.anchor, references=args.reference, method=args.method,
+                               bootstrap=args.bootstrap)
     except (ReportError, StoreError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     report = next(p for p in written if p.name == "report.html")
     print(f"wrote {len(written)} files in {args.results}/; open {report}")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import VerifyError, parse_percent, verify
+
+    try:
+        comparisons, text = verify(args.results, args.reference, args.as_codecs, args.qualities,
+                                   args.tolerance_db, parse_percent(args.tolerance_bpp))
+    except (VerifyError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(text)
+    return 0 if all(c.ok for c in comparisons) else 1
 
 
 def cmd_crops(args: argparse.Namespace) -> int:
@@ -316,7 +330,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", nargs="*", default=[], metavar="FILE",
                    help="published CompressAI-format JSON curves to overlay and compare, labelled '(published)'")
     p.add_argument("--method", default="pchip", choices=METHODS, help="BD interpolation shown in the tables (default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, metavar="N",
+                   help="bootstrap resamples over images for the 95 %% intervals, and sign flips for p "
+                        "(default: %(default)s; 0 = none)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("verify", help="compare our curves with published CompressAI-format curves; exit 0 if within "
+                                      "tolerance, 1 if not, 2 on usage errors")
+    p.add_argument("results", help="results folder of a run (holds results.sqlite)")
+    p.add_argument("--reference", nargs="+", required=True, metavar="FILE", help="published CompressAI-format JSON curves")
+    p.add_argument("--as", dest="as_codecs", nargs="+", default=None, metavar="CODEC",
+                   help="our codec for each reference file, in order (default: the file's stem or name)")
+    p.add_argument("--qualities", type=_qualities, default=None, metavar="Q,...",
+                   help="quality settings of reference files that do not list them (applied to files with exactly "
+                        "that many points), e.g. 5,10,...,95 for CompressAI's jpeg.json and webp.json")
+    p.add_argument("--tolerance-db", type=float, default=0.15, help="max |PSNR-RGB difference| per point in dB "
+                   "(default: %(default)s)")
+    p.add_argument("--tolerance-bpp", default="0.5%", help="max |bpp difference| at the same quality setting "
+                   "(default: %(default)s)")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("crops", help="rate-matched visual comparison: one crop from every codec near a bpp")
     p.add_argument("results", help="results folder of a run")

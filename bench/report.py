@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import METHODS, Curve, bd_metrics, bd_table, load_reference, mean_curves
+from .analysis import BOOTSTRAP, METHODS, NO_IMAGES, Curve, bd_metrics, bd_table, load_reference, mean_curves
+from .atomic import atomic_path, write_text_atomic
 from .export import export_results
 from .metrics import METRICS
 from .plots import rd_figure, save_figure
 from .provenance import git_commit
+from .stats import ALPHA, SEED
 from .store import DB_NAME, Store
 
 
@@ -45,6 +47,23 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def bd_cell(row: pd.Series) -> str:
+    """Value, 95 % interval and marks: ns (not significant after Holm), ≈ (within the method spread)."""
+    value = None if pd.isna(row["value"]) else float(row["value"])
+    cell = _fmt(value)
+    if value is None:
+        return cell
+    if pd.notna(row.get("ci_low")) and pd.notna(row.get("ci_high")):
+        cell += f" [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+    elif row.get("source") == "published" or NO_IMAGES in str(row.get("note")):
+        cell += " no CI"
+    if pd.notna(row.get("p_holm")) and row["p_holm"] >= ALPHA:
+        cell += " ns"
+    if pd.notna(row.get("spread")) and abs(value) < row["spread"]:
+        cell += " ≈"
+    return cell
+
+
 def bd_pivot(table: pd.DataFrame, kind: str, aggregation: str, method: str,
              families: dict[str, str]) -> tuple[list[str], list[list[str]], list[str]]:
     """Codecs x metrics cells for one kind/aggregation/method, with numbered footnotes."""
@@ -59,9 +78,11 @@ def bd_pivot(table: pd.DataFrame, kind: str, aggregation: str, method: str,
             if hit.empty:
                 row.append("—")  # metric not in a published file
                 continue
-            value, note = hit.iloc[0]["value"], hit.iloc[0]["note"]
-            cell = _fmt(None if pd.isna(value) else float(value))
-            if isinstance(note, str) and note:
+            cell, note = bd_cell(hit.iloc[0]), hit.iloc[0]["note"]
+            note = note if isinstance(note, str) else ""
+            if pd.notna(hit.iloc[0]["value"]):  # "no CI" in the cell says it
+                note = note.replace(NO_IMAGES, "").strip("; ")
+            if note:
                 notes.append(f"{codec}, {metric}: {note}")
                 cell += f" [{len(notes)}]"
             row.append(cell)
@@ -76,13 +97,32 @@ BD_TABLES = (
 )
 
 
-def bd_blocks(table: pd.DataFrame, anchor: str, method: str, families: dict[str, str], scope: str) -> list[tuple]:
+def uncertainty_legend(table: pd.DataFrame, kind: str, aggregation: str, method: str, bootstrap: int) -> str:
+    """How the interval, ns and ≈ marks of one BD table were computed."""
+    if not bootstrap:
+        return "No intervals or p-values (--bootstrap 0). ≈: |value| below the pchip/akima/cubic spread."
+    sub = table[(table["kind"] == kind) & (table["aggregation"] == aggregation) & (table["method"] == method)]
+    tests = int(sub["p"].notna().sum())
+    resampled = ("both mean curves recomputed from each resample" if aggregation == "mean-curve"
+                 else "the mean of the resampled per-image values")
+    differences = ("mean log10-rate differences at equal quality" if kind == "bd-rate" else "BD-quality values")
+    return (f"Brackets: 95 % expanded percentile bootstrap interval (Hesterberg 2015), images resampled with "
+            f"replacement ({bootstrap} resamples, "
+            f"seed {SEED}; {resampled}). ns: not significant, Holm-adjusted p ≥ {ALPHA} over the {tests} tests of "
+            f"this table (paired sign-flip test on per-image {differences}). ≈: |value| below the spread "
+            f"(max − min) of pchip/akima/cubic for that cell. no CI: published curve, no per-image data. "
+            f"wins, p and p_holm are in bd_rate.csv.")
+
+
+def bd_blocks(table: pd.DataFrame, anchor: str, method: str, families: dict[str, str], scope: str,
+              bootstrap: int = BOOTSTRAP) -> list[tuple]:
     """Caption, table and footnotes for each BD table (rendered by render_markdown / render_html)."""
     blocks = []
     for i, (kind, aggregation, what) in enumerate(BD_TABLES, 1):
         header, rows, notes = bd_pivot(table, kind, aggregation, method, families)
         caption = f"Table {i}. {what}. Anchor: {anchor}; interpolation: {method}; {scope}."
-        blocks += [("caption", caption), ("table", header, rows), ("notes", notes)]
+        blocks += [("caption", caption), ("p", uncertainty_legend(table, kind, aggregation, method, bootstrap)),
+                   ("table", header, rows), ("notes", notes)]
     blocks.append(("p", "All interpolation methods (pchip, akima, cubic) and both aggregations are in bd_rate.csv."))
     return blocks
 
@@ -121,11 +161,13 @@ def _resolution_summary(images: list[dict]) -> str:
 
 
 def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list[str] | None = None,
-                 method: str = "pchip") -> list[Path]:
+                 method: str = "pchip", bootstrap: int = BOOTSTRAP) -> list[Path]:
     """Rebuild every table, plot and the report from the store in ``results_dir``."""
     out = Path(results_dir)
     if not (out / DB_NAME).is_file():
         raise ReportError(f"no result store {out / DB_NAME}; run `python -m bench run --out {out}` first")
+    if bootstrap < 0:
+        raise ReportError(f"--bootstrap must be 0 (no intervals) or a positive number of resamples, not {bootstrap}")
     if method not in METHODS:
         raise ReportError(f"unknown interpolation method {method!r} (choose from {', '.join(METHODS)})")
     try:
@@ -150,11 +192,12 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
         raise ReportError(f"anchor {anchor!r} not among the curves ({', '.join(labels)})")
     scope = f"{dataset}, {n_images} images"
 
-    table = bd_table(per_image, summary, n_images, anchor, refs)
+    table = bd_table(per_image, summary, n_images, anchor, refs, bootstrap=bootstrap)
     written = list(exported.paths)
-    table.to_csv(out / "bd_rate.csv", index=False)
-    bd = bd_blocks(table, anchor, method, families, scope)
-    (out / "bd_rate.md").write_text(render_markdown([("h1", f"Bjøntegaard deltas against {anchor}"), *bd]))
+    with atomic_path(out / "bd_rate.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    bd = bd_blocks(table, anchor, method, families, scope, bootstrap)
+    write_text_atomic(out / "bd_rate.md", render_markdown([("h1", f"Bjøntegaard deltas against {anchor}"), *bd]))
     written += [out / "bd_rate.csv", out / "bd_rate.md"]
 
     plots = []

@@ -1,0 +1,196 @@
+"""``python -m bench verify DIR --reference FILE ...``: do our curves reproduce published ones?
+
+Each published CompressAI-format curve is matched to our curve of the same codec (the file's
+name or stem, or ``--as``). Per published point: when its quality setting is known (a
+``quality`` list in the file, or ``--qualities``) and we measured it, the bpp difference (%) and
+PSNR-RGB difference (dB) at that setting; otherwise the PSNR-RGB difference at the published
+bpp, our curve interpolated (PCHIP of PSNR over log bpp) — points outside our bpp range are
+not compared. Plus the BD-rate (PSNR-RGB, pchip) of ours against the published curve.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.interpolate
+
+from .analysis import Curve, bd_rate
+from .export import per_image_frame, summary_frame
+from .report import markdown_table
+from .store import DB_NAME, Store
+
+METRIC = "psnr-rgb"
+
+
+class VerifyError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Published:
+    path: Path
+    name: str
+    bpp: np.ndarray
+    psnr: np.ndarray
+    quality: list[float] | None
+
+
+@dataclass
+class Comparison:
+    codec: str
+    published: Published
+    rows: list[list[str]] = field(default_factory=list)  # per point
+    bpp_diffs: list[float] = field(default_factory=list)  # %
+    db_diffs: list[float] = field(default_factory=list)
+    modes: set[str] = field(default_factory=set)
+    outside: int = 0
+    bd_rate: float | None = None
+    bd_note: str = ""
+    ok: bool = False
+
+
+def load_published(path: str | Path, qualities: list[float] | None) -> Published:
+    """A CompressAI-format result file with bpp and psnr-rgb; its quality settings if it has them,
+    else ``qualities`` when it has exactly that many points."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+        results = doc["results"]
+        bpp, psnr = np.asarray(results["bpp"], float), np.asarray(results[METRIC], float)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise VerifyError(f"{path}: not a CompressAI-format result file with bpp and {METRIC} "
+                          f"({type(exc).__name__}: {exc})") from None
+    if bpp.shape != psnr.shape or bpp.ndim != 1:
+        raise VerifyError(f"{path}: bpp and {METRIC} lists differ in length")
+    quality = results.get("quality")
+    if quality is None and qualities is not None and len(qualities) == len(bpp):
+        quality = qualities
+    return Published(path, str(doc.get("name") or path.stem), bpp, psnr,
+                     [float(q) for q in quality] if quality is not None else None)
+
+
+def match_codec(published: Published, ours: list[str], name: str | None) -> str:
+    """Our codec label for a published curve: ``name`` (from --as), else the file's stem or name."""
+    candidates = [name] if name else [published.path.stem, published.name]
+    for candidate in candidates:
+        for label in ours:
+            if label.lower() == candidate.lower():
+                return label
+    raise VerifyError(f"{published.path}: no measured codec named {' or '.join(map(repr, candidates))} "
+                      f"(measured: {', '.join(ours)}); name it with --as")
+
+
+def our_curves(results_dir: str | Path) -> dict[str, dict[float, tuple[float, float]]]:
+    """codec -> quality -> (mean bpp, mean PSNR-RGB), only qualities measured on every image."""
+    out = Path(results_dir)
+    if not (out / DB_NAME).is_file():
+        raise VerifyError(f"no result store {out / DB_NAME}; run `python -m bench run --out {out}` first")
+    with Store(out, writer=False) as store:  # read only, also while a run writes
+        dataset = (store.get_meta("dataset") or {}).get("name")
+        if not dataset:
+            raise VerifyError(f"{out / DB_NAME} holds no run yet")
+        per_image = per_image_frame(store, dataset)
+        n_images = store.image_count(dataset)
+    if per_image.empty or METRIC not in per_image.columns:
+        raise VerifyError(f"{out}: no {METRIC} measurements stored for dataset {dataset!r}")
+    summary = summary_frame(per_image)
+    summary = summary[(summary["n_images"] == n_images) & np.isfinite(summary[METRIC])]
+    return {codec: {float(r["quality"]): (float(r["bpp"]), float(r[METRIC])) for _, r in rows.iterrows()}
+            for codec, rows in summary.groupby("codec", sort=True)}
+
+
+def compare(codec: str, ours: dict[float, tuple[float, float]], pub: Published, tol_db: float,
+            tol_bpp: float) -> Comparison:
+    """Point-by-point comparison and BD-rate of our curve against one published curve."""
+    c = Comparison(codec, pub)
+    points = sorted(ours.values())
+    bpp = np.array([p[0] for p in points])
+    psnr = np.array([p[1] for p in points])
+    interp = scipy.interpolate.PchipInterpolator(np.log10(bpp), psnr) if len(bpp) >= 2 else None
+    for i, (p_bpp, p_psnr) in enumerate(zip(pub.bpp, pub.psnr)):
+        quality = pub.quality[i] if pub.quality else None
+        if quality is not None and quality in ours:
+            o_bpp, o_psnr = ours[quality]
+            d_bpp, d_db = (o_bpp / p_bpp - 1) * 100, o_psnr - p_psnr
+            c.bpp_diffs.append(d_bpp)
+            c.modes.add("same quality")
+            ok = abs(d_bpp) <= tol_bpp and abs(d_db) <= tol_db
+            row = [f"q {quality:g}", f"{o_bpp:.4f}", f"{o_psnr:.3f}", f"{d_bpp:+.3f}", f"{d_db:+.3f}"]
+        elif interp is not None and bpp[0] <= p_bpp <= bpp[-1]:
+            o_psnr = float(interp(np.log10(p_bpp)))
+            d_db = o_psnr - p_psnr
+            c.modes.add("same bpp")
+            ok = abs(d_db) <= tol_db
+            row = ["at bpp", f"{p_bpp:.4f}", f"{o_psnr:.3f}", "", f"{d_db:+.3f}"]
+        else:
+            c.outside += 1
+            c.rows.append([codec, str(i + 1), f"{p_bpp:.4f}", f"{p_psnr:.3f}", "outside our bpp range", "", "", "",
+                           "", "not compared"])
+            continue
+        c.db_diffs.append(d_db)
+        c.rows.append([codec, str(i + 1), f"{p_bpp:.4f}", f"{p_psnr:.3f}", *row, "ok" if ok else "DIFFERS"])
+    d = bd_rate(Curve(pub.name, pub.bpp, pub.psnr), Curve(codec, bpp, psnr), "pchip")
+    c.bd_rate, c.bd_note = d.value, d.note
+    c.ok = bool(c.db_diffs) and all(r[-1] != "DIFFERS" for r in c.rows)
+    return c
+
+
+def _max_abs(values: list[float], digits: int) -> str:
+    return f"{max(abs(v) for v in values):.{digits}f}" if values else "—"
+
+
+def _range(values: list[float], digits: int) -> str:
+    return f"{min(values):+.{digits}f} … {max(values):+.{digits}f}" if values else "—"
+
+
+SUMMARY_HEADER = ["published curve", "ours", "compared as", "points", "Δbpp % (ours / published − 1)",
+                  "ΔPSNR-RGB dB (ours − published)", "BD-rate % (ours vs published, pchip)", "verdict"]
+POINT_HEADER = ["ours", "#", "published bpp", "published PSNR", "compared", "our bpp", "our PSNR", "Δbpp %",
+                "ΔPSNR dB", "verdict"]
+
+
+def summary_rows(comparisons: list[Comparison]) -> list[list[str]]:
+    rows = []
+    for c in comparisons:
+        compared = len(c.db_diffs)
+        points = f"{compared} of {len(c.published.bpp)}" + (f" ({c.outside} outside our range)" if c.outside else "")
+        bd = "n/a" if c.bd_rate is None else f"{c.bd_rate:+.2f}"
+        if c.bd_note:
+            bd += f" ({c.bd_note})"
+        verdict = "pass" if c.ok else ("no comparable point" if not c.db_diffs else "FAIL")
+        rows.append([f"{c.published.name} ({c.published.path.name})", c.codec, " + ".join(sorted(c.modes)) or "—",
+                     points, _range(c.bpp_diffs, 3), _range(c.db_diffs, 3), bd, verdict])
+    return rows
+
+
+def verify(results_dir: str | Path, references: list[str], names: list[str] | None = None,
+           qualities: list[float] | None = None, tol_db: float = 0.15,
+           tol_bpp: float = 0.5) -> tuple[list[Comparison], str]:
+    """Compare every reference file with our matching curve; returns the comparisons and the text."""
+    if names and len(names) != len(references):
+        raise VerifyError(f"--as names {len(names)} codec(s) for {len(references)} reference file(s); "
+                          "give one per file, in order")
+    if tol_db < 0 or tol_bpp < 0 or not (math.isfinite(tol_db) and math.isfinite(tol_bpp)):
+        raise VerifyError("tolerances must be finite and non-negative")
+    ours = our_curves(results_dir)
+    comparisons = []
+    for i, path in enumerate(references):
+        pub = load_published(path, qualities)
+        codec = match_codec(pub, list(ours), names[i] if names else None)
+        comparisons.append(compare(codec, ours[codec], pub, tol_db, tol_bpp))
+    text = [f"Tolerances: |ΔPSNR| ≤ {tol_db:g} dB per point; |Δbpp| ≤ {tol_bpp:g} % at the same quality setting.",
+            "", markdown_table(SUMMARY_HEADER, summary_rows(comparisons)), "",
+            markdown_table(POINT_HEADER, [r for c in comparisons for r in c.rows])]
+    return comparisons, "\n".join(text)
+
+
+def parse_percent(text: str) -> float:
+    """'0.5%' or '0.5' -> 0.5 (percent)."""
+    try:
+        return float(text.strip().rstrip("%"))
+    except ValueError:
+        raise VerifyError(f"expected a percentage such as 0.5% or 0.5, got {text!r}") from None
