@@ -171,8 +171,8 @@ class Store:
         self.live_writer: int | None = None
         self._lock_file = None
         if not writer and not self.path.is_file():
-            raise StoreError(f"no {DB_NAME} in {self.directory}: run `python -m bench run --out {self.directory}` "
-                             "first")
+            raise StoreError(f"no result store ({DB_NAME}) in {self.directory}: run `python -m bench run --out "
+                             f"{self.directory}` first")
         if self.path.is_file() and self.path.stat().st_size == 0:
             raise StoreError(f"{self.path} is empty (0 bytes), not a result store: move it away, or use --out "
                              "with another folder")
