@@ -118,6 +118,11 @@ class DaskExecutor:
             self.images[ref.image_hash] = future
         return self.images[ref.image_hash]
 
+    def _forget_lost_image(self, job: Job) -> None:
+        future = self.images.get(job.task.image.image_hash)
+        if future is not None and future.status != "finished":
+            del self.images[job.task.image.image_hash]
+
     def _submit(self, job: Job):
         label = job.task.label
         return self.client.submit(run_isolated, job.func, job.task, self._image(job.task), job.timeout_s,
@@ -126,8 +131,10 @@ class DaskExecutor:
                                   workers=self.allowed.get(label), allow_other_workers=False)
 
     def run(self, on_result: Callable[[Job, Any], None], on_failure: Callable[[Job, str, str], None]) -> None:
+        from concurrent.futures import CancelledError
+
         from distributed import wait
-        from distributed.client import FutureCancelledError
+        from distributed.client import FutureCancelledError, FuturesCancelledError
 
         in_flight: dict = {}  # future -> job
         try:
@@ -147,13 +154,19 @@ class DaskExecutor:
                     done, _ = wait(list(in_flight), timeout=POLL_S, return_when="FIRST_COMPLETED")
                 except TimeoutError:  # nothing finished yet: look at the workers again
                     continue
+                except FuturesCancelledError:  # handled one by one below
+                    done = {f for f in in_flight if f.status in ("cancelled", "error", "finished")}
                 for future in done:
                     job = in_flight.pop(future)
                     try:
                         result = future.result()
-                    except FutureCancelledError:
-                        raise ClusterError("lost the Dask scheduler (the task was cancelled); every finished "
-                                           "measurement is saved: run the same command again to continue") from None
+                    except (FutureCancelledError, CancelledError):
+                        if self.client.status != "running":
+                            raise ClusterError("lost the Dask scheduler; every finished measurement is saved: run "
+                                               "the same command again to continue") from None
+                        self._forget_lost_image(job)  # its only copy was on a worker that died
+                        self.pending[job.pool].appendleft(job)
+                        continue
                     except Exception as exc:
                         name = type(exc).__name__
                         stage = "crash" if name == "KilledWorker" else "setup"

@@ -1,0 +1,202 @@
+"""Runs on a Dask cluster (loopback only): same results as the local pool, faults, routing, versions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="Dask distributed is not installed (extra 'cluster')")
+
+from bench.adapters import discover, select  # noqa: E402
+from bench.cli import main  # noqa: E402
+from bench.cluster import DaskExecutor, check_versions  # noqa: E402
+from bench.datasets import resolve_dataset  # noqa: E402
+from bench.runner import plan_run, run_benchmark  # noqa: E402
+from bench.store import DB_NAME  # noqa: E402
+
+from .conftest import REPO  # noqa: E402
+
+VALUES = ["image", "codec", "quality", "bytes", "bpp", "psnr-rgb", "ms-ssim-rgb"]
+FAKE = """import os, time
+import numpy as np
+NAME = {name!r}
+FAMILY = 'learned'
+VERSION = os.environ.get('FAKE_VERSION', '1')
+DESCRIPTION = 'test adapter: raw pixels; checks where it runs'
+OPTIONS = {{'device': 'cpu'}}
+QUALITIES = [1, 2, 3]
+def encode(rgb, quality, device='cpu'):
+    role = os.environ.get('BENCH_TEST_ROLE', 'cpu')
+    if device.startswith('cuda') != (role == 'gpu'):
+        raise RuntimeError(f'{{device}} job on a {{role}} worker')
+    if os.environ.get('FAKE_VERSION', '1') != '1':
+        raise RuntimeError('ran on a worker with another version')
+    if quality == {crash_quality}:
+        os._exit(3)
+    time.sleep({sleep})
+    return bytes(rgb) + rgb.shape[0].to_bytes(4, 'big') + rgb.shape[1].to_bytes(4, 'big')
+def decode(data, device='cpu'):
+    h, w = int.from_bytes(data[-8:-4], 'big'), int.from_bytes(data[-4:], 'big')
+    return np.frombuffer(data[:-8], np.uint8).reshape(h, w, 3)
+"""
+
+
+def fake_adapter(folder: Path, name: str = "fake", crash_quality: int = 0, sleep: float = 0.0) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(FAKE.format(name=name, crash_quality=crash_quality, sleep=sleep))
+    return folder
+
+
+@pytest.fixture
+def cluster():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, resources={"CPU": 1}) as started, Client(started) as client:
+        yield started, client
+
+
+def dask_worker(address: str, resources: str, **env) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1",
+           "--resources", resources, "--no-dashboard"]
+    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_workers(client, count: int) -> None:
+    deadline = time.time() + 60
+    while len(client.scheduler_info(n_workers=-1)["workers"]) < count:
+        assert time.time() < deadline, "workers did not connect"
+        time.sleep(0.2)
+
+
+def values(out: Path) -> pd.DataFrame:
+    frame = pd.read_csv(out / "per_image.csv")[VALUES]
+    return frame.sort_values(VALUES[:3]).reset_index(drop=True)
+
+
+def rows(out: Path, table: str) -> pd.DataFrame:
+    with sqlite3.connect(out / DB_NAME) as conn:
+        return pd.read_sql(f"SELECT * FROM {table}", conn)
+
+
+def test_cluster_run_equals_the_local_pool(cluster, image_folder, tmp_path):
+    started, client = cluster
+    args = ["--dataset", str(image_folder), "--codecs", "jpeg,webp", "--qualities", "20,60", "--quiet",
+            "--metrics", "psnr-rgb,ms-ssim-rgb"]
+    assert main(["run", *args, "--jobs", "2", "--out", str(tmp_path / "pool")]) == 0
+    assert main(["run", *args, "--scheduler", started.scheduler_address, "--out", str(tmp_path / "dask")]) == 0
+    assert values(tmp_path / "dask").equals(values(tmp_path / "pool")), "bytes, bpp and metrics identical"
+    dry = subprocess.run([sys.executable, "-m", "bench", "run", *args, "--out", str(tmp_path / "dask"),
+                          "--qualities", "20,60,90", "--dry-run"], cwd=REPO, capture_output=True, text=True)
+    assert "18 measurements: 12 cached, 6 to run" in dry.stdout
+    assert main(["run", *args, "--qualities", "20,60,90", "--scheduler", started.scheduler_address,
+                 "--out", str(tmp_path / "dask")]) == 0
+    assert len(rows(tmp_path / "dask", "measurements")) == 18
+
+
+def test_dry_run_counts_match_the_run(image_folder, tmp_path, capsys):
+    configs = select(discover(), ["jpeg", "webp"])[0]
+    ds = resolve_dataset(str(image_folder))
+    run_benchmark(ds, configs[:1], tmp_path, qualities=[30], jobs=1, progress=False, metrics=("psnr-rgb",))
+    plan = plan_run(ds, configs, tmp_path, qualities=[30, 70], metrics=("psnr-rgb",))
+    assert plan.counts == {"jpeg": [6, 3, 3], "webp": [6, 0, 6]}
+    report = run_benchmark(ds, configs, tmp_path, qualities=[30, 70], jobs=2, progress=False, metrics=("psnr-rgb",))
+    assert (report.cached_jobs, report.done) == (3, 9)
+    text = "\n".join(plan.lines(workers=4))
+    assert "CPU-hours" in text and "on 4 CPU worker(s)" in text
+
+
+def test_sigkill_of_a_worker_loses_and_duplicates_nothing(cluster, image_folder, tmp_path):
+    started, client = cluster
+    plugins = fake_adapter(tmp_path / "p", sleep=0.4)
+    configs = select(discover([plugins]), ["fake"])[0]
+    out = tmp_path / "out"
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["report"] = run_benchmark(resolve_dataset(str(image_folder)), configs, out, jobs=2, progress=False,
+                                             metrics=("psnr-rgb",), make_executor=lambda: DaskExecutor(client))
+        except BaseException as exc:  # shown by the assertion below
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.time() + 60
+    while not (out / DB_NAME).exists() or len(rows(out, "measurements")) < 2:
+        assert time.time() < deadline
+        time.sleep(0.1)
+    pids = client.run(os.getpid)
+    os.kill(next(iter(pids.values())), signal.SIGKILL)
+    thread.join(180)
+    assert not thread.is_alive() and "error" not in result, result.get("error")
+    measured = rows(out, "measurements")
+    assert len(measured) == 9 and not measured.duplicated(["image_hash", "quality"]).any()
+    assert rows(out, "failures").empty
+    assert result["report"].complete
+
+
+def test_crashing_codec_on_a_cluster_is_one_crash_row_each(cluster, image_folder, tmp_path):
+    started, client = cluster
+    plugins = fake_adapter(tmp_path / "p", crash_quality=2)
+    code = main(["run", "--dataset", str(image_folder), "--codecs", "fake,jpeg", "--codecs-dir", str(plugins),
+                 "--qualities", "1,2", "--scheduler", started.scheduler_address, "--out", str(tmp_path / "out"),
+                 "--quiet", "--metrics", "psnr-rgb"])
+    assert code == 1
+    fails = rows(tmp_path / "out", "failures")
+    assert len(fails) == 3 and set(fails["stage"]) == {"crash"} and set(fails["codec"]) == {"fake"}
+    assert "exited with code 3" in fails["error"][0]
+    assert len(rows(tmp_path / "out", "measurements")) == 3 + 6, "fake at quality 1 and jpeg at both qualities"
+
+
+def test_gpu_jobs_go_to_gpu_workers_only(image_folder, tmp_path):
+    from distributed import Client, LocalCluster
+
+    plugins = fake_adapter(tmp_path / "p")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      resources={"CPU": 1}) as started, Client(started) as client:
+        gpu = dask_worker(started.scheduler_address, "GPU=1", BENCH_TEST_ROLE="gpu")
+        try:
+            wait_workers(client, 2)
+            code = main(["run", "--dataset", str(image_folder), "--codecs", "fake:device=cuda,fake:device=cpu",
+                         "--codecs-dir", str(plugins), "--scheduler", started.scheduler_address,
+                         "--out", str(tmp_path / "out"), "--quiet", "--metrics", "psnr-rgb", "--decode-check", "off"])
+        finally:
+            os.killpg(gpu.pid, signal.SIGKILL)
+            gpu.wait()
+    assert rows(tmp_path / "out", "failures").empty, "no CUDA job on a CPU worker, no CPU job on the GPU worker"
+    assert code == 0 and len(rows(tmp_path / "out", "measurements")) == 2 * 9
+
+
+def test_worker_with_another_version_stores_nothing(image_folder, tmp_path, capsys):
+    from distributed import Client, LocalCluster
+
+    plugins = fake_adapter(tmp_path / "p")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      resources={"CPU": 1}) as started, Client(started) as client:
+        other = dask_worker(started.scheduler_address, "CPU=1", FAKE_VERSION="2")
+        try:
+            wait_workers(client, 2)
+            configs = select(discover([plugins]), ["fake"])[0]
+            messages: list[str] = []
+            allowed = check_versions(client, configs, messages.append)
+            assert len(allowed["fake"]) == 1 and "its version is '2', the client's '1'" in messages[0]
+            code = main(["run", "--dataset", str(image_folder), "--codecs", "fake", "--codecs-dir", str(plugins),
+                         "--scheduler", started.scheduler_address, "--out", str(tmp_path / "out"), "--quiet",
+                         "--metrics", "psnr-rgb"])
+        finally:
+            os.killpg(other.pid, signal.SIGKILL)
+            other.wait()
+    assert code == 0 and rows(tmp_path / "out", "failures").empty
+    assert len(rows(tmp_path / "out", "measurements")) == 9
+    assert set(rows(tmp_path / "out", "measurements")["version"]) == {"1"}
