@@ -8,6 +8,7 @@ into it fails that job instead of corrupting every later result.
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 import warnings
 from dataclasses import replace
@@ -16,6 +17,7 @@ import numpy as np
 
 from .adapters import CodecConfig
 from .metrics import DEFAULT_METRICS, compute_metrics
+from .provenance import cpu_model
 from .store import Key, Measurement
 
 
@@ -69,6 +71,16 @@ def error_location(exc: BaseException) -> str:
 
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
     return f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+
+
+def host_identity(device: str) -> tuple[str, str]:
+    """(host name, CPU model, plus the GPU name when measured on CUDA)."""
+    machine = cpu_model()
+    if device.startswith("cuda"):
+        import torch
+
+        machine += f"; {torch.cuda.get_device_name(torch.device(device))}"
+    return socket.gethostname(), machine
 
 
 def _is_cuda_oom(exc: BaseException | None) -> bool:
@@ -145,9 +157,10 @@ def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, met
     except Exception as exc:
         raise StageError("metrics", f"{type(exc).__name__}: {exc}{error_location(exc)}") from exc
     height, width = rgb.shape[:2]
+    host, machine = host_identity(config.device)
     measurement = Measurement(
         key=key, bytes=len(data), bpp=bits_per_pixel(len(data), width, height), width=width, height=height,
         encode_s=encode_s, decode_s=decode_s, metric_s=metric_s, device=config.device, metrics=dict(metrics),
-        metric_seconds=seconds,
+        metric_seconds=seconds, host=host, machine=machine,
     )
     return measurement, data, rec, note

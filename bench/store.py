@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     quality REAL NOT NULL, bytes INTEGER NOT NULL, bpp REAL NOT NULL,
     width INTEGER NOT NULL, height INTEGER NOT NULL,
     encode_s REAL NOT NULL, decode_s REAL NOT NULL, metric_s REAL NOT NULL,
-    device TEXT NOT NULL, created TEXT NOT NULL,
+    device TEXT NOT NULL, created TEXT NOT NULL, host TEXT NOT NULL DEFAULT '', machine TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (image_hash, codec, options, version, quality));
 CREATE TABLE IF NOT EXISTS metrics (
     image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
@@ -120,6 +120,8 @@ class Measurement:
     device: str
     metrics: dict[str, float]
     metric_seconds: dict[str, float] = field(default_factory=dict)  # per metric (sums to about metric_s)
+    host: str = ""  # host name of the machine that measured it
+    machine: str = ""  # its CPU model (and GPU name on CUDA)
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,8 @@ class Store:
                                  AND t.quality = m.quality)""")
         self._add_column("codecs", "info", "TEXT NOT NULL DEFAULT '{}'")  # stores before codec metadata
         self._add_column("metrics", "seconds", "REAL")  # stores before per-metric timing
+        self._add_column("measurements", "host", "TEXT NOT NULL DEFAULT ''")  # stores before host provenance
+        self._add_column("measurements", "machine", "TEXT NOT NULL DEFAULT ''")
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('writer', ?)", (json.dumps(os.getpid()),))
         self.conn.commit()
 
@@ -338,8 +342,11 @@ class Store:
         k = m.key.as_tuple()
         with self.conn:
             self.conn.execute(
-                "INSERT OR REPLACE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (*k, m.bytes, m.bpp, m.width, m.height, m.encode_s, m.decode_s, m.metric_s, m.device, now_iso()),
+                "INSERT OR REPLACE INTO measurements (image_hash, codec, options, version, quality, bytes, bpp, width, "
+                "height, encode_s, decode_s, metric_s, device, created, host, machine) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*k, m.bytes, m.bpp, m.width, m.height, m.encode_s, m.decode_s, m.metric_s, m.device, now_iso(),
+                 m.host, m.machine),
             )
             self._insert_metrics(m.key, m.metrics, m.metric_seconds)
             self.conn.execute(f"DELETE FROM failures WHERE {WHERE_KEY}", k)
@@ -456,7 +463,7 @@ class Store:
         cur = self.conn.execute(
             f"""
             SELECT i.dataset, i.name, m.image_hash, c.label, c.codec, c.family, m.options, m.version, m.quality,
-                   m.width, m.height, m.bytes, m.bpp, m.encode_s, m.decode_s, m.metric_s, m.device
+                   m.width, m.height, m.bytes, m.bpp, m.encode_s, m.decode_s, m.metric_s, m.device, m.host, m.machine
             FROM measurements m
             JOIN images i ON i.image_hash = m.image_hash AND i.dataset = ?
             JOIN codecs c ON c.codec = m.codec AND c.options = m.options AND c.version = m.version
