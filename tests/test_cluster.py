@@ -200,3 +200,27 @@ def test_worker_with_another_version_stores_nothing(image_folder, tmp_path, caps
     assert code == 0 and rows(tmp_path / "out", "failures").empty
     assert len(rows(tmp_path / "out", "measurements")) == 9
     assert set(rows(tmp_path / "out", "measurements")["version"]) == {"1"}
+
+
+def test_killed_client_resumes_from_the_store(cluster, image_folder, tmp_path):
+    started, client = cluster
+    plugins = fake_adapter(tmp_path / "p", sleep=0.5)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "bench", "run", "--dataset", str(image_folder), "--codecs", "fake",
+           "--codecs-dir", str(plugins), "--scheduler", started.scheduler_address, "--out", str(out), "--quiet",
+           "--metrics", "psnr-rgb"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while not (out / DB_NAME).exists() or len(rows(out, "measurements")) < 2:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    before = rows(out, "measurements").set_index(["image_hash", "quality"])["created"]
+    assert 2 <= len(before) < 9
+    configs = select(discover([plugins]), ["fake"])[0]
+    report = run_benchmark(resolve_dataset(str(image_folder)), configs, out, jobs=2, progress=False,
+                           metrics=("psnr-rgb",), make_executor=lambda: DaskExecutor(client))
+    assert (report.cached_jobs, report.done) == (len(before), 9 - len(before))
+    after = rows(out, "measurements").set_index(["image_hash", "quality"])["created"]
+    assert len(after) == 9 and after[before.index].equals(before), "finished rows were not recomputed"
