@@ -77,9 +77,12 @@ def host_identity(device: str) -> tuple[str, str]:
     """(host name, CPU model, plus the GPU name when measured on CUDA)."""
     machine = cpu_model()
     if device.startswith("cuda"):
-        import torch
+        try:
+            import torch
 
-        machine += f"; {torch.cuda.get_device_name(torch.device(device))}"
+            machine += f"; {torch.cuda.get_device_name(torch.device(device))}"
+        except Exception as exc:  # provenance must never fail a measurement
+            machine += f"; GPU name unavailable ({type(exc).__name__})"
     return socket.gethostname(), machine
 
 
