@@ -1,4 +1,5 @@
-# Two commands: `make bench` (the benchmark) and `make test` (the test suite).
+# Two commands: `make bench` (the benchmark) and `make test` (the test suite); `make lint` checks style,
+# types and the import graph (ruff, mypy, import-linter).
 # Each creates .venv and installs the project (editable, with test extras) on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,7 +22,7 @@ CKPT ?= checkpoints
 MINUTES ?= 60
 TRAIN_ARGS ?=
 
-.PHONY: bench test perf train venv clean-venv
+.PHONY: bench test lint perf train venv clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +39,11 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check bench codecs tests
+	$(PY) -m mypy
+	PYTHONPATH=. $(VENV)/bin/lint-imports
 
 train: $(STAMP)
 	for l in $(LAMBDAS); do \

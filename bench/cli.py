@@ -1,25 +1,27 @@
-"""Command line: ``python -m bench {codecs,datasets,run,report,crops,train} ...``."""
+"""Command line: ``python -m bench {codecs,datasets,run,worker,report,verify,crops,train} ...``.
+
+Only light modules are imported here: each command imports what it needs (pandas, matplotlib,
+the selected codecs' libraries, torch) when it runs, so ``--help``, usage errors and ``datasets``
+answer at once. User errors (``BenchError``) are printed once, in ``main``, with exit status 2;
+``--debug`` shows their traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
-from .adapters import AdapterError, Unavailable, discover, native_quality, select
-from .datasets import DatasetError, data_root, load_manifest, manifest_names, resolve_dataset
-from .analysis import BOOTSTRAP, METHODS
-from .export import export_results
-from .metrics import DEFAULT_METRICS, METRICS, resolve_metrics
-from .report import ReportError, build_report
-from .runner import default_jobs, format_failures, run_benchmark
-from .store import Store, StoreError
+from .errors import BenchError, did_you_mean
 
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+BD_METHODS = ("pchip", "akima", "cubic")  # = bench.analysis.METHODS (tested); analysis loads scipy, slowly
+BD_BOOTSTRAP = 10_000  # = bench.analysis.BOOTSTRAP (tested)
 
 
 def _csv(text: str) -> list[str]:
@@ -27,46 +29,93 @@ def _csv(text: str) -> list[str]:
 
 
 def _qualities(text: str) -> list[float]:
-    try:
-        return [float(q) for q in _csv(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    """``5,10,95`` or ranges ``10..90/10``: finite numbers (argparse type)."""
+    from .adapters import AdapterError, parse_qualities
 
-
-def cmd_codecs(args: argparse.Namespace) -> int:
+    values: list[float] = []
     try:
-        configs, unavailable = select(discover(args.codecs_dir), None, device=args.device)
+        for item in _csv(text):
+            values += parse_qualities(item, "--qualities")
     except AdapterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    rows = [(c.name, c) for c in configs] + [(u.name, u) for u in unavailable]
-    for name, item in sorted(rows, key=lambda r: r[0]):
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--qualities: ")) from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+    return values
+
+
+def _bpp_targets(text: str) -> list[float]:
+    """Positive finite bits per pixel, comma-separated (argparse type)."""
+    try:
+        values = [float(v) for v in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected bpp values separated by commas, got {text!r}") from None
+    bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(f"target bpp must be positive numbers, got {text!r}")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _metrics(names: list[str] | None) -> tuple[str, ...]:
+    from .metrics import METRICS, resolve_metrics
+
+    for name in names or ():
+        if name not in METRICS:
+            raise BenchError(f"unknown metric {name!r} (known: {', '.join(METRICS)}){did_you_mean(name, METRICS)}")
+    return resolve_metrics(names)
+
+
+# --- commands ------------------------------------------------------------------------------
+def cmd_codecs(args: argparse.Namespace) -> int:
+    from .adapters import Catalog, Unavailable, native_quality, select
+
+    configs, unavailable = select(Catalog(args.codecs_dir), None, device=args.device)
+    rows: list = sorted([(c.name, c) for c in configs] + [(u.name, u) for u in unavailable], key=lambda r: r[0])
+    width = max((len(name) for name, _ in rows), default=0) + 2
+    for name, item in rows:
         if isinstance(item, Unavailable):
-            print(f"{name:<16} {'':<12} unavailable: {item.reason}")
+            print(f"{name:<{width}} {'':<12} unavailable: {item.reason}")
             continue
         a = item.adapter
-        print(f"{name:<16} {a.family:<12} available")
+        print(f"{name:<{width}} {a.family:<12} available")
         print(f"    version:     {item.version}")
         print(f"    description: {a.description}")
-        print(f"    options:     {', '.join(f'{k}={v}' for k, v in item.options.items()) or '-'}")
+        options = [f"{k}={v} ({a.spec(k).describe()})" for k, v in item.options.items()]
+        print(f"    options:     {', '.join(options) or '-'}")
         print(f"    qualities:   {','.join(str(native_quality(q)) for q in item.qualities)}")
+        if a.quality_range is not None:
+            lo, hi, step = (native_quality(v) for v in a.quality_range)
+            print(f"    range:       {lo}..{hi}" + (f" in steps of {step}" if step else " (continuous)"))
         for key, value in item.info.items():
             print(f"    {key + ':':<12} {value}")
     return 0
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
+    from .datasets import data_root, load_manifest, local_status, manifest_names
+
     print(f"data folder: {data_root()} (set BENCH_DATA to change)")
-    print(f"{'sample':<20} colour photos shipped with scikit-image (no download)")
-    for name in manifest_names():
-        print(f"{name:<20} {load_manifest(name).get('description', '')}")
+    names = ["sample", *manifest_names()]
+    width = max(len(n) for n in names) + 2
+    for name in names:
+        description = ("colour photos shipped with scikit-image (no download)" if name == "sample"
+                       else load_manifest(name).get("description", ""))
+        print(f"{name:<{width}} {description}")
+        print(f"{'':<{width}} {local_status(name)}")
     print("or any folder of images (searched recursively)")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .cluster import ClusterError
-
     client = cluster = None
     try:
         scheduler = args.scheduler or os.environ.get("BENCH_SCHEDULER")
@@ -79,9 +128,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.device == "auto":  # CUDA when any worker advertises a GPU
                 args.device = "cuda" if gpu_available(client) else "cpu"
         return _run(args, client)
-    except ClusterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     finally:
         if client is not None:
             client.close()
@@ -90,25 +136,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, client) -> int:
-    try:
-        available = discover(args.codecs_dir)
-        configs, skipped = select(available, _csv(args.codecs) if args.codecs else None, device=args.device)
-        dataset = resolve_dataset(args.dataset, allow_download=not args.no_download)
-        metrics = resolve_metrics(_csv(args.metrics) if args.metrics else None)
-    except (AdapterError, DatasetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    from .adapters import Catalog, select
+    from .datasets import resolve_dataset
+
+    metrics = _metrics(_csv(args.metrics) if args.metrics else None)
+    configs, skipped = select(Catalog(args.codecs_dir), _csv(args.codecs) if args.codecs else None,
+                              device=args.device, qualities=args.qualities)
+    dataset = resolve_dataset(args.dataset, allow_download=not args.no_download)
     for item in skipped:
         print(f"skipping codec {item.name}: unavailable ({item.reason})")
     if not configs:
-        print("error: no available codec to run", file=sys.stderr)
-        return EXIT_USAGE
+        raise BenchError("no available codec to run")
     out = Path(args.out or Path("results") / dataset.name)
     targets = tuple(args.target_bpp or ())
     if args.dry_run:
         from .runner import plan_run
 
-        plan = plan_run(dataset, configs, out, args.qualities, metrics, targets, not args.no_retry_failures)
+        plan = plan_run(dataset, configs, out, None, metrics, targets, not args.no_retry_failures)
         print("\n".join(plan.lines(args.workers or args.jobs)))
         return 0
     make_executor = None
@@ -117,14 +161,11 @@ def _run(args: argparse.Namespace, client) -> int:
 
         allowed = check_versions(client, configs, print)
         make_executor = lambda: DaskExecutor(client, allowed)  # noqa: E731
-    try:
-        report = run_benchmark(dataset, configs, out, qualities=args.qualities, jobs=args.jobs,
-                               progress=not args.quiet, metrics=metrics, targets=targets,
-                               timeout_s=args.timeout, retry_failures=not args.no_retry_failures,
-                               check_decode=args.decode_check, make_executor=make_executor)
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    from .runner import run_benchmark
+
+    report = run_benchmark(dataset, configs, out, jobs=args.jobs, progress=not args.quiet, metrics=metrics,
+                           targets=targets, timeout_s=args.timeout, retry_failures=not args.no_retry_failures,
+                           check_decode=args.decode_check, make_executor=make_executor)
     return _run_summary(report, out, dataset.name, bool(args.codecs) and bool(skipped))
 
 
@@ -144,8 +185,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         commands.append((base + ["--nworkers", "1", "--resources", "GPU=1", "--name", f"gpu{gpu}-{os.getpid()}"],
                          env))
     if not commands:
-        print("error: nothing to start (--jobs 0 and no --gpus)", file=sys.stderr)
-        return EXIT_USAGE
+        raise BenchError("nothing to start (--jobs 0 and no --gpus)")
     procs = [subprocess.Popen(cmd, env=env) for cmd, env in commands]
     print(f"started {len(procs)} dask worker command(s) for {args.scheduler}: "
           f"{args.jobs} CPU worker(s), GPUs {args.gpus or 'none'}; Ctrl-C stops them")
@@ -161,6 +201,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _run_summary(report, out: Path, dataset: str, requested_skipped: bool) -> int:
     """Export, print the closing lines and return the exit code: 0 only when everything asked for is stored."""
+    from .export import export_results
+    from .runner import format_failures
+    from .store import Store, StoreError
+
     export_error = None
     written: list[Path] = []
     try:
@@ -196,68 +240,68 @@ def _run_summary(report, out: Path, dataset: str, requested_skipped: bool) -> in
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+    from .store import Store
+
+    with Store(args.results, writer=False) as store:
+        if store.live_writer:
+            print(f"note: a run (pid {store.live_writer}) is writing to {args.results}; this report shows a "
+                  "consistent snapshot of what it has stored so far")
     try:
-        with Store(args.results, writer=False) as store:
-            if store.live_writer:
-                print(f"note: a run (pid {store.live_writer}) is writing to {args.results}; this report shows a "
-                      "consistent snapshot of what it has stored so far")
         written = build_report(args.results, anchor=args.anchor, references=args.reference, method=args.method,
                                bootstrap=args.bootstrap)
-    except (ReportError, StoreError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except KeyError as exc:  # bench.analysis: the anchor has no complete curve for a metric
+        raise BenchError(str(exc.args[0]) if exc.args else str(exc)) from None
     report = next(p for p in written if p.name == "report.html")
     print(f"wrote {len(written)} files in {args.results}/; open {report}")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import VerifyError, parse_percent, verify
+    from .verify import parse_percent, verify
 
-    try:
-        comparisons, text = verify(args.results, args.reference, args.as_codecs, args.qualities,
-                                   args.tolerance_db, parse_percent(args.tolerance_bpp))
-    except (VerifyError, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    comparisons, text = verify(args.results, args.reference, args.as_codecs, args.qualities,
+                               args.tolerance_db, parse_percent(args.tolerance_bpp))
     print(text)
-    return 0 if all(c.ok for c in comparisons) else 1
+    return 0 if all(c.ok for c in comparisons) else EXIT_INCOMPLETE
 
 
 def cmd_crops(args: argparse.Namespace) -> int:
-    from .crops import CropsError, build_crops, parse_box
+    from .crops import build_crops, parse_box
 
-    try:
-        box = parse_box(args.box) if args.box else None
-        path = build_crops(args.results, args.image, args.bpp, box, _csv(args.codecs) if args.codecs else None,
-                           args.codecs_dir)
-    except CropsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    box = parse_box(args.box) if args.box else None
+    path = build_crops(args.results, args.image, args.bpp, box, _csv(args.codecs) if args.codecs else None,
+                       args.codecs_dir)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainError, train
+    from .train import train
 
-    try:
-        train(args)
-    except TrainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted; the last periodic checkpoint is kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    train(args)
     return 0
 
 
+# --- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from .metrics import DEFAULT_METRICS, METRICS
+
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of errors instead of one line")
     parser = argparse.ArgumentParser(
-        prog="python -m bench",
+        prog="codec-bench" if Path(sys.argv[0]).name == "codec-bench" else "python -m bench",
         description="Side-by-side benchmark of conventional and learned image codecs.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Its own action (not the shared parent's, whose default stays SUPPRESS so a subcommand keeps it).
+    parser.add_argument("--debug", action="store_true", help="show the traceback of errors instead of one line")
+    parser.set_defaults(interrupted="interrupted")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[debug],
+                              **kwargs)
 
     def codecs_dir(p: argparse.ArgumentParser) -> None:
         p.add_argument("--codecs-dir", action="append", default=[], metavar="DIR",
@@ -265,32 +309,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     def device_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                       help="device of codecs that have one (learned codecs); auto (default) = cuda when torch sees a GPU")
+                       help="device of codecs that have one (learned codecs); auto (default) = cuda when torch "
+                            "sees a GPU")
 
-    p = sub.add_parser("codecs", help="list codecs: name, library version, options, default sweep, availability")
+    p = command("codecs", "list codecs: name, library version, options, default sweep, availability")
     codecs_dir(p)
     device_option(p)
     p.set_defaults(func=cmd_codecs)
 
-    p = sub.add_parser("datasets", help="list known datasets and the data folder")
+    p = command("datasets", "list known datasets, whether each is present locally, and the data folder")
     p.set_defaults(func=cmd_datasets)
 
-    p = sub.add_parser("run", help="encode/decode/score a dataset with codecs; store and export results")
+    p = command("run", "encode/decode/score a dataset with codecs; store and export results")
     p.add_argument("--dataset", default="kodak",
                    help="kodak (default), clic-pro-valid, clic-mobile-valid, sample, or a folder of images (recursive)")
-    p.add_argument("--codecs", default=None,
-                   help="comma-separated codecs, each NAME or NAME:option=value[:...], e.g. jpeg,hevc:chroma=420 "
-                        "(default: all available)")
-    p.add_argument("--qualities", type=_qualities, default=None,
-                   help="comma-separated quality values for every codec (default: each codec's own sweep)")
-    p.add_argument("--jobs", type=int, default=default_jobs(), help="worker processes (default: all cores, %(default)s)")
-    p.add_argument("--metrics", default=None,
+    p.add_argument("--codecs", default=None, metavar="SPEC,...",
+                   help="comma-separated codecs, each NAME or NAME:option=value[:...]; q= sets that codec's "
+                        "qualities, as FROM..TO/STEP or Q1/Q2/..., e.g. "
+                        "'jpeg:q=10..90/10,hevc:chroma=420:q=22..47/5' (default: all available codecs)")
+    p.add_argument("--qualities", type=_qualities, default=None, metavar="Q,...",
+                   help="quality values for every codec without q= (one scale: codecs whose range does not "
+                        "hold them are refused), e.g. 10,50,90 or 10..90/10 (default: each codec's own sweep)")
+    p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1,
+                   help="worker processes (default: all cores, %(default)s)")
+    p.add_argument("--metrics", default=None, metavar="NAME,...",
                    help=f"comma-separated metrics (default: {','.join(DEFAULT_METRICS)}; "
                         f"also: {','.join(m for m in METRICS if m not in DEFAULT_METRICS)})")
-    p.add_argument("--target-bpp", type=_qualities, default=None, metavar="BPP,...",
+    p.add_argument("--target-bpp", type=_bpp_targets, default=None, metavar="BPP,...",
                    help="also measure, per image and codec, the quality whose bpp is nearest each target "
                         "(e.g. 0.06,0.12,0.25,0.5,0.75); writes target_bpp.csv and target_bpp_summary.csv")
-    p.add_argument("--out", default=None, help="results folder (default: results/<dataset>)")
+    p.add_argument("--out", default=None, metavar="DIR", help="results folder (default: results/<dataset>)")
     device_option(p)
     p.add_argument("--no-download", action="store_true", help="never download dataset files")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
@@ -305,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", choices=["local", "slurm", "pbs", "sge"],
                    help="start a Dask cluster: local (--jobs worker processes, dashboard on loopback) or a "
                         "dask-jobqueue cluster configured by Dask's jobqueue configuration file")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="jobqueue workers to start (with --adaptive: the maximum); for --dry-run: workers to "
                         "estimate the wall time for")
     p.add_argument("--adaptive", action="store_true", help="scale the jobqueue cluster adaptively")
@@ -316,61 +364,78 @@ def build_parser() -> argparse.ArgumentParser:
                         "quality (sample, the default), every job (all) or none (off)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     codecs_dir(p)
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, interrupted="interrupted: every finished measurement is saved; "
+                                              "run the same command again to continue")
 
-    p = sub.add_parser("worker", help="start Dask workers for this project on this machine (CPU and GPU)")
+    p = command("worker", "start Dask workers for this project on this machine (CPU and GPU)")
     p.add_argument("scheduler", help="scheduler address, e.g. tcp://host:8786")
-    p.add_argument("--jobs", type=int, default=default_jobs(), help="CPU worker processes (default: all cores)")
-    p.add_argument("--gpus", default=None, help="comma-separated GPU indices: one worker process per GPU")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="CPU worker processes (default: all cores, %(default)s; 0 = none)")
+    p.add_argument("--gpus", default=None, metavar="I,...",
+                   help="comma-separated GPU indices: one worker process per GPU")
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("report", help="rebuild BD-rate tables, RD plots and report.md/.html from stored results")
-    p.add_argument("results", help="results folder of a run (holds results.sqlite)")
-    p.add_argument("--anchor", default="jpeg", help="codec (or published curve) the others are compared against (default: %(default)s)")
+    p = command("report", "rebuild BD-rate tables, RD plots and report.md/.html from stored results")
+    p.add_argument("results", metavar="DIR", help="results folder of a run (holds results.sqlite)")
+    p.add_argument("--anchor", default="jpeg",
+                   help="codec (or published curve) the others are compared against (default: %(default)s)")
     p.add_argument("--reference", nargs="*", default=[], metavar="FILE",
                    help="published CompressAI-format JSON curves to overlay and compare, labelled '(published)'")
-    p.add_argument("--method", default="pchip", choices=METHODS, help="BD interpolation shown in the tables (default: %(default)s)")
-    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, metavar="N",
+    p.add_argument("--method", default="pchip", choices=BD_METHODS,
+                   help="BD interpolation shown in the tables (default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=BD_BOOTSTRAP, metavar="N",
                    help="bootstrap resamples over images for the 95 %% intervals, and sign flips for p "
                         "(default: %(default)s; 0 = none)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("verify", help="compare our curves with published CompressAI-format curves; exit 0 if within "
-                                      "tolerance, 1 if not, 2 on usage errors")
-    p.add_argument("results", help="results folder of a run (holds results.sqlite)")
-    p.add_argument("--reference", nargs="+", required=True, metavar="FILE", help="published CompressAI-format JSON curves")
+    p = command("verify", "compare our curves with published CompressAI-format curves; exit 0 if within "
+                          "tolerance, 1 if not, 2 on usage errors")
+    p.add_argument("results", metavar="DIR", help="results folder of a run (holds results.sqlite)")
+    p.add_argument("--reference", nargs="+", required=True, metavar="FILE",
+                   help="published CompressAI-format JSON curves (required)")
     p.add_argument("--as", dest="as_codecs", nargs="+", default=None, metavar="CODEC",
                    help="our codec for each reference file, in order (default: the file's stem or name)")
     p.add_argument("--qualities", type=_qualities, default=None, metavar="Q,...",
                    help="quality settings of reference files that do not list them (applied to files with exactly "
                         "that many points), e.g. 5,10,...,95 for CompressAI's jpeg.json and webp.json")
-    p.add_argument("--tolerance-db", type=float, default=0.15, help="max |PSNR-RGB difference| per point in dB "
-                   "(default: %(default)s)")
-    p.add_argument("--tolerance-bpp", default="0.5%", help="max |bpp difference| at the same quality setting "
-                   "(default: %(default)s)")
+    p.add_argument("--tolerance-db", type=float, default=0.15,
+                   help="max |PSNR-RGB difference| per point in dB (default: %(default)s)")
+    p.add_argument("--tolerance-bpp", default="0.5%",
+                   help="max |bpp difference| at the same quality setting (default: %(default)s)")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("crops", help="rate-matched visual comparison: one crop from every codec near a bpp")
-    p.add_argument("results", help="results folder of a run")
+    p = command("crops", "rate-matched visual comparison: one crop from every codec near a bpp")
+    p.add_argument("results", metavar="DIR", help="results folder of a run")
     p.add_argument("--image", help="image name (default: the first image)")
     p.add_argument("--bpp", type=float, default=0.25, help="target bits per pixel (default: %(default)s)")
-    p.add_argument("--box", help="crop x,y,w,h in pixels (default: the most detailed quarter-size window)")
-    p.add_argument("--codecs", help="comma-separated codec labels (default: all in the store)")
+    p.add_argument("--box", metavar="X,Y,W,H",
+                   help="crop in pixels (default: the most detailed quarter-size window)")
+    p.add_argument("--codecs", metavar="LABEL,...", help="comma-separated codec labels (default: all in the store)")
     codecs_dir(p)
     p.set_defaults(func=cmd_crops)
 
     from .train import add_arguments
 
-    p = sub.add_parser("train", help="train a CompressAI model for one λ into a checkpoint folder the adapters load",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = command("train", "train a CompressAI model for one λ into a checkpoint folder the adapters load")
     add_arguments(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, interrupted="interrupted; the last periodic checkpoint is kept")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BenchError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(args.interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

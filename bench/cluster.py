@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .errors import BenchError
 from .execution import POOLS, Executor, Job
 
 RESOURCE = {"cpu": "CPU", "gpu": "GPU", "fresh": "CPU"}
@@ -33,7 +34,7 @@ IN_FLIGHT_PER_SLOT = 2
 POLL_S = 2.0
 
 
-class ClusterError(Exception):
+class ClusterError(BenchError):
     """The cluster cannot be used (no scheduler, no suitable worker, scheduler lost)."""
 
 

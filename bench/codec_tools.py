@@ -1,9 +1,12 @@
 """Helpers for adapters that drive external encoder/decoder binaries (bpgenc, ffmpeg, VTM, HM).
 
-An adapter names its binaries by option (default from an environment variable or ``PATH``);
-``require_tool`` in its ``setup`` makes the codec unavailable, with the reason, when one is
-missing; ``run_tool`` raises ``ToolError`` carrying the binary's stderr when it fails, so the
-failure report shows what the tool said.
+An adapter names its binaries by an option declared ``Option("", key=False)``: empty means
+``$ENV`` or the command on ``PATH``. Its ``setup`` calls ``resolve_tool``, which makes the codec
+unavailable, with the reason, when the binary is missing, and returns the absolute path (given
+back to the harness as a resolved option, so workers use the same binary) while only the binary's
+identity (``file_sha256``, ``tool_version``) enters the cache key. ``run_tool`` raises
+``ToolError`` carrying the binary's stderr when it fails, so the failure report shows what the
+tool said.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +28,12 @@ class ToolError(RuntimeError):
     """An external codec binary failed; the message ends with its stderr."""
 
 
-def tool_default(env: str, name: str) -> str:
-    """An option default: ``$env`` if set, else the plain command name (looked up on PATH)."""
-    return os.environ.get(env) or name
+def resolve_tool(value: str, env: str, command: str) -> str:
+    """Absolute path of a binary: ``value`` if given, else ``$env``, else ``command`` on PATH.
+
+    Raises FileNotFoundError naming what was looked for when it is not an executable.
+    """
+    return require_tool(value or os.environ.get(env) or command, env)
 
 
 def require_tool(path: str, env: str) -> str:
@@ -34,7 +41,7 @@ def require_tool(path: str, env: str) -> str:
     found = shutil.which(path)
     if not found:
         raise FileNotFoundError(f"{path!r} not found (install it, put it on PATH or set {env} to its path)")
-    return found
+    return os.path.abspath(found)
 
 
 def file_sha256(path: str | Path, length: int = 12) -> str:
@@ -44,17 +51,18 @@ def file_sha256(path: str | Path, length: int = 12) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]
 
 
-def tool_version(cmd: list[str]) -> str:
-    """First line a binary prints for a version query (stdout or stderr), or ``unknown``."""
+def tool_version(cmd: Sequence[str | Path]) -> str:
+    """First line a binary prints for a version query (stdout or stderr), or ``unknown``; without its path."""
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     lines = (result.stdout + result.stderr).strip().splitlines()
-    return lines[0].strip() if lines else "unknown"
+    # The binary's path is machine-local: the version (part of the cache key) names it by file name only.
+    return lines[0].strip().replace(str(cmd[0]), Path(cmd[0]).name) if lines else "unknown"
 
 
-def run_tool(cmd: list[str], input: bytes | None = None, timeout: float = 3600) -> bytes:
+def run_tool(cmd: Sequence[str | Path], input: bytes | None = None, timeout: float = 3600) -> bytes:
     """Run a binary; return its stdout. Raises ToolError with the exit status and stderr on failure."""
     try:
         result = subprocess.run([str(c) for c in cmd], input=input, capture_output=True, timeout=timeout)

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from .adapters import Adapter, AdapterError, configure, discover
+from .errors import BenchError
 from .export import file_stem
 from .images import load_image, pixel_sha256
 from .metrics import luma_bt709
 from .store import DB_NAME, Store
 
 
-class CropsError(Exception):
+class CropsError(BenchError):
     pass
 
 

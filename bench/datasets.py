@@ -1,11 +1,12 @@
 """Datasets: manifests in ``datasets/``, verified downloads to a cache, folders, and ``sample``.
 
-* A manifest (``datasets/<name>.json``) lists either single files (``files``: path, url,
-  ``pixel_sha256``) or one archive (``archive``: url, optional md5, ``member_prefix``) with an
-  ``image_count``.
-* Files live in ``$BENCH_DATA/<name>/`` (default ``datasets/cache/<name>/``); missing files are
-  downloaded and verified. Kodak is verified by decoded-pixel hash, since lossless re-encodes of
-  its PNGs circulate.
+* A manifest (``datasets/<name>.json`` of the checkout, installed as ``bench/manifests/``) lists
+  either single files (``files``: path, url, ``pixel_sha256``) or one archive (``archive``: url,
+  optional md5, ``member_prefix``) with an ``image_count``.
+* Files live in ``$BENCH_DATA/<name>/`` (default ``datasets/cache/<name>/`` in a checkout,
+  ``$XDG_CACHE_HOME/codec-bench/datasets/<name>/`` when installed); missing files are downloaded
+  and verified. Kodak is verified by decoded-pixel hash, since lossless re-encodes of its PNGs
+  circulate.
 * ``sample`` needs no download: colour photos shipped inside scikit-image's package data.
 * Any other value is a folder, searched recursively for images.
 """
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -22,14 +24,18 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import BenchError, did_you_mean
 from .images import IMAGE_EXTENSIONS, ImageError, load_image, pixel_sha256
 
-MANIFEST_DIR = Path(__file__).resolve().parent.parent / "datasets"
+PACKAGE_DIR = Path(__file__).resolve().parent
+INSTALLED_MANIFEST_DIR = PACKAGE_DIR / "manifests"  # inside an installed package
+INSTALLED = INSTALLED_MANIFEST_DIR.is_dir()
+MANIFEST_DIR = INSTALLED_MANIFEST_DIR if INSTALLED else PACKAGE_DIR.parent / "datasets"
 SAMPLE_FILES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
 DOWNLOAD_TIMEOUT_S = 30.0
 
 
-class DatasetError(Exception):
+class DatasetError(BenchError):
     """A dataset cannot be resolved; the message says what is missing and what to do."""
 
 
@@ -47,9 +53,15 @@ class Dataset:
 
 
 def data_root() -> Path:
-    """Where downloaded datasets live: ``$BENCH_DATA`` or ``datasets/cache``."""
+    """Where downloaded datasets live: ``$BENCH_DATA``, else ``datasets/cache`` of the checkout, else
+    (installed package) ``$XDG_CACHE_HOME/codec-bench/datasets`` (default ``~/.cache/...``)."""
     env = os.environ.get("BENCH_DATA")
-    return Path(env).expanduser() if env else MANIFEST_DIR / "cache"
+    if env:
+        return Path(env).expanduser()
+    if not INSTALLED:
+        return MANIFEST_DIR / "cache"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "codec-bench" / "datasets"
 
 
 def manifest_names() -> list[str]:
@@ -183,7 +195,8 @@ def _resolve_archive(manifest: dict, folder: Path, allow_download: bool) -> Data
             ) from None
         if spec.get("md5") and (got := _md5(archive)) != spec["md5"]:
             archive.unlink(missing_ok=True)
-            raise DatasetError(f"{spec['url']}: checksum mismatch (md5 {got}, expected {spec['md5']}); download rejected")
+            raise DatasetError(f"{spec['url']}: checksum mismatch (md5 {got}, expected {spec['md5']}); "
+                               "download rejected")
         extract_images(archive, spec["member_prefix"], folder)
         archive.unlink(missing_ok=True)
         sources = folder_sources(folder)
@@ -195,11 +208,19 @@ def _resolve_archive(manifest: dict, folder: Path, allow_download: bool) -> Data
     return Dataset(manifest["name"], manifest.get("description", ""), sources)
 
 
+def sample_folder() -> Path | None:
+    """scikit-image's data folder, found without importing scikit-image (None if not installed)."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
 def sample_dataset() -> Dataset:
     """Colour photos shipped with scikit-image (no download)."""
-    import skimage.data
-
-    folder = Path(skimage.data.__file__).parent
+    folder = sample_folder()
+    if folder is None:
+        raise DatasetError("the sample dataset needs scikit-image (pip install scikit-image)")
     sources = [ImageSource(Path(f).stem, folder / f) for f in SAMPLE_FILES if (folder / f).is_file()]
     if not sources:
         raise DatasetError(f"scikit-image's sample images are not installed in {folder}")
@@ -222,5 +243,24 @@ def resolve_dataset(spec: str, allow_download: bool = True) -> Dataset:
         if not sources:
             raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}")
         return Dataset(folder.resolve().name, f"images under {folder.resolve()}", sources)
-    known = ", ".join(["sample", *manifest_names()])
-    raise DatasetError(f"unknown dataset {spec!r}: not one of {known}, and not a folder")
+    names = ["sample", *manifest_names()]
+    raise DatasetError(f"unknown dataset {spec!r}: not one of {', '.join(names)}, and not a folder"
+                       f"{did_you_mean(spec, names)}")
+
+
+def local_status(name: str) -> str:
+    """Whether a dataset is on this machine, without verifying or downloading, e.g. ``present (24 files)``."""
+    if name == "sample":
+        folder = sample_folder()
+        count = sum((folder / f).is_file() for f in SAMPLE_FILES) if folder else 0
+        return f"present ({count} images)" if count else "missing (install scikit-image)"
+    manifest = load_manifest(name)
+    folder = data_root() / manifest["name"]
+    if "files" in manifest:
+        have, total = sum((folder / f["path"]).is_file() for f in manifest["files"]), len(manifest["files"])
+    else:
+        have = len(folder_sources(folder)) if folder.is_dir() else 0
+        total = int(manifest["image_count"])
+    if have >= total:
+        return f"present ({total} images in {folder})"
+    return f"{'partial' if have else 'not downloaded'} ({have} of {total} images in {folder})"

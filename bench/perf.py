@@ -7,12 +7,16 @@
 2. Prints the harness overhead = wall time / (sum of encode + decode + metric seconds / jobs) - 1
    (target: <= 5 %).
 3. Prints the mean HEIF container bytes (outside the HEVC payload) of the ``hevc`` adapter.
+4. CLI start-up: wall times of ``python -m bench --help``, ``python -m bench run --codecs nosuch``
+   and a fully cached ``run --dataset sample --codecs jpeg``, as ratios to ``python -c "import
+   torch"`` (target: <= 0.3x each); ``--cli`` runs only this part.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +28,7 @@ from .datasets import resolve_dataset
 from .images import load_image
 from .runner import default_jobs, run_benchmark
 
-SWEEP = list(range(5, 100, 5))
+SWEEP: list[float] = list(range(5, 100, 5))
 COMPRESSAI_METRICS = ("psnr-rgb", "ms-ssim-rgb")  # what CompressAI's bench computes
 
 
@@ -63,13 +67,53 @@ def heif_overhead(dataset, quality: int = 47) -> tuple[float, float]:
     return sum(overheads) / len(overheads), sum(sizes) / len(sizes)
 
 
+def wall_seconds(cmd: list[str], repeat: int = 3, expect: int = 0) -> float:
+    """Median wall seconds of a command (run ``repeat`` times; its exit status must be ``expect``)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if result.returncode != expect:
+            raise SystemExit(f"{' '.join(cmd)} exited {result.returncode}, expected {expect}:\n{result.stderr[-2000:]}")
+    return statistics.median(times)
+
+
+def cli_times(repeat: int = 3) -> list[tuple[str, float, float]]:
+    """(command, median seconds, ratio to ``import torch``) for the CLI's quick paths."""
+    python = sys.executable
+    torch_s = wall_seconds([python, "-c", "import torch"], repeat)
+    rows = [("python -c 'import torch'", torch_s, 1.0)]
+    with tempfile.TemporaryDirectory() as out:
+        run = [python, "-m", "bench", "run", "--dataset", "sample", "--codecs", "jpeg", "--quiet", "--out", out]
+        subprocess.run(run, capture_output=True, check=True)  # fills the cache (not timed)
+        for label, cmd, expect in (
+            ("python -m bench --help", [python, "-m", "bench", "--help"], 0),
+            ("python -m bench run --codecs nosuch", [python, "-m", "bench", "run", "--codecs", "nosuch"], 2),
+            ("cached run --dataset sample --codecs jpeg", run, 0),
+        ):
+            seconds = wall_seconds(cmd, repeat, expect)
+            rows.append((label, seconds, seconds / torch_s))
+    return rows
+
+
+def print_cli_times(repeat: int = 3) -> None:
+    print(f"CLI start-up (median of {repeat}; target <= 0.3x of importing torch):")
+    for label, seconds, ratio in cli_times(repeat):
+        print(f"  {label:<45} {seconds:6.2f} s  {ratio:5.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="kodak")
     parser.add_argument("--jobs", type=int, default=default_jobs())
     parser.add_argument("--skip-compressai", action="store_true", help="only time our harness")
+    parser.add_argument("--cli", action="store_true", help="only time the command line's start-up")
     args = parser.parse_args(argv)
+    if args.cli:
+        print_cli_times()
+        return 0
 
     dataset = resolve_dataset(args.dataset)
     folders = {s.path.parent for s in dataset.sources}
@@ -89,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     container, size = heif_overhead(dataset)
     print(f"HEIF container overhead of hevc at quality 47: {container:.0f} bytes of {size:.0f} per image "
           f"({100 * container / size:.1f} % of the file)")
+    print_cli_times()
     return 0
 
 

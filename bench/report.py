@@ -19,6 +19,7 @@ import pandas as pd
 
 from .analysis import BOOTSTRAP, METHODS, NO_IMAGES, Curve, bd_metrics, bd_table, load_reference, mean_curves
 from .atomic import atomic_path, write_text_atomic
+from .errors import BenchError
 from .export import export_results
 from .metrics import METRICS
 from .plots import rd_figure, save_figure
@@ -27,7 +28,7 @@ from .stats import ALPHA, SEED
 from .store import DB_NAME, Store
 
 
-class ReportError(Exception):
+class ReportError(BenchError):
     pass
 
 

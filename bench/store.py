@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .errors import BenchError
+
 DB_NAME = "results.sqlite"
 
 SCHEMA = """
@@ -69,7 +71,7 @@ WHERE_IDENT = " AND ".join(f"{c} = ?" for c in IDENT_COLUMNS)
 WHERE_KEY = " AND ".join(f"{c} = ?" for c in KEY_COLUMNS)
 
 
-class StoreError(Exception):
+class StoreError(BenchError):
     """The result store cannot be used (damaged, locked, another dataset); the message says what to do."""
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import BenchError
+
 # CompressAI's λ for its zoo qualities 1-8, per distortion metric.
 ZOO_LAMBDAS = {
     "mse": {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800},
@@ -30,8 +32,8 @@ ZOO_LAMBDAS = {
 }
 
 
-class TrainError(Exception):
-    pass
+class TrainError(BenchError):
+    """Training cannot start or continue (bad data, checkpoint or arguments)."""
 
 
 def quality_for_lambda(lmbda: float, metric: str = "mse") -> int:
@@ -224,24 +226,34 @@ def _resume(model, opt, aux_opt, path: Path, arch: str) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="bmshj2018-hyperprior", help="CompressAI architecture")
-    p.add_argument("--lambda", dest="lmbda", type=float, required=True, help="rate-distortion trade-off λ")
-    p.add_argument("--data", required=True, help="folder of training images (searched recursively)")
-    p.add_argument("--out", required=True, help="checkpoint folder (name it after the architecture)")
+    """The ``train`` command's arguments (help texts name each default once)."""
+    p.add_argument("--arch", default="bmshj2018-hyperprior", help="CompressAI architecture (default: %(default)s)")
+    p.add_argument("--lambda", dest="lmbda", type=float, required=True, metavar="λ",
+                   help="rate-distortion trade-off λ (required; CompressAI's MSE qualities 1-4 use "
+                        "0.0018, 0.0035, 0.0067, 0.0130)")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="folder of training images, searched recursively (required)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="checkpoint folder, named after the architecture (required)")
     limit = p.add_mutually_exclusive_group(required=True)
-    limit.add_argument("--minutes", type=float, help="train for this many minutes")
-    limit.add_argument("--steps", type=int, help="train for this many more steps")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--resume", help="training-state file to continue, or a state_dict to start from")
-    p.add_argument("--quality", type=int, help="zoo quality index in the file name and for N, M "
-                                              "(default: the zoo quality whose λ is nearest)")
-    p.add_argument("--channels", help="N,M channel counts instead of the zoo's for that quality, e.g. 64,96")
-    p.add_argument("--metric", default="mse", choices=["mse", "ms-ssim"])
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--patch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--aux-lr", type=float, default=1e-3)
-    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping")
-    p.add_argument("--save-minutes", type=float, default=10.0, help="checkpoint period")
-    p.add_argument("--seed", type=int, default=0)
+    limit.add_argument("--minutes", type=float, metavar="M", help="train for this many minutes (this or --steps)")
+    limit.add_argument("--steps", type=int, metavar="S", help="train for this many more steps (this or --minutes)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto (default) = cuda when torch sees a GPU")
+    p.add_argument("--resume", metavar="FILE", help="training-state file to continue, or a state_dict to start from")
+    p.add_argument("--quality", type=int, metavar="Q", help="zoo quality index in the file name and for N, M "
+                                                            "(default: the zoo quality whose λ is nearest)")
+    p.add_argument("--channels", metavar="N,M",
+                   help="channel counts instead of the zoo's for that quality, e.g. 64,96")
+    p.add_argument("--metric", default="mse", choices=["mse", "ms-ssim"],
+                   help="distortion of the loss (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=16, help="crops per step (default: %(default)s)")
+    p.add_argument("--patch-size", type=int, default=256, help="crop side in pixels (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of the model (default: %(default)s)")
+    p.add_argument("--aux-lr", type=float, default=1e-3,
+                   help="learning rate of the auxiliary (entropy bottleneck) loss (default: %(default)s)")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping (default: %(default)s)")
+    p.add_argument("--save-minutes", type=float, default=10.0,
+                   help="minutes between checkpoints (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.interpolate
 
 from .analysis import Curve, bd_rate
+from .errors import BenchError
 from .export import per_image_frame, summary_frame
 from .report import markdown_table
 from .store import DB_NAME, Store
@@ -26,7 +27,7 @@ from .store import DB_NAME, Store
 METRIC = "psnr-rgb"
 
 
-class VerifyError(Exception):
+class VerifyError(BenchError):
     pass
 
 

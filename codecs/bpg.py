@@ -1,8 +1,9 @@
 """BPG (Fabrice Bellard's HEVC-intra image format) through the bpgenc / bpgdec binaries.
 
-Used only when installed: options ``bpgenc`` / ``bpgdec`` (defaults ``$BPGENC`` / ``$BPGDEC``, else
-found on PATH). Settings as CompressAI's published BPG anchor: x265 encoder, YCbCr, 8 bit,
-chroma 4:4:4 (option), ``quality`` = bpgenc ``-q`` (0 = best, 51 = worst).
+Used only when installed: options ``bpgenc`` / ``bpgdec`` (default ``$BPGENC`` / ``$BPGDEC``, else
+found on PATH), resolved at setup; only the binaries' version and content hashes enter the cache
+key. Settings as CompressAI's published BPG anchor: x265 encoder, YCbCr, 8 bit, chroma 4:4:4
+(option), ``quality`` = bpgenc ``-q`` (0 = best, 51 = worst).
 """
 
 import tempfile
@@ -11,23 +12,28 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.codec_tools import require_tool, run_tool, tool_default, tool_version
+from bench.adapters import Option
+from bench.codec_tools import file_sha256, resolve_tool, run_tool, tool_version
 
 NAME = "bpg"
 FAMILY = "conventional"
 VERSION = "bpgenc"
 DESCRIPTION = "BPG via bpgenc/bpgdec (x265, YCbCr, 8 bit); quality = bpgenc -q"
-OPTIONS = {"bpgenc": tool_default("BPGENC", "bpgenc"), "bpgdec": tool_default("BPGDEC", "bpgdec"), "chroma": "444"}
+OPTIONS = {
+    "bpgenc": Option("", key=False, help="bpgenc binary (default $BPGENC, else bpgenc on PATH)"),
+    "bpgdec": Option("", key=False, help="bpgdec binary (default $BPGDEC, else bpgdec on PATH)"),
+    "chroma": Option("444", choices=("444", "422", "420"), help="chroma format (bpgenc -f)"),
+}
 QUALITIES = [47, 42, 37, 32, 27, 22]
 QUALITY_RANGE = (0, 51, 1)
 
 
 def setup(bpgenc: str, bpgdec: str, chroma: str) -> dict:
-    encoder = require_tool(bpgenc, "BPGENC")
-    require_tool(bpgdec, "BPGDEC")
-    if chroma not in ("444", "420", "422"):
-        raise ValueError(f"bpg chroma must be 444, 422 or 420, got {chroma!r}")
-    return {"version": tool_version([encoder, "-h"])}
+    encoder = resolve_tool(bpgenc, "BPGENC", "bpgenc")
+    decoder = resolve_tool(bpgdec, "BPGDEC", "bpgdec")
+    return {"version": f"{tool_version([encoder, '-h'])} (bpgenc sha256 {file_sha256(encoder)}, "
+                       f"bpgdec sha256 {file_sha256(decoder)})",
+            "options": {"bpgenc": encoder, "bpgdec": decoder}}
 
 
 def encode(rgb: np.ndarray, quality: int, bpgenc: str, bpgdec: str, chroma: str) -> bytes:

@@ -27,6 +27,7 @@ after ``decompress``, as CompressAI's ``eval_model`` does; decoding uses only th
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import re
 import struct
@@ -41,6 +42,11 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 from compressai.zoo import image as zoo
 
+from bench.adapters import Option
+
+# codec name -> CompressAI architecture; CODEC_NAMES lets the harness find them without importing torch.
+CODEC_NAMES = ("bmshj2018-factorized", "hyperprior", "mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn")
+ARCHITECTURES = {name: "bmshj2018-hyperprior" if name == "hyperprior" else name for name in CODEC_NAMES}
 CHECKPOINT_ENV = "BENCH_CHECKPOINTS"
 FORMAT_VERSION = 1
 HEADER = struct.Struct(">BBHHHHB")
@@ -218,6 +224,12 @@ def complexity(model: torch.nn.Module, size: int = 256) -> dict[str, float]:
 
 
 # --- the adapters ----------------------------------------------------------------------------
+def check_device(device: str) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; raises ValueError otherwise."""
+    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
+        raise ValueError("must be auto, cpu, cuda or cuda:N")
+
+
 def _to_tensor(rgb: np.ndarray, device: str) -> torch.Tensor:
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0).float().div(255).to(device)
 
@@ -233,20 +245,26 @@ class CompressAIModel:
     FAMILY = "learned"
 
     def __init__(self, name: str, architecture: str):
-        import os
-
         self.NAME = name
         self.architecture = architecture
         self.VERSION = f"CompressAI {compressai.__version__}, torch {torch.__version__}"
         self.DESCRIPTION = (f"{architecture} (CompressAI {compressai.__version__}), rANS bitstream with an "
                             f"{HEADER.size}-byte header + 4 bytes per stream; input padded to multiples of 64")
-        self.OPTIONS = {"metric": "mse", "checkpoints": os.environ.get(CHECKPOINT_ENV, ""), "device": "auto"}
+        self.OPTIONS = {
+            "metric": Option("mse", choices=("mse", "ms-ssim"), help="distortion the zoo weights were trained for"),
+            # Read from the environment at setup, not at import; the weights' hash enters the version.
+            "checkpoints": Option("", key=False, help=f"checkpoint folder (default ${CHECKPOINT_ENV}; empty: zoo)"),
+            "device": Option("auto", validate=check_device, help="auto, cpu, cuda or cuda:N"),
+        }
         self.QUALITIES = sorted(zoo.cfgs[architecture])
 
     def setup(self, metric: str, checkpoints: str, device: str) -> dict:
-        """Find the weights; raises (codec unavailable) with the reason if there are none."""
-        if metric not in ("mse", "ms-ssim"):
-            raise ValueError(f"metric must be 'mse' or 'ms-ssim', got {metric!r}")
+        """Find the weights; raises (codec unavailable) with the reason if there are none.
+
+        ``checkpoints`` empty means ``$BENCH_CHECKPOINTS`` (read now), else the zoo; the folder
+        found is returned as the resolved option, its files' hash goes into the version.
+        """
+        checkpoints = checkpoints or os.environ.get(CHECKPOINT_ENV, "")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("device cuda requested but torch sees no CUDA device")
         folder = checkpoint_folder(self.architecture, checkpoints)
@@ -254,7 +272,8 @@ class CompressAIModel:
             files = checkpoint_files(folder)
             if not files:
                 raise CheckpointError(f"{folder}: no checkpoint files named q<quality>*.pth.tar")
-            weights = f"checkpoints {folder} (sha256 {files_digest(list(files.values()))})"
+            digest = files_digest(list(files.values()))
+            weights, identity = f"checkpoints {folder} (sha256 {digest})", f"checkpoints sha256 {digest}"
             qualities = sorted(files)
         else:
             missing = [zoo_file(self.architecture, metric, q) for q in self.QUALITIES]
@@ -263,11 +282,11 @@ class CompressAIModel:
                 raise CheckpointError(
                     f"no weights: no {CHECKPOINT_ENV} checkpoints, zoo file {missing[0][1].name} not in "
                     f"{missing[0][1].parent} and {missing[0][0]} unreachable ({reason})")
-            weights = f"CompressAI zoo, metric {metric}"
+            weights = identity = f"CompressAI zoo, metric {metric}"
             qualities = self.QUALITIES
         model = load_model(self.architecture, metric, qualities[0], checkpoints, "cpu")
-        return {"version": f"{self.VERSION}; weights: {weights}", "qualities": qualities,
-                "info": {"weights": weights, **complexity(model)}}
+        return {"version": f"{self.VERSION}; weights: {identity}", "qualities": qualities,
+                "options": {"checkpoints": checkpoints}, "info": {"weights": weights, **complexity(model)}}
 
     def prepare(self, quality: int, metric: str, checkpoints: str, device: str) -> None:
         """Load the model before the harness starts timing (once per worker and quality)."""
@@ -294,14 +313,4 @@ class CompressAIModel:
 torch.backends.cudnn.deterministic = True
 torch.backends.cudnn.benchmark = False
 
-ADAPTERS = [
-    CompressAIModel(name, arch)
-    for name, arch in (
-        ("bmshj2018-factorized", "bmshj2018-factorized"),
-        ("hyperprior", "bmshj2018-hyperprior"),
-        ("mbt2018-mean", "mbt2018-mean"),
-        ("mbt2018", "mbt2018"),
-        ("cheng2020-anchor", "cheng2020-anchor"),
-        ("cheng2020-attn", "cheng2020-attn"),
-    )
-]
+ADAPTERS = [CompressAIModel(name, ARCHITECTURES[name]) for name in CODEC_NAMES]

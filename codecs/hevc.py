@@ -14,6 +14,8 @@ import io
 import numpy as np
 import pillow_heif
 
+from bench.adapters import Option
+
 NAME = "hevc"
 FAMILY = "conventional"
 VERSION = f"pillow-heif {pillow_heif.__version__}, libheif {pillow_heif.libheif_version()}, " + (
@@ -23,10 +25,14 @@ DESCRIPTION = (
     f"HEVC intra in HEIF via {VERSION}; x265 constant QP = quality + 1 (bpgenc -q scale), "
     "tune ssim, psy-rd 0, YCbCr BT.601 full range"
 )
-OPTIONS = {"chroma": "444", "preset": "slow"}  # chroma: 444 (BPG-like), 422 or 420
+X265_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+OPTIONS = {
+    "chroma": Option("444", choices=("444", "422", "420"), help="chroma format (444 as BPG)"),
+    "preset": Option("slow", choices=X265_PRESETS, help="x265 preset"),
+}
 QUALITIES = [47, 44, 41, 38, 35, 32, 29, 26, 23, 20]  # ~0.05-2 bpp on Kodak
 QUALITY_RANGE = (0, 50, 1)
-_CHROMAS = ("444", "422", "420")
 
 if "x265" not in pillow_heif.libheif_info().get("encoders", {}):
     raise ImportError("libheif in this pillow-heif build has no x265 HEVC encoder")
@@ -47,8 +53,6 @@ def x265_params(quality: int, preset: str) -> dict[str, str]:
 def encode(rgb: np.ndarray, quality: int, chroma: str = "444", preset: str = "slow") -> bytes:
     if not 0 <= quality <= 50:
         raise ValueError(f"hevc quality (bpgenc -q) must be in 0..50, got {quality}")
-    if chroma not in _CHROMAS:
-        raise ValueError(f"hevc chroma must be one of {_CHROMAS}, got {chroma!r}")
     height, width, _ = rgb.shape
     buf = io.BytesIO()
     heif = pillow_heif.from_bytes(mode="RGB", size=(width, height), data=np.ascontiguousarray(rgb).tobytes())

@@ -6,22 +6,22 @@ import numpy as np
 import PIL
 from PIL import Image, features
 
+from bench.adapters import Option
+
 NAME = "jpeg"
 FAMILY = "conventional"
 _LIB = f"Pillow {PIL.__version__}, libjpeg-turbo {features.version('libjpeg_turbo') or features.version('jpg')}"
 VERSION = _LIB
 DESCRIPTION = f"JPEG (baseline, Huffman) via {_LIB}; Pillow's encoder defaults, chroma subsampling as option"
-OPTIONS = {"subsampling": "4:2:0"}  # Pillow's default; also 4:2:2, 4:4:4
+OPTIONS = {"subsampling": Option("4:2:0", choices=("4:2:0", "4:2:2", "4:4:4"),
+                                  help="chroma subsampling (Pillow's default 4:2:0)")}
 QUALITIES = list(range(5, 100, 5))
 QUALITY_RANGE = (1, 100, 1)  # (lowest, highest, step) for target-bpp search
-_SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
 
 
 def encode(rgb: np.ndarray, quality: int, subsampling: str = "4:2:0") -> bytes:
     if not 1 <= quality <= 100:
         raise ValueError(f"jpeg quality must be in 1..100, got {quality}")
-    if subsampling not in _SUBSAMPLINGS:
-        raise ValueError(f"jpeg subsampling must be one of {_SUBSAMPLINGS}, got {subsampling!r}")
     buf = io.BytesIO()
     Image.fromarray(rgb, "RGB").save(buf, format="JPEG", quality=int(quality), subsampling=subsampling)
     return buf.getvalue()

@@ -19,7 +19,7 @@ FAMILY = "conventional"
 VERSION = f"Pillow {PIL.__version__}, OpenJPEG {features.version('jpg_2000')}"
 DESCRIPTION = (f"JPEG 2000 codestream via {VERSION}; 9/7 wavelet, irreversible colour transform, "
                "quality = target bpp (OpenJPEG rate control, ratio 24/quality)")
-OPTIONS = {}
+OPTIONS: dict[str, str] = {}
 QUALITIES = [0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0]
 QUALITY_RANGE = (0.01, 12.0, 0)  # continuous
 

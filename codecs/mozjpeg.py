@@ -7,6 +7,8 @@ two curves is what a better encoder buys within one format.
 import imagecodecs
 import numpy as np
 
+from bench.adapters import Option
+
 if not getattr(imagecodecs, "MOZJPEG", None) or not imagecodecs.MOZJPEG.available:
     raise ImportError(f"imagecodecs {imagecodecs.__version__} was built without mozjpeg "
                       "(PyPI wheels omit it; build imagecodecs from source against mozjpeg)")
@@ -15,15 +17,13 @@ NAME = "mozjpeg"
 FAMILY = "conventional"
 VERSION = f"imagecodecs {imagecodecs.__version__}, {imagecodecs.mozjpeg_version()}"
 DESCRIPTION = f"JPEG via mozjpeg ({VERSION}), decoded with libjpeg-turbo"
-OPTIONS = {"subsampling": "4:2:0"}
+OPTIONS = {"subsampling": Option("4:2:0", choices=("4:2:0", "4:2:2", "4:4:4"), help="chroma subsampling")}
 QUALITIES = list(range(5, 100, 5))
 QUALITY_RANGE = (1, 100, 1)
 _SUBSAMPLING = {"4:4:4": "444", "4:2:2": "422", "4:2:0": "420"}
 
 
 def encode(rgb: np.ndarray, quality: int, subsampling: str = "4:2:0") -> bytes:
-    if subsampling not in _SUBSAMPLING:
-        raise ValueError(f"mozjpeg subsampling must be one of {tuple(_SUBSAMPLING)}, got {subsampling!r}")
     return bytes(imagecodecs.mozjpeg_encode(rgb, level=int(quality), subsampling=_SUBSAMPLING[subsampling]))
 
 

@@ -1,17 +1,16 @@
 """VVC intra with the VTM reference software (EncoderApp / DecoderApp), used only when installed.
 
-Options: ``encoder``, ``decoder`` (defaults ``$VTM_ENCODER`` / ``$VTM_DECODER``, else EncoderApp /
-DecoderApp on PATH) and ``config`` (default ``$VTM_CONFIG``: VTM's ``cfg/encoder_intra_vtm.cfg``).
+Options: ``encoder``, ``decoder`` (default ``$VTM_ENCODER`` / ``$VTM_DECODER``, else EncoderApp /
+DecoderApp on PATH) and ``config`` (default ``$VTM_CONFIG``: VTM's ``cfg/encoder_intra_vtm.cfg``);
+resolved at setup, and only their content hashes enter the cache key.
 As in CompressAI's VTM runs: RGB -> full-range BT.709 YCbCr 4:4:4, 8 bit, one intra frame,
 ``quality`` = QP. The bitstream is the VVC bitstream preceded by a 4-byte header (width,
 height as uint16) that the decoder needs to read back the raw YUV output; bpp counts it.
 """
 
-from bench.codec_tools import tool_default
 from bench.reference_software import ReferenceCodec
 
-_codec = ReferenceCodec("VTM", tool_default("VTM_ENCODER", "EncoderApp"), tool_default("VTM_DECODER", "DecoderApp"),
-                        tool_default("VTM_CONFIG", ""))
+_codec = ReferenceCodec("VTM", "EncoderApp", "DecoderApp")
 NAME = "vtm"
 FAMILY = "conventional"
 VERSION = "VTM"
@@ -19,4 +18,5 @@ DESCRIPTION = "VVC intra (VTM reference software), YCbCr 4:4:4 BT.709 full range
 OPTIONS = _codec.options
 QUALITIES = [47, 42, 37, 32, 27, 22]
 QUALITY_RANGE = (0, 63, 1)
+CODE_FILES = ["bench.reference_software", "bench.codec_tools"]  # the driver and the colour conversion
 setup, encode, decode = _codec.setup, _codec.encode, _codec.decode

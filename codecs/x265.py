@@ -1,4 +1,5 @@
-"""HEVC intra with x265 through an ffmpeg binary (``FFMPEG`` or ``ffmpeg`` on PATH; libx265 needed).
+"""HEVC intra with x265 through an ffmpeg binary (option ``ffmpeg``, default ``$FFMPEG`` or ``ffmpeg`` on PATH,
+resolved at setup; libx265 needed; only ffmpeg's and libx265's versions enter the cache key).
 
 The raw HEVC Annex-B bitstream, no container. Like the ``hevc`` adapter, x265 runs with
 bpgenc-like settings: constant QP = quality + 1 (bpgenc's ``-q`` scale), tune ssim, psy-rd and
@@ -10,14 +11,21 @@ import io
 import numpy as np
 from PIL import Image
 
-from bench.codec_tools import require_tool, run_tool, tool_default, tool_version
+from bench.adapters import Option
+from bench.codec_tools import resolve_tool, run_tool, tool_version
 
 NAME = "x265"
 FAMILY = "conventional"
 VERSION = "ffmpeg + libx265"  # setup() names both versions
 DESCRIPTION = ("HEVC intra (raw Annex-B) via ffmpeg/libx265; constant QP = quality + 1 (bpgenc -q scale), "
                "tune ssim, psy-rd 0, full-range BT.709 YCbCr")
-OPTIONS = {"ffmpeg": tool_default("FFMPEG", "ffmpeg"), "chroma": "444", "preset": "slow"}
+X265_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+OPTIONS = {
+    "ffmpeg": Option("", key=False, help="ffmpeg binary with libx265 (default $FFMPEG, else ffmpeg on PATH)"),
+    "chroma": Option("444", choices=("444", "420"), help="chroma format"),
+    "preset": Option("slow", choices=X265_PRESETS, help="x265 preset"),
+}
 QUALITIES = [47, 44, 41, 38, 35, 32, 29, 26, 23, 20]
 QUALITY_RANGE = (0, 50, 1)
 _PIX_FMT = {"444": "yuv444p", "420": "yuv420p"}
@@ -25,13 +33,12 @@ _QUIET = ["-hide_banner", "-nostdin", "-loglevel", "error"]
 
 
 def setup(ffmpeg: str, chroma: str, preset: str) -> dict:
-    path = require_tool(ffmpeg, "FFMPEG")
+    path = resolve_tool(ffmpeg, "FFMPEG", "ffmpeg")
     encoders = run_tool([path, *_QUIET, "-encoders"]).decode(errors="replace")
     if "libx265" not in encoders:
         raise RuntimeError(f"{path} has no libx265 encoder")
-    if chroma not in _PIX_FMT:
-        raise ValueError(f"x265 chroma must be one of {tuple(_PIX_FMT)}, got {chroma!r}")
-    return {"version": f"{tool_version([path, '-version'])}, libx265 {libx265_version(path)}"}
+    return {"version": f"{tool_version([path, '-version'])}, libx265 {libx265_version(path)}",
+            "options": {"ffmpeg": path}}
 
 
 def libx265_version(ffmpeg: str) -> str:

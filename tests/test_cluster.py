@@ -190,7 +190,8 @@ def test_worker_with_another_version_stores_nothing(image_folder, tmp_path, caps
             configs = select(discover([plugins]), ["fake"])[0]
             messages: list[str] = []
             allowed = check_versions(client, configs, messages.append)
-            assert len(allowed["fake"]) == 1 and "its version is '2', the client's '1'" in messages[0]
+            assert len(allowed["fake"]) == 1 and "its version is '2; adapter " in messages[0]  # + code hash
+            assert "the client's '1; adapter " in messages[0]
             code = main(["run", "--dataset", str(image_folder), "--codecs", "fake", "--codecs-dir", str(plugins),
                          "--scheduler", started.scheduler_address, "--out", str(tmp_path / "out"), "--quiet",
                          "--metrics", "psnr-rgb"])
@@ -199,7 +200,8 @@ def test_worker_with_another_version_stores_nothing(image_folder, tmp_path, caps
             other.wait()
     assert code == 0 and rows(tmp_path / "out", "failures").empty
     assert len(rows(tmp_path / "out", "measurements")) == 9
-    assert set(rows(tmp_path / "out", "measurements")["version"]) == {"1"}
+    assert set(rows(tmp_path / "out", "measurements")["version"]) == {configs[0].version}
+    assert configs[0].version.startswith("1; adapter ")
 
 
 def test_killed_client_resumes_from_the_store(cluster, image_folder, tmp_path):

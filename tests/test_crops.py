@@ -17,9 +17,8 @@ def run_dir(tmp_path_factory):
     for name in ("astronaut", "coffee"):
         Image.fromarray(photo(176, 232, name)).save(folder / f"{name}.png")
     out = tmp_path_factory.mktemp("res")
-    for codecs, qualities in (("jpeg", "10,30,60"), ("webp", "0.3,10,30,60"), ("jpeg2000", "0.3,10")):  # own scales
-        assert main(["run", "--dataset", str(folder), "--codecs", codecs, "--qualities", qualities,
-                     "--jobs", "2", "--out", str(out), "--quiet", "--metrics", "psnr-rgb"]) == 0
+    assert main(["run", "--dataset", str(folder), "--codecs", "jpeg:q=10/30/60,webp:q=10/30/60,jpeg2000:q=0.3/1/2",
+                 "--jobs", "2", "--out", str(out), "--quiet", "--metrics", "psnr-rgb"]) == 0
     return out
 
 

@@ -38,7 +38,7 @@ def test_checksum_mismatch_rejected(image_folder, tmp_path):
     manifest = make_manifest(image_folder, ["astronaut.png"])
     manifest["files"][0]["pixel_sha256"] = "0" * 64
     cache = tmp_path / "cache" / "mini"
-    with pytest.raises(DatasetError, match="downloaded file rejected.*do not match the manifest"):
+    with pytest.raises(DatasetError, match=r"downloaded file rejected.*do not match the manifest"):
         datasets._resolve_files(manifest, cache, allow_download=True)
     assert not (cache / "astronaut.png").exists(), "a rejected download must not stay in the cache"
     # A file already present with the wrong pixels is reported, not used.
@@ -80,7 +80,7 @@ def test_archive_offline_message(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_DATA", str(tmp_path))
     manifest = datasets.load_manifest("clic-pro-valid")
     manifest["archive"]["url"] = (tmp_path / "nowhere.zip").as_uri()
-    with pytest.raises(DatasetError, match="(?s)0 of 41 images.*download failed.*unzip"):
+    with pytest.raises(DatasetError, match=r"(?s)0 of 41 images.*download failed.*unzip"):
         datasets._resolve_archive(manifest, tmp_path / "clic-pro-valid", allow_download=True)
 
 
@@ -96,7 +96,7 @@ def test_manifests_are_complete():
 
 def test_kodak_missing_without_download(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_DATA", str(tmp_path))
-    with pytest.raises(DatasetError, match="24 of 24 files are missing.*downloads disabled"):
+    with pytest.raises(DatasetError, match=r"24 of 24 files are missing.*downloads disabled"):
         resolve_dataset("kodak", allow_download=False)
 
 

@@ -67,10 +67,10 @@ def test_builtin_and_folder_plugins(plugin_dir):
     assert isinstance(found["png-test"], Adapter)
     assert {"jpeg", "webp", "hevc"} <= {i.name for i in items if isinstance(i, Adapter)}
     unavailable = {i.name: i.reason for i in items if isinstance(i, Unavailable)}
-    assert "missing library 'nonexistent_codec_library_xyz'" in unavailable["needs_lib"]
+    assert "missing library 'nonexistent_codec_library_xyz'" in unavailable["needs-lib"]  # its declared NAME
     assert "RuntimeError: encoder binary not found" in unavailable["crashes"]
     assert "missing" in unavailable["incomplete"] and "encode" in unavailable["incomplete"]
-    assert "FAMILY must be one of" in unavailable["badfamily"]
+    assert "FAMILY must be one of" in unavailable["bad-family"]
     assert "duplicate name" in unavailable["jpeg"]
     assert "_private" not in unavailable
 
@@ -94,15 +94,15 @@ def test_select_errors_and_unavailable(plugin_dir):
     items = discover([plugin_dir])
     with pytest.raises(AdapterError, match="unknown codec 'nope'"):
         select(items, ["nope"])
-    with pytest.raises(AdapterError, match="has no option colour.*options: subsampling"):
+    with pytest.raises(AdapterError, match=r"has no option colour.*options: subsampling"):
         select(items, ["jpeg:colour=bw"])
     with pytest.raises(AdapterError, match="expected key=value"):
         select(items, ["jpeg:subsampling"])
     with pytest.raises(AdapterError, match="expected key=value"):
         select(items, ["jpeg:=4"])
-    configs, skipped = select(items, ["jpeg:subsampling=4:4:4", "needs_lib"])
+    configs, skipped = select(items, ["jpeg:subsampling=4:4:4", "needs-lib"])
     assert configs[0].options == {"subsampling": "4:4:4"}
-    assert [s.name for s in skipped] == ["needs_lib"]
+    assert [s.name for s in skipped] == ["needs-lib"]
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_cli_lists_codecs_with_reasons(plugin_dir, capsys):
     assert main(["codecs", "--codecs-dir", str(plugin_dir)]) == 0
     out = capsys.readouterr().out
     assert "png-test" in out and "available" in out
-    assert "needs_lib" in out and "unavailable: missing library" in out
+    assert "needs-lib" in out and "unavailable: missing library" in out
     for name in ("jpeg", "webp", "hevc"):
         assert name in out
     assert "qualities:   5,10,15" in out and "subsampling=4:2:0" in out

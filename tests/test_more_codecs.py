@@ -1,14 +1,12 @@
 """AVIF, JPEG XL, JPEG 2000, mozjpeg, x265 (ffmpeg), and the external reference-encoder adapters."""
 
-import os
 import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from bench.adapters import Adapter, Unavailable, discover, select
+from bench.adapters import Adapter, discover, select
 from bench.codec_tools import rgb_to_ycbcr444, ycbcr444_to_rgb
 from bench.datasets import resolve_dataset
 from bench.metrics import psnr_rgb
@@ -79,13 +77,31 @@ def script(path: Path, body: str) -> str:
 
 
 def test_external_binaries_missing_make_codecs_unavailable(tmp_path):
-    configs, skipped = select(list(ITEMS.values()), [f"bpg:bpgenc={tmp_path}/nope", "vtm:encoder=/nonexistent/EncoderApp"])
+    _, skipped = select(list(ITEMS.values()), [f"bpg:bpgenc={tmp_path}/nope", "vtm:encoder=/nonexistent/EncoderApp"])
     reasons = {s.name: s.reason for s in skipped}
     assert "not found" in reasons["bpg"] and "BPGENC" in reasons["bpg"]
     assert "not found" in reasons["vtm"] and "VTM_ENCODER" in reasons["vtm"]
     fake = script(tmp_path / "EncoderApp", "exit 0\n")
     _, skipped = select(list(ITEMS.values()), [f"hm:encoder={fake}:decoder={fake}:config="])
     assert "HM_CONFIG" in skipped[0].reason
+
+
+def test_tool_paths_resolved_at_setup_stay_out_of_the_key(tmp_path, monkeypatch):
+    """$BPGENC/$BPGDEC are read at setup; the key holds the binaries' identity, never their paths."""
+    body = 'while [ "$1" != "-o" ]; do shift; done; cp "$3" "$2"\n'
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    enc, dec = script(tmp_path / "a" / "bpgenc", body), script(tmp_path / "a" / "bpgdec", 'cp "$3" "$2"\n')
+    monkeypatch.setenv("BPGENC", enc)
+    monkeypatch.setenv("BPGDEC", dec)
+    first = config("bpg")
+    assert first.options["bpgenc"] == enc and first.options["bpgdec"] == dec
+    assert first.options_key == '{"chroma":"444"}' and first.label == "bpg" and str(tmp_path) not in first.version
+    monkeypatch.setenv("BPGENC", script(tmp_path / "b" / "bpgenc", body))  # same binary elsewhere: same key
+    moved = config("bpg")
+    assert (moved.options_key, moved.version) == (first.options_key, first.version)
+    monkeypatch.setenv("BPGENC", script(tmp_path / "b" / "bpgenc", body + "# rebuilt\n"))
+    assert config("bpg").version != first.version, "another binary is another version"
 
 
 def test_bpg_command_lines_and_stderr_in_failures(tmp_path, image_folder):
@@ -101,7 +117,7 @@ def test_bpg_command_lines_and_stderr_in_failures(tmp_path, image_folder):
     report = run_benchmark(resolve_dataset(str(image_folder)), configs, tmp_path / "out", qualities=[30], jobs=1,
                            progress=False)
     assert report.failed == 3
-    (label, stage, error), = report.failures
+    ((_, stage, error),) = report.failures
     assert stage == "encode" and "badenc exited with status 3: x265 [error]: unsupported chroma format" in error
 
 
@@ -111,7 +127,8 @@ def test_reference_software_command_lines(tmp_path):
                  'for a in "$@"; do case "$a" in --InputChromaFormat=444) ok=1;; esac; done\n'
                  '[ "$ok" = 1 ] || exit 9\n'
                  'while [ $# -gt 0 ]; do case "$1" in -i) i="$2";; -b) b="$2";; esac; shift; done; cp "$i" "$b"\n')
-    dec = script(tmp_path / "DecoderApp", 'while [ $# -gt 0 ]; do case "$1" in -b) b="$2";; -o) o="$2";; esac; shift; done; cp "$b" "$o"\n')
+    dec = script(tmp_path / "DecoderApp",
+                 'while [ $# -gt 0 ]; do case "$1" in -b) b="$2";; -o) o="$2";; esac; shift; done; cp "$b" "$o"\n')
     cfg = tmp_path / "encoder_intra_vtm.cfg"
     cfg.write_text("# all intra\n")
     c = config(f"vtm:encoder={enc}:decoder={dec}:config={cfg}")

@@ -1,0 +1,102 @@
+"""The wheel, built offline from the project files: holds the adapters and manifests, runs outside the checkout."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+PROJECT_FILES = ("pyproject.toml", "README.md")
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600,
+        ) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The wheel built from a copy of the project files, installed with --target into a temp folder."""
+    if importlib.util.find_spec("setuptools") is None or importlib.util.find_spec("wheel") is None:
+        pytest.skip("building the wheel offline needs setuptools and wheel (the test extras install them)")
+    root = tmp_path_factory.mktemp("package")
+    src = root / "src"
+    src.mkdir()
+    for name in PROJECT_FILES:
+        shutil.copy2(REPO / name, src / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "cache")
+    for folder in ("bench", "codecs", "datasets"):
+        shutil.copytree(REPO / folder, src / folder, ignore=ignore)
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(root / "dist"),
+         str(src)], cwd=root)
+    wheels = list((root / "dist").glob("codec_bench-*.whl"))
+    assert len(wheels) == 1
+    target = root / "target"
+    run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheels[0])],
+        cwd=root)
+    return target
+
+
+def wheel_names(target: Path) -> set[str]:
+    record = next(target.glob("codec_bench-*.dist-info")) / "RECORD"
+    return {line.split(",")[0] for line in record.read_text().splitlines()}
+
+
+def outside(target: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the installed copy from a folder outside the checkout."""
+    return {**os.environ, "PYTHONPATH": str(target), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "BENCH_DATA": str(tmp_path / "data")}
+
+
+def test_wheel_holds_every_adapter_and_manifest(installed):
+    names = wheel_names(installed)
+    adapters = {f"bench/codecs_builtin/{p.name}" for p in (REPO / "codecs").glob("*.py")}
+    manifests = {f"bench/manifests/{p.name}" for p in (REPO / "datasets").glob("*.json")}
+    modules = {f"bench/{p.name}" for p in (REPO / "bench").glob("*.py")}
+    assert adapters and manifests
+    assert adapters | manifests | modules <= names
+    assert not any(n.startswith(("tests/", "codecs/", "datasets/")) or "/cache/" in n for n in names)
+    entry_points = (next(installed.glob("codec_bench-*.dist-info")) / "entry_points.txt").read_text()
+    assert "codec-bench = bench.cli:main" in entry_points
+
+
+def test_installed_copy_lists_and_runs_outside_the_checkout(installed, tmp_path):
+    env = outside(installed, tmp_path)
+    where = run([sys.executable, "-c", "import bench.adapters as a; print(a.__file__); print(a.BUILTIN_CODECS_DIR)"],
+                cwd=tmp_path, env=env).stdout.split()
+    assert Path(where[0]).is_relative_to(installed) and Path(where[1]) == installed / "bench" / "codecs_builtin"
+
+    checkout_env = {**env, "PYTHONPATH": str(REPO)}
+    codecs = run([sys.executable, "-m", "bench", "codecs"], cwd=tmp_path, env=env).stdout
+    assert codecs == run([sys.executable, "-m", "bench", "codecs"], cwd=tmp_path, env=checkout_env).stdout
+    assert "jpeg" in codecs and "available" in codecs
+
+    datasets = run([sys.executable, "-m", "bench", "datasets"], cwd=tmp_path, env=env).stdout
+    assert datasets == run([sys.executable, "-m", "bench", "datasets"], cwd=tmp_path, env=checkout_env).stdout
+    for path in (REPO / "datasets").glob("*.json"):
+        assert f"\n{path.stem} " in datasets
+
+    out = tmp_path / "out"
+    run([sys.executable, "-m", "bench", "run", "--dataset", "sample", "--codecs", "jpeg:q=30/70", "--jobs", "1",
+         "--metrics", "psnr-rgb", "--quiet", "--out", str(out)], cwd=tmp_path, env=env)
+    doc = json.loads((out / "jpeg.json").read_text())
+    assert doc["results"]["quality"] == [30, 70] and len(doc["results"]["bpp"]) == 2
+    per_image = (out / "per_image.csv").read_text().splitlines()
+    assert len(per_image) == 1 + 5 * 2  # header + 5 sample images x 2 qualities
+
+
+def test_installed_copy_keeps_data_out_of_site_packages(installed, tmp_path):
+    env = outside(installed, tmp_path)
+    del env["BENCH_DATA"]
+    listing = run([sys.executable, "-m", "bench", "datasets"], cwd=tmp_path, env=env).stdout
+    assert f"data folder: {tmp_path / 'cache' / 'codec-bench' / 'datasets'}" in listing
