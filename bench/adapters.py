@@ -201,6 +201,7 @@ class Adapter:
     quality_range: tuple[float, float, float] | None = None
     option_specs: dict[str, Option] = field(default_factory=dict, repr=False, compare=False)
     code: str = ""  # hash of the adapter's code (module file + CODE_FILES)
+    timeout_s: float | None = None  # TIMEOUT_S: seconds per job unless --timeout says otherwise
 
     def spec(self, option: str) -> Option:
         return self.option_specs.get(option) or Option(self.options[option])
@@ -382,7 +383,17 @@ def adapter_from_object(obj: Any, origin: str, code: str = "") -> Adapter:
         quality_range=_quality_range(getattr(obj, "QUALITY_RANGE", None)),
         option_specs=specs,
         code=code,
+        timeout_s=_timeout(getattr(obj, "TIMEOUT_S", None)),
     )
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    seconds = float(value)
+    if not seconds > 0:
+        raise AdapterError(f"TIMEOUT_S must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def _quality_range(value) -> tuple[float, float, float] | None:

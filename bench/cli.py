@@ -201,7 +201,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _run_summary(report, out: Path, dataset: str, requested_skipped: bool) -> int:
     """Export, print the closing lines and return the exit code: 0 only when everything asked for is stored."""
-    from .export import export_results
+    from .export_state import current_export, record_export
     from .runner import format_failures
     from .store import Store, StoreError
 
@@ -209,7 +209,13 @@ def _run_summary(report, out: Path, dataset: str, requested_skipped: bool) -> in
     written: list[Path] = []
     try:
         with Store(out, writer=False) as store:
-            written = export_results(store, dataset, out).paths
+            fingerprint = store.content_fingerprint(dataset)
+            written = current_export(out, fingerprint) or []
+            if not written:
+                from .export import export_results
+
+                written = export_results(store, dataset, out).paths
+                record_export(out, fingerprint, written)
     except (OSError, StoreError) as exc:
         export_error = str(exc)
     for message, count in report.warnings.items():

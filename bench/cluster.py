@@ -189,7 +189,7 @@ class DaskExecutor:
 
 def check_versions(client, configs, log: Callable[[str], None]) -> dict[str, list[str] | None]:
     """Compare each worker's resolved codec versions with the client's; label -> allowed workers."""
-    specs = [(c.label, c.adapter.origin, c.options) for c in configs]
+    specs = [(c.label, c.adapter.origin, c.key_options) for c in configs]  # each worker finds its own binaries
     answers = client.run(worker_versions, specs)
     allowed: dict[str, list[str] | None] = {}
     for config in configs:

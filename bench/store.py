@@ -10,6 +10,7 @@ family and description, so analysis never needs to import the adapters.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -392,6 +393,20 @@ class Store:
     def chosen_targets(self, ident: Ident) -> dict[float, float]:
         cur = self.conn.execute(f"SELECT target_bpp, quality FROM targets WHERE {WHERE_IDENT}", ident.as_tuple())
         return dict(cur.fetchall())
+
+    def content_fingerprint(self, dataset: str) -> str:
+        """A hash of everything the exported files are made of: equal fingerprints, equal exports."""
+        queries = [
+            "SELECT COUNT(*), MAX(created), SUM(bytes) FROM measurements",
+            "SELECT COUNT(*), SUM(value), SUM(seconds) FROM metrics",
+            "SELECT label, codec, options, version, family, description, info FROM codecs ORDER BY label",
+            "SELECT COUNT(*), SUM(quality) FROM sweeps",
+            "SELECT COUNT(*), SUM(quality), SUM(target_bpp) FROM targets",
+        ]
+        parts = [repr(self.conn.execute(q).fetchall()) for q in queries]
+        parts.append(repr(self.conn.execute("SELECT * FROM images WHERE dataset = ? ORDER BY name", (dataset,))
+                          .fetchall()))
+        return hashlib.sha256("\n".join([dataset, *parts]).encode()).hexdigest()
 
     def seconds_per_megapixel(self) -> dict[tuple[str, str], float]:
         """(codec, options) -> stored seconds (encode + decode + metrics) per megapixel."""

@@ -16,5 +16,6 @@ DESCRIPTION = "HEVC intra (HM reference software), YCbCr 4:4:4 BT.709 full range
 OPTIONS = _codec.options
 QUALITIES = [47, 42, 37, 32, 27, 22]
 QUALITY_RANGE = (0, 51, 1)
+TIMEOUT_S = 3600  # the reference encoder is slow
 CODE_FILES = ["bench.reference_software", "bench.codec_tools"]  # the driver and the colour conversion
 setup, encode, decode = _codec.setup, _codec.encode, _codec.decode

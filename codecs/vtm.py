@@ -18,5 +18,6 @@ DESCRIPTION = "VVC intra (VTM reference software), YCbCr 4:4:4 BT.709 full range
 OPTIONS = _codec.options
 QUALITIES = [47, 42, 37, 32, 27, 22]
 QUALITY_RANGE = (0, 63, 1)
+TIMEOUT_S = 7200  # VTM at its slowest settings takes minutes per image; large images more
 CODE_FILES = ["bench.reference_software", "bench.codec_tools"]  # the driver and the colour conversion
 setup, encode, decode = _codec.setup, _codec.encode, _codec.decode

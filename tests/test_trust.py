@@ -276,7 +276,7 @@ def test_failed_export_keeps_previous_files(tmp_path, image_folder, monkeypatch,
            "intact" in capsys.readouterr().err
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".csv", ".json")}
     assert after == before, "previous files intact, no temporary file left"
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert not [p for p in out.iterdir() if ".tmp" in p.name], "no temporary file left"
 
 
 def _workers_of(pid: int) -> list[int]:
