@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+# (table, column) pairs a current store has ("" = the table itself); older stores are upgraded.
+SCHEMA_ITEMS = {("measurements", "host"), ("measurements", "machine"), ("metrics", "seconds"), ("codecs", "info"),
+                ("notes", ""), ("sweeps", ""), ("targets", ""), ("probes", "")}
 IDENT_COLUMNS = ("image_hash", "codec", "options", "version")
 KEY_COLUMNS = (*IDENT_COLUMNS, "quality")
 WHERE_IDENT = " AND ".join(f"{c} = ?" for c in IDENT_COLUMNS)
@@ -186,6 +189,8 @@ class Store:
             self._lock()
         else:
             self.live_writer = self._writer_pid()
+            if self.live_writer is None and self._outdated():
+                Store(self.directory, writer=True).close()  # bring a store of an older version up to date
         try:
             self.conn = sqlite3.connect(self.path, timeout=60)
             self._open()
@@ -218,6 +223,19 @@ class Store:
             _LOCK_FILES.discard(self._lock_file)
             self._lock_file.close()  # closing releases the flock
             self._lock_file = None
+
+    def _outdated(self) -> bool:
+        """Whether the store lacks tables or columns of this version (a writer adds them when it opens)."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=60)
+            try:
+                have = {(t, c) for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                        for c in [row[1] for row in conn.execute(f"PRAGMA table_info({t})")] + [""]}
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError:
+            return False  # reported by the normal open
+        return not SCHEMA_ITEMS <= have
 
     def _writer_pid(self) -> int | None:
         """The pid of a run writing to this folder now, if any."""

@@ -319,3 +319,29 @@ def test_killed_parent_takes_its_workers_and_temp_files(tmp_path, image_folder, 
         run_benchmark(resolve_dataset(str(image_folder)), select(discover(), ["jpeg"])[0], tmp_path / "o2",
                       qualities=[50], jobs=1, progress=False)
     assert not any(p.exists() for p in temp)
+
+
+def test_store_of_an_older_version_is_read_after_an_upgrade(tmp_path):
+    """A report on a folder written before host/machine/metric seconds existed (no run in between)."""
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.executescript("""
+        CREATE TABLE measurements (image_hash TEXT, codec TEXT, options TEXT, version TEXT, quality REAL,
+            bytes INTEGER, bpp REAL, width INTEGER, height INTEGER, encode_s REAL, decode_s REAL, metric_s REAL,
+            device TEXT, created TEXT, PRIMARY KEY (image_hash, codec, options, version, quality));
+        CREATE TABLE metrics (image_hash TEXT, codec TEXT, options TEXT, version TEXT, quality REAL, metric TEXT,
+            value REAL, PRIMARY KEY (image_hash, codec, options, version, quality, metric));
+        CREATE TABLE codecs (label TEXT PRIMARY KEY, codec TEXT, options TEXT, version TEXT, family TEXT,
+            description TEXT, updated TEXT);
+        CREATE TABLE images (dataset TEXT, name TEXT, image_hash TEXT, width INTEGER, height INTEGER, path TEXT,
+            conversions TEXT, PRIMARY KEY (dataset, name));
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        INSERT INTO measurements VALUES ('h', 'jpeg', '{}', 'v', 50, 100, 0.5, 40, 40, 0.1, 0.1, 0.1, 'cpu', 'now');
+        INSERT INTO metrics VALUES ('h', 'jpeg', '{}', 'v', 50, 'psnr-rgb', 30.0);
+        INSERT INTO codecs VALUES ('jpeg', 'jpeg', '{}', 'v', 'conventional', 'JPEG', 'now');
+        INSERT INTO images VALUES ('old', 'a', 'h', 40, 40, '/a.png', '[]');
+    """)
+    conn.commit()
+    conn.close()
+    with Store(tmp_path, writer=False) as store:
+        [row] = list(store.rows("old"))
+    assert (row["bytes"], row["psnr-rgb"], row["host"]) == (100, 30.0, "")
