@@ -230,7 +230,7 @@ def cmd_crops(args: argparse.Namespace) -> int:
     try:
         box = parse_box(args.box) if args.box else None
         path = build_crops(args.results, args.image, args.bpp, box, _csv(args.codecs) if args.codecs else None,
-                           args.codecs_dir)
+                           args.codecs_dir, force=args.force)
     except CropsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -356,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bpp", type=float, default=0.25, help="target bits per pixel (default: %(default)s)")
     p.add_argument("--box", help="crop x,y,w,h in pixels (default: the most detailed quarter-size window)")
     p.add_argument("--codecs", help="comma-separated codec labels (default: all in the store)")
+    p.add_argument("--force", action="store_true",
+                   help="make the crops even when --bpp is outside every codec's measured range for the image")
     codecs_dir(p)
     p.set_defaults(func=cmd_crops)
 
