@@ -113,7 +113,7 @@ def test_rebuild_is_deterministic(small_run):
 
 def test_report_errors(small_run, tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
-    assert "no result store" in capsys.readouterr().err
+    assert f"no results.sqlite in {tmp_path}" in capsys.readouterr().err
     assert main(["report", str(small_run), "--anchor", "hevc"]) == 2
     assert "anchor 'hevc' not among the curves (jpeg, webp)" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
