@@ -104,7 +104,8 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
         raise CropsError(f"unknown codec(s) {', '.join(unknown)} for {name} in {out} (known: {', '.join(known)})")
     selected = [label for label in known if not codecs or label in codecs]
     ranges = bpp_ranges(pd.DataFrame([{"codec": r["label"], "bpp": r["bpp"]} for r in rows if r["label"] in selected]))
-    if not force and not any(lo - target_tolerance(bpp) <= bpp <= hi + target_tolerance(bpp) for lo, hi in ranges.values()):
+    tolerance = target_tolerance(bpp)
+    if not force and not any(lo - tolerance <= bpp <= hi + tolerance for lo, hi in ranges.values()):
         raise CropsError(f"{bpp:g} bpp is outside every codec's measured range for {name} ("
                          + ", ".join(f"{c} {range_text(r)}" for c, r in ranges.items())
                          + "); choose another --bpp, or --force to make the crops anyway")

@@ -51,7 +51,7 @@ def hover_texts(label: str, options: str, quality: list, bpp: list, values: list
             lines.append(f"quality: {q:g}")
         lines.append(f"{b:.4f} bpp")
         lines.append(f"{metric}: {v:.4f}" if v is not None and math.isfinite(v) else f"{metric}: n/a")
-        lines.append(f"{n} images" if n else "images: not stated (published)")
+        lines.append(f"{n} image{'s' if n != 1 else ''}" if n else "images: not stated (published)")
         texts.append("<br>".join(lines))
     return texts
 
@@ -100,7 +100,8 @@ def speed_figure_json(points: pd.DataFrame, metric: str, anchor: str, title: str
     if not learned.empty:
         panels.append(("encoder_kmac", "encoder / decoder kMAC per pixel (learned)", "linear"))
     width = 1 / len(panels)
-    layout = {"title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"}, "hovermode": "closest", "showlegend": False,
+    layout = {"title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
+              "hovermode": "closest", "showlegend": False,
               "margin": {"l": 60, "r": 10, "t": 50, "b": 50}}
     traces = []
     for i, (column, axis_title, kind) in enumerate(panels, 1):
@@ -161,7 +162,8 @@ h1{font-size:1.45em;margin:.6em 0 .2em}h2{font-size:1.15em;margin:1.2em 0 .4em;b
 .top{display:grid;grid-template-columns:minmax(360px,5fr) 8fr;gap:1.5em;align-items:start}
 .top h2{margin-top:.3em}
 @media (max-width:1100px){.top{grid-template-columns:1fr}}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .warn{background:#fff4e5;border-left:4px solid #e67e22;padding:.4em .8em;margin:.6em 0}
 .warn li{margin:.2em 0}.family li{margin:.25em 0}

@@ -18,20 +18,36 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import (AGGREGATIONS, BOOTSTRAP, METHODS, NO_IMAGES, Curve, bd_metrics, bd_table, load_reference,
-                       mean_curves)
+from .analysis import (
+    AGGREGATIONS,
+    BOOTSTRAP,
+    METHODS,
+    NO_IMAGES,
+    Curve,
+    bd_metrics,
+    bd_table,
+    load_reference,
+    mean_curves,
+)
 from .atomic import atomic_path, write_text_atomic
 from .export import export_results
 from .fairness import bpp_ranges, off_target, reference_warning, target_flag
-from .interactive import (colours, hover_texts, page, per_image_section, rd_figure_json, speed_figure_json,
-                          speed_section, thumbnail)
+from .interactive import (
+    colours,
+    hover_texts,
+    page,
+    per_image_section,
+    rd_figure_json,
+    speed_figure_json,
+    speed_section,
+    thumbnail,
+)
 from .metrics import METRICS
 from .plots import rd_figure, save_figure, speed_figure
 from .provenance import git_commit
 from .stats import ALPHA, SEED
 from .store import DB_NAME, Store
-from .summary import (family_sentences, legend_bd, main_metrics, metric_name, options_text, speed_points,
-                      summary_rows)
+from .summary import family_sentences, legend_bd, main_metrics, metric_name, options_text, speed_points, summary_rows
 
 
 class ReportError(Exception):
@@ -153,7 +169,8 @@ def target_blocks(means: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -
 
 def target_warnings(means: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -> list[str]:
     """One line per codec and target bpp it misses."""
-    return [f"target {r['target_bpp']:g} bpp: {r['codec']} {target_flag(r['codec'], r['mean_bpp'], r['target_bpp'], ranges)[2:]}"
+    return [f"target {r['target_bpp']:g} bpp: {r['codec']} "
+            + target_flag(r["codec"], r["mean_bpp"], r["target_bpp"], ranges).removeprefix("⚠ ")
             for _, r in means.iterrows() if off_target(r["mean_bpp"], r["target_bpp"])]
 
 
@@ -346,7 +363,8 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     compared = (f"{len(measured)} codecs on {dataset} ({n_images} images: {_resolution_summary(images)}) — "
                 + "; ".join(f"{family}: {', '.join(names)}" for family, names in sorted(by_family.items()))
                 + f". Anchor: {anchor}. BD-rate = bits at equal quality against the anchor on the mean curves "
-                  f"({method} interpolation); negative = fewer bits, best first.")
+                  f"({method} interpolation), in brackets its 95 % bootstrap interval over images where there is "
+                  "one; negative = fewer bits, best first.")
     headline = main_metrics(metrics)
     summary_table = ["codec", "family", *(f"BD-rate {metric_name(m)}" for m in headline)]
     summary_cells = summary_rows(table, headline, method, anchor, families)
@@ -385,7 +403,8 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     md = [("h1", f"Codec benchmark: {scope}"), ("h2", "Summary"), *opening, ("h2", "Rate–distortion curves"),
           *[("figure", m, p) for m, p in plots]]
     if speed_plots:
-        md += [("h2", "Speed against coding efficiency"), ("p", speed_note), *[("figure", n, p) for n, p in speed_plots]]
+        md += [("h2", "Speed against coding efficiency"), ("p", speed_note),
+               *[("figure", n, p) for n, p in speed_plots]]
     write_text(out / "report.md", render_markdown([*md, *tail, ("p", built)]))
 
     header = (f"<h1>Codec benchmark: {html.escape(scope)}</h1>")
@@ -397,7 +416,8 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
               ("links", [p.name for _, p in plots] + [p.with_suffix(".svg").name for _, p in plots]
                + [p.name for _, p in speed_plots])]
     sections.append(html_body([*tail[:-3], *static, *tail[-3:]]))
-    write_text(out / "report.html", page(f"Codec benchmark: {dataset}", header, top, sections, data, html.escape(built)))
+    write_text(out / "report.html",
+               page(f"Codec benchmark: {dataset}", header, top, sections, data, html.escape(built)))
     return written + [out / "report.md", out / "report.html"]
 
 
@@ -466,7 +486,8 @@ def html_body(blocks: list[tuple]) -> str:
             body.append("<div class='warn'><b>Fair-comparison warnings</b><ul>"
                         + "".join(f"<li>{html.escape(i)}</li>" for i in args[0]) + "</ul></div>")
         elif kind == "links":
-            body.append("<p>" + " · ".join(f"<a href='{html.escape(n)}'>{html.escape(n)}</a>" for n in args[0]) + "</p>")
+            links = (f"<a href='{html.escape(n)}'>{html.escape(n)}</a>" for n in args[0])
+            body.append("<p>" + " · ".join(links) + "</p>")
         elif kind in ("caption", "p"):
             body.append(f"<p class='{kind}'>{html.escape(args[0])}</p>")
     return "\n".join(body)

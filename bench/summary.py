@@ -70,11 +70,23 @@ def summary_rows(table: pd.DataFrame, metrics: list[str], method: str, anchor: s
         value = 0.0 if codec == anchor else values[metrics[0]].get(codec, (None, ""))[0]
         return (value is None, value or 0.0, codec)
 
+    intervals = {m: bd_intervals(table, m, method) for m in metrics}
     rows = []
     for codec in sorted(codecs, key=key):
-        cells = ["anchor" if codec == anchor else percent(values[m].get(codec, (None, ""))[0]) for m in metrics]
+        cells = ["anchor" if codec == anchor else percent(values[m].get(codec, (None, ""))[0])
+                 + intervals[m].get(codec, "") for m in metrics]
         rows.append([codec, families.get(codec, "published"), *cells])
     return rows
+
+
+def bd_intervals(table: pd.DataFrame, metric: str, method: str) -> dict[str, str]:
+    """codec -> `` [low, high]`` of the mean-curve BD-rate's 95 % interval where the table has one."""
+    if "ci_low" not in table or "ci_high" not in table:
+        return {}
+    sub = table[(table["metric"] == metric) & (table["method"] == method) & (table["aggregation"] == "mean-curve")
+                & (table["kind"] == "bd-rate")]
+    return {r["codec"]: f" [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]".replace("-", "−")
+            for _, r in sub.iterrows() if pd.notna(r["ci_low"]) and pd.notna(r["ci_high"])}
 
 
 def family_sentences(table: pd.DataFrame, curves: dict[str, Curve], metric: str, method: str, anchor: str,
