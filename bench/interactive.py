@@ -159,7 +159,8 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:0 auto;padding:0 1.2em 2em;max-width:1500px;color:#222}
 h1{font-size:1.45em;margin:.6em 0 .2em}h2{font-size:1.15em;margin:1.2em 0 .4em;border-bottom:1px solid #ddd}
 .lead{margin:.2em 0 .6em;color:#333}
-.top{display:grid;grid-template-columns:minmax(360px,5fr) 8fr;gap:1.5em;align-items:start}
+.top{display:grid;grid-template-columns:minmax(360px,6fr) 7fr;gap:1.5em;align-items:start}
+#summary{min-width:0;overflow-x:auto}#summary table{font-size:.88em}
 .top h2{margin-top:.3em}
 @media (max-width:1100px){.top{grid-template-columns:1fr}}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}

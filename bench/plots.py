@@ -90,7 +90,8 @@ def zoom_range(curves: list[Curve], max_bpp: float = ZOOM_MAX_BPP) -> tuple[floa
 def speed_figure(points: pd.DataFrame, metric: str, anchor: str, title: str) -> Figure:
     """BD-rate against encode and decode speed (MP/s, log x); learned codecs also against kMAC/pixel.
 
-    ``points``: one row per codec with ``codec``, ``family``, ``bd_rate`` (%), ``encode_mps``,
+    Each point is labelled with its codec and device. ``points``: one row per codec with ``codec``,
+    ``family``, ``device``, ``bd_rate`` (%), ``encode_mps``,
     ``decode_mps``, ``encoder_kmac`` and ``decoder_kmac`` (NaN where unknown).
     """
     learned = points.dropna(subset=["encoder_kmac"])
@@ -102,8 +103,8 @@ def speed_figure(points: pd.DataFrame, metric: str, anchor: str, title: str) -> 
         for _, row in points.iterrows():
             ax.scatter(row[column], row["bd_rate"], marker=markers.get(row["family"], "^"), s=40,
                        color="C1" if row["family"] == "learned" else "C0")
-            ax.annotate(row["codec"], (row[column], row["bd_rate"]), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)
+            ax.annotate(f"{row['codec']} ({row['device']})", (row[column], row["bd_rate"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel(f"{name} speed (megapixels per second, log scale)")
     if panels == 3:

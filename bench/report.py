@@ -399,7 +399,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     opening = [("p", compared)]
     if warnings_list:
         opening.append(("warnings", warnings_list))
-    opening += [("table", summary_table, summary_cells), ("list", sentences)]
+    opening += [("list", sentences), ("table", summary_table, summary_cells)]
     md = [("h1", f"Codec benchmark: {scope}"), ("h2", "Summary"), *opening, ("h2", "Rate–distortion curves"),
           *[("figure", m, p) for m, p in plots]]
     if speed_plots:
