@@ -107,6 +107,7 @@ def speed_figure_json(points: pd.DataFrame, metric: str, anchor: str, title: str
     for i, (column, axis_title, kind) in enumerate(panels, 1):
         suffix = "" if i == 1 else str(i)
         layout[f"xaxis{suffix}"] = {"title": {"text": axis_title}, "type": kind,
+                                    **({"rangemode": "tozero"} if kind == "linear" else {}),
                                     "domain": [(i - 1) * width + 0.04, i * width - 0.03], "anchor": f"y{suffix}"}
         layout[f"yaxis{suffix}"] = {"title": {"text": f"BD-rate vs {anchor} (%, {metric})" if i == 1 else ""},
                                     "anchor": f"x{suffix}", "zeroline": True, **({"matches": "y"} if i > 1 else {})}

@@ -96,7 +96,8 @@ def speed_figure(points: pd.DataFrame, metric: str, anchor: str, title: str) -> 
     """
     learned = points.dropna(subset=["encoder_kmac"])
     panels = 3 if not learned.empty else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), layout="constrained", squeeze=False,
+                             sharey=True)
     axes = axes[0]
     markers = {"conventional": "s", "learned": "o"}
     for ax, column, name in zip(axes, ("encode_mps", "decode_mps"), ("encode", "decode")):
@@ -111,10 +112,11 @@ def speed_figure(points: pd.DataFrame, metric: str, anchor: str, title: str) -> 
         ax = axes[2]
         for column, marker, name in (("encoder_kmac", "o", "encoder"), ("decoder_kmac", "x", "decoder")):
             ax.scatter(learned[column], learned["bd_rate"], marker=marker, color="C1", label=name)
-            for _, row in learned.iterrows():
+            for _, row in learned.iterrows() if column == "encoder_kmac" else ():
                 ax.annotate(row["codec"], (row[column], row["bd_rate"]), textcoords="offset points", xytext=(4, 4),
                             fontsize=8)
         ax.set_xlabel("kMAC per pixel (learned codecs)")
+        ax.set_xlim(0, 1.25 * float(learned[["encoder_kmac", "decoder_kmac"]].max().max()))
         ax.legend(fontsize=8)
     for ax in axes:
         ax.set_ylabel(f"BD-rate vs {anchor} (%, {metric}); lower is better")
