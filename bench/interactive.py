@@ -116,7 +116,8 @@ def speed_figure_json(points: pd.DataFrame, metric: str, anchor: str, title: str
         for col, symbol in columns:
             for _, row in rows.iterrows():
                 what = {"encoder_kmac": "encoder kMAC/pixel", "decoder_kmac": "decoder kMAC/pixel"}.get(col, "MP/s")
-                text = (f"<b>{html.escape(row['codec'])}</b> ({row['family']}, {row['device']})<br>"
+                host = f"<br>host: {html.escape(row['host'])}" if row.get("host") else ""
+                text = (f"<b>{html.escape(row['codec'])}</b> ({row['family']}, {row['device']}){host}<br>"
                         f"{col.replace('_mps', '')}: {row[col]:.4g} {what}<br>BD-rate: {row['bd_rate']:+.1f} %")
                 traces.append({
                     "type": "scatter", "mode": "markers+text", "x": [float(row[col])], "y": [float(row["bd_rate"])],

@@ -47,7 +47,8 @@ from .plots import rd_figure, save_figure, speed_figure
 from .provenance import git_commit
 from .stats import ALPHA, SEED
 from .store import DB_NAME, Store
-from .summary import family_sentences, legend_bd, main_metrics, metric_name, options_text, speed_points, summary_rows
+from .summary import (family_sentences, hosts_text, legend_bd, main_metrics, metric_name, options_text, speed_points,
+                      summary_rows)
 
 
 class ReportError(Exception):
@@ -326,7 +327,8 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
 
     metrics = bd_metrics(per_image.columns)
     palette = colours(labels)
-    host = f"{run.get('cpu', '?')} ({run.get('cores', '?')} cores), GPU: {run.get('cuda', '?')}"
+    host = hosts_text(per_image) or (f"{run.get('cpu', '?')} ({run.get('cores', '?')} cores), "
+                                     f"GPU: {run.get('cuda', '?')}")
     plots, speed_plots, data = [], [], {"metrics": metrics, "rd": {}, "per_image": {}, "speed": {}}
     for metric in metrics:
         legend = legend_bd(table, metric, method)

@@ -140,11 +140,20 @@ def speed_points(per_image: pd.DataFrame, codecs: list[dict], table: pd.DataFram
         extra = info.get(codec, {}).get("info", {})
         rows.append({
             "codec": codec, "family": info.get(codec, {}).get("family", ""),
-            "device": ", ".join(sorted(set(g["device"]))), "bd_rate": value,
+            "device": ", ".join(sorted(set(g["device"]))), "host": hosts_text(g), "bd_rate": value,
             "encode_mps": pixels / float(g["encode_s"].sum()) / 1e6,
             "decode_mps": pixels / float(g["decode_s"].sum()) / 1e6,
             "encoder_kmac": float(extra.get("encoder_kmac_per_pixel", math.nan)),
             "decoder_kmac": float(extra.get("decoder_kmac_per_pixel", math.nan)),
         })
-    columns = ["codec", "family", "device", "bd_rate", "encode_mps", "decode_mps", "encoder_kmac", "decoder_kmac"]
+    columns = ["codec", "family", "device", "host", "bd_rate", "encode_mps", "decode_mps", "encoder_kmac",
+               "decoder_kmac"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def hosts_text(rows: pd.DataFrame) -> str:
+    """``host (machine)`` of the measurements in ``rows`` (stores before host provenance: empty)."""
+    if "host" not in rows or "machine" not in rows:
+        return ""
+    pairs = sorted({(h, m) for h, m in zip(rows["host"], rows["machine"]) if h or m})
+    return "; ".join(f"{h} ({m})" if h and m else h or m for h, m in pairs)

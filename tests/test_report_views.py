@@ -4,6 +4,7 @@ fair-comparison warnings and the CompressAI plot tool on our JSONs."""
 import json
 import math
 import re
+import socket
 import subprocess
 import sys
 
@@ -190,6 +191,8 @@ def test_speed_view(mixed_run):
         mp = (g["width"] * g["height"]).sum() / 1e6
         assert points.loc[codec, "encode_mps"] == pytest.approx(mp / g["encode_s"].sum(), rel=1e-12)
         assert points.loc[codec, "decode_mps"] == pytest.approx(mp / g["decode_s"].sum(), rel=1e-12)
+        assert points.loc[codec, "host"] == "; ".join(sorted({f"{h} ({m})" for h, m in zip(g["host"], g["machine"])}))
+        assert socket.gethostname() in points.loc[codec, "host"]
     assert points.loc["jpeg", "bd_rate"] == 0 and points.loc["fakelearned", "encoder_kmac"] == 12.5
     assert math.isnan(points.loc["webp", "encoder_kmac"])
     speed = page_data(out)["speed"]["psnr-rgb"]
