@@ -239,8 +239,8 @@ def test_reference_dataset_warnings(mixed_run, tmp_path):
     md = (out / "report.md").read_text()
     assert "Anon (published): Anon.json does not name its dataset" in md
     assert f"Elsewhere (published): measured on 'kodak', this run is '{folder.name}': not comparable" in md
-    warnings = [line for line in md.splitlines() if line.startswith("- **Warning:**")]
-    assert len(warnings) == 3 and not any("Same (published)" in w for w in warnings)  # 2 references, 1 target
+    warnings = [line for line in md.splitlines() if line.startswith("- **Warning:**") and "(published)" in line]
+    assert len(warnings) == 2 and not any("Same (published)" in w for w in warnings)
     table = pd.read_csv(out / "bd_rate.csv")
     notes = table.groupby("codec")["note"].apply(lambda s: set(s.fillna("")))
     assert all("measured on 'kodak'" in n for n in notes["Elsewhere (published)"])
