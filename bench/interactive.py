@@ -100,6 +100,9 @@ def speed_figure_json(points: pd.DataFrame, metric: str, anchor: str, title: str
     if not learned.empty:
         panels.append(("encoder_kmac", "encoder / decoder kMAC per pixel (learned)", "linear"))
     width = 1 / len(panels)
+    low, high = float(min(points["bd_rate"].min(), 0)), float(max(points["bd_rate"].max(), 0))
+    pad = 0.08 * (high - low or 1.0)
+    y_range = [low - pad, high + pad]  # the same BD-rate axis on every panel
     layout = {"title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
               "hovermode": "closest", "showlegend": False,
               "margin": {"l": 60, "r": 10, "t": 50, "b": 50}}
@@ -110,7 +113,7 @@ def speed_figure_json(points: pd.DataFrame, metric: str, anchor: str, title: str
                                     **({"rangemode": "tozero"} if kind == "linear" else {}),
                                     "domain": [(i - 1) * width + 0.04, i * width - 0.03], "anchor": f"y{suffix}"}
         layout[f"yaxis{suffix}"] = {"title": {"text": f"BD-rate vs {anchor} (%, {metric})" if i == 1 else ""},
-                                    "anchor": f"x{suffix}", "zeroline": True, **({"matches": "y"} if i > 1 else {})}
+                                    "anchor": f"x{suffix}", "zeroline": True, "range": y_range}
         rows = learned if column == "encoder_kmac" else points
         columns = [("encoder_kmac", "circle"), ("decoder_kmac", "x")] if column == "encoder_kmac" else [(column, "")]
         for col, symbol in columns:
