@@ -277,7 +277,7 @@ def cmd_crops(args: argparse.Namespace) -> int:
 
     box = parse_box(args.box) if args.box else None
     path = build_crops(args.results, args.image, args.bpp, box, _csv(args.codecs) if args.codecs else None,
-                       args.codecs_dir)
+                       args.codecs_dir, force=args.force)
     print(f"wrote {path}")
     return 0
 
@@ -417,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", metavar="X,Y,W,H",
                    help="crop in pixels (default: the most detailed quarter-size window)")
     p.add_argument("--codecs", metavar="LABEL,...", help="comma-separated codec labels (default: all in the store)")
+    p.add_argument("--force", action="store_true",
+                   help="make the crops even when --bpp is outside every codec's measured range for the image")
     codecs_dir(p)
     p.set_defaults(func=cmd_crops)
 

@@ -12,10 +12,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .adapters import Adapter, AdapterError, configure, discover
+from .atomic import atomic_path
 from .errors import BenchError
 from .export import file_stem
+from .fairness import bpp_ranges, off_target, range_text, target_tolerance
 from .images import load_image, pixel_sha256
 from .metrics import luma_bt709
 from .store import DB_NAME, Store
@@ -73,8 +76,13 @@ def crops_figure(original: np.ndarray, panels: list[tuple[str, np.ndarray]], tit
 
 
 def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tuple[int, int, int, int] | None = None,
-                codecs: list[str] | None = None, codecs_dir: list[str] = (), log=print) -> Path:
-    """Write ``crops_<image>_<bpp>bpp.png`` in ``results_dir``; returns its path."""
+                codecs: list[str] | None = None, codecs_dir: list[str] = (), log=print, force: bool = False) -> Path:
+    """Write ``crops_<image>_<bpp>bpp.png`` in ``results_dir``; returns its path.
+
+    A codec whose nearest point is off the target (more than 10 % or 0.02 bpp away) is flagged in
+    its panel with its measured range. A target outside every codec's measured range for the
+    image is refused unless ``force``.
+    """
     out = Path(results_dir)
     if not (out / DB_NAME).is_file():
         raise CropsError(f"no result store {out / DB_NAME}; run `python -m bench run --out {out}` first")
@@ -91,6 +99,17 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
         path = store.conn.execute("SELECT path FROM images WHERE dataset=? AND name=?", (dataset, name)).fetchone()[0]
     if not rows:
         raise CropsError(f"no measurements of {name} in {out}")
+    known = sorted({r["label"] for r in rows})
+    unknown = [c for c in codecs or () if c not in known]
+    if unknown:
+        raise CropsError(f"unknown codec(s) {', '.join(unknown)} for {name} in {out} (known: {', '.join(known)})")
+    selected = [label for label in known if not codecs or label in codecs]
+    ranges = bpp_ranges(pd.DataFrame([{"codec": r["label"], "bpp": r["bpp"]} for r in rows if r["label"] in selected]))
+    tolerance = target_tolerance(bpp)
+    if not force and not any(lo - tolerance <= bpp <= hi + tolerance for lo, hi in ranges.values()):
+        raise CropsError(f"{bpp:g} bpp is outside every codec's measured range for {name} ("
+                         + ", ".join(f"{c} {range_text(r)}" for c, r in ranges.items())
+                         + "); choose another --bpp, or --force to make the crops anyway")
     rgb = load_image(path).rgb
     if pixel_sha256(rgb) != rows[0]["image_hash"]:
         raise CropsError(f"{path} changed since it was measured (its pixels no longer match the stored hash)")
@@ -99,20 +118,23 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
         raise CropsError(f"box {x},{y},{w},{h} is outside the {rgb.shape[1]}x{rgb.shape[0]} image")
     adapters = {a.name: a for a in discover(codecs_dir) if isinstance(a, Adapter)}
     panels = []
-    for label in sorted({r["label"] for r in rows}):
-        if codecs and label not in codecs:
-            continue
+    for label in selected:
         best = min((r for r in rows if r["label"] == label), key=lambda r: abs(r["bpp"] - bpp))
         panel = _regenerate(label, best, stored_codecs[label], adapters, rgb, log)
         if panel is not None:
-            panels.append((f"{label}\n{best['bpp']:.3f} bpp, {best.get('psnr-rgb', float('nan')):.2f} dB",
-                           panel[y : y + h, x : x + w]))
+            title = f"{label}\n{best['bpp']:.3f} bpp, {best.get('psnr-rgb', float('nan')):.2f} dB"
+            if off_target(best["bpp"], bpp):
+                title += f"\n⚠ off target; range {range_text(ranges[label])}"
+                log(f"warning: {label} is off the {bpp:g} bpp target: nearest {best['bpp']:.3f} bpp "
+                    f"(measured range {range_text(ranges[label])})")
+            panels.append((title, panel[y : y + h, x : x + w]))
     if not panels:
         raise CropsError(f"no codec of {out} could regenerate {name}")
     fig = crops_figure(rgb[y : y + h, x : x + w], panels,
                        f"{dataset} / {name}, crop {w}x{h} at ({x}, {y}), nearest to {bpp:g} bpp")
     target = out / f"crops_{file_stem(name)}_{bpp:g}bpp.png"
-    fig.savefig(target, dpi=110, metadata={"Software": None})
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=110, metadata={"Software": None}, format="png")
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -69,14 +69,23 @@ def _json_value(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def compressai_json(summary: pd.DataFrame, codec: dict, n_images: int) -> dict:
-    """CompressAI's result format; only quality points measured on all ``n_images`` images."""
+def compressai_json(summary: pd.DataFrame, codec: dict, n_images: int, dataset: str | None = None) -> dict:
+    """CompressAI's result format; only quality points measured on all ``n_images`` images.
+
+    Top level also names the ``dataset`` and its image count, so a file used later as a
+    ``--reference`` can be checked against the run it is compared with. ``ms-ssim-db`` stays
+    out: CompressAI's plot tool converts every key containing "ms-ssim" to dB itself (it plots
+    ``ms-ssim-rgb`` in dB with ``-m ms-ssim``), so a dB value there would be converted twice.
+    """
     rows = summary[(summary["codec"] == codec["label"]) & (summary["n_images"] == n_images)].sort_values("bpp")
-    results = {key: [_json_value(v) for v in rows[col]] for key, col in JSON_KEYS.items() if col in rows}
+    results = {key: [_json_value(v) for v in rows[col]] for key, col in JSON_KEYS.items()
+               if col in rows and key != "ms-ssim-db"}
     results["quality"] = [native_quality(q) for q in rows["quality"]]
     return {
         "name": codec["label"],
         "description": codec["description"],
+        "dataset": dataset,
+        "n_images": n_images,
         "family": codec["family"],
         "version": codec["version"],
         "options": json.loads(codec["options"]),
@@ -121,7 +130,7 @@ def export_results(store: Store, dataset: str, out_dir: str | Path) -> Exported:
         if codec["label"] not in set(summary["codec"]):
             continue
         path = out / f"{file_stem(codec['label'])}.json"
-        write_text_atomic(path, json.dumps(compressai_json(summary, codec, n_images), indent=2) + "\n")
+        write_text_atomic(path, json.dumps(compressai_json(summary, codec, n_images, dataset), indent=2) + "\n")
         written.append(path)
     target_rows, target_means = target_frames(store, dataset, per_image_frame(store, dataset, sweep_only=False))
     if not target_rows.empty:

@@ -2,8 +2,8 @@
 
 Reads only the result store (and published reference JSONs given with ``--reference``); never
 encodes. Writes per_image.csv, summary.csv, <codec>.json, bd_rate.csv, bd_rate.md,
-rd_<metric>.png/.svg, report.md and report.html. Rebuilding gives identical files apart from
-the build date line.
+rd_<metric>.png/.svg, speed_<metric>.png/.svg, report.md and the interactive, self-contained
+report.html. Rebuilding gives identical files apart from the build date line.
 """
 
 from __future__ import annotations
@@ -13,19 +13,43 @@ import html
 import math
 import time
 from collections import Counter
+from itertools import product
 from pathlib import Path
 
 import pandas as pd
 
-from .analysis import BOOTSTRAP, METHODS, NO_IMAGES, Curve, bd_metrics, bd_table, load_reference, mean_curves
+from .analysis import (
+    AGGREGATIONS,
+    BOOTSTRAP,
+    METHODS,
+    NO_IMAGES,
+    Curve,
+    bd_metrics,
+    bd_table,
+    load_reference,
+    mean_curves,
+)
 from .atomic import atomic_path, write_text_atomic
 from .errors import BenchError
 from .export import export_results
+from .fairness import bpp_ranges, off_target, reference_warning, target_flag
+from .interactive import (
+    colours,
+    hover_texts,
+    page,
+    per_image_section,
+    rd_figure_json,
+    speed_figure_json,
+    speed_section,
+    thumbnail,
+)
 from .metrics import METRICS
-from .plots import rd_figure, save_figure
+from .plots import rd_figure, save_figure, speed_figure
 from .provenance import git_commit
 from .stats import ALPHA, SEED
 from .store import DB_NAME, Store
+from .summary import (family_sentences, hosts_text, legend_bd, main_metrics, metric_name, options_text, speed_points,
+                      summary_rows)
 
 
 class ReportError(BenchError):
@@ -128,16 +152,28 @@ def bd_blocks(table: pd.DataFrame, anchor: str, method: str, families: dict[str,
     return blocks
 
 
-def target_blocks(means: pd.DataFrame) -> list[tuple]:
-    """One table per target bpp: codecs with their mean achieved bpp and mean metrics."""
+def target_blocks(means: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -> list[tuple]:
+    """One table per target bpp: codecs with their mean achieved bpp, mean metrics, and a flag when
+    the achieved bpp is off the target (more than 10 % or 0.02 bpp) with the codec's measured range."""
     metrics = [m for m in METRICS if m in means.columns and m != "ms-ssim-rgb"]
     blocks = [("p", "Per image and codec, the quality whose bpp is nearest the target (JPEG AI CTC style); "
-                    "means over images, achieved bpp beside the target. ms-ssim-db is that of the mean MS-SSIM.")]
+                    "means over images, achieved bpp beside the target. ms-ssim-db is that of the mean MS-SSIM. "
+                    "A codec more than 10 % (or 0.02 bpp) from the target is flagged: compare it at this rate "
+                    "with care.")]
     for target, rows in means.groupby("target_bpp", sort=True):
-        table = [[r["codec"], r["family"], f"{r['mean_bpp']:.3f}", *(f"{r[m]:.4g}" for m in metrics)]
+        table = [[r["codec"], r["family"], f"{r['mean_bpp']:.3f}", *(f"{r[m]:.4g}" for m in metrics),
+                  target_flag(r["codec"], r["mean_bpp"], target, ranges) or "ok"]
                  for _, r in rows.iterrows()]
-        blocks += [("caption", f"Target {target:g} bpp"), ("table", ["codec", "family", "mean bpp", *metrics], table)]
+        blocks += [("caption", f"Target {target:g} bpp"),
+                   ("table", ["codec", "family", "mean bpp", *metrics, "at the target?"], table)]
     return blocks
+
+
+def target_warnings(means: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -> list[str]:
+    """One line per codec and target bpp it misses."""
+    return [f"target {r['target_bpp']:g} bpp: {r['codec']} "
+            + target_flag(r["codec"], r["mean_bpp"], r["target_bpp"], ranges).removeprefix("⚠ ")
+            for _, r in means.iterrows() if off_target(r["mean_bpp"], r["target_bpp"])]
 
 
 def timing_rows(per_image: pd.DataFrame) -> list[list[str]]:
@@ -154,11 +190,87 @@ def timing_rows(per_image: pd.DataFrame) -> list[list[str]]:
 
 TIMING_HEADER = ["codec", "device", "encode mean s", "encode median s", "encode MP/s",
                  "decode mean s", "decode median s", "decode MP/s"]
+CODEC_HEADER = ["codec", "family", "library version", "options", "qualities"]
+COMPLEXITY_HEADER = ["codec", "parameters", "encoder kMAC/pixel", "decoder kMAC/pixel", "weights"]
 
 
 def _resolution_summary(images: list[dict]) -> str:
     counts = Counter(f"{i['width']}x{i['height']}" for i in images)
     return ", ".join(f"{n} × {res}" for res, n in sorted(counts.items(), key=lambda x: -x[1]))
+
+
+def anchored_bd_table(per_image: pd.DataFrame, summary: pd.DataFrame, n_images: int, anchor: str,
+                      refs: list[dict[str, Curve]], bootstrap: int = BOOTSTRAP) -> pd.DataFrame:
+    """``analysis.bd_table``, except that metrics the anchor lacks (a published anchor without psnr-y)
+    give rows without a value noted ``n/a (anchor has no <metric>)`` instead of an error."""
+    metrics = bd_metrics(per_image.columns)
+    if anchor in set(per_image["codec"]):
+        missing: list[str] = []
+    else:
+        ref = next(r for r in refs if any(c.label == anchor for c in r.values()))
+        missing = [m for m in metrics if m not in ref]
+    table = bd_table(per_image.drop(columns=missing), summary.drop(columns=missing), n_images, anchor, refs,
+                     bootstrap=bootstrap)
+    rows = []
+    for metric in missing:
+        labels = sorted(set(per_image["codec"])) + [r[metric].label for r in refs if metric in r]
+        unit = METRICS[metric].unit
+        for label, method, aggregation, (kind, unit) in product(labels, METHODS, AGGREGATIONS,
+                                                               (("bd-rate", "%"), ("bd-quality", unit))):
+            rows.append({"codec": label, "anchor": anchor, "metric": metric, "method": method,
+                         "aggregation": aggregation, "kind": kind, "value": math.nan, "unit": unit,
+                         "source": "published" if label.endswith("(published)") else "measured",
+                         "note": f"n/a (anchor has no {metric})"})
+    return pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if rows else table
+
+
+def add_notes(table: pd.DataFrame, notes: dict[str, str]) -> pd.DataFrame:
+    """Append ``notes[codec]`` to the note of every row of that codec (e.g. a reference's dataset warning)."""
+    table = table.copy()
+    for codec, note in notes.items():
+        hit = table["codec"] == codec
+        table.loc[hit, "note"] = [f"{n}; {note}" if isinstance(n, str) and n else note for n in table.loc[hit, "note"]]
+    return table
+
+
+def _image_files(store: Store, dataset: str) -> dict[str, tuple[str, str]]:
+    """image name -> (stored path of the original, pixel hash)."""
+    cur = store.conn.execute("SELECT name, path, image_hash FROM images WHERE dataset = ? ORDER BY name", (dataset,))
+    return {name: (path, digest) for name, path, digest in cur}
+
+
+def hover_curves(summary: pd.DataFrame, per_image: pd.DataFrame, metric: str, n_images: int,
+                 refs: list[dict[str, Curve]], options: dict[str, str]) -> list[tuple[Curve, list[str]]]:
+    """Mean curves (measured, then published) with one hover text per point."""
+    out = []
+    curves = mean_curves(summary, metric, n_images)
+    complete = summary[summary["n_images"] == n_images]
+    for label, curve in curves.items():
+        rows = complete[complete["codec"] == label].sort_values("bpp")
+        texts = hover_texts(label, options.get(label, ""), list(rows["quality"]), list(rows["bpp"]),
+                            list(rows[metric]), metric, list(rows["n_images"]))
+        out.append((curve, texts))
+    for ref in refs:
+        if metric in ref:
+            c = ref[metric]
+            out.append((c, hover_texts(c.label, "", [None] * len(c.bpp), list(c.bpp), list(c.quality), metric,
+                                       [0] * len(c.bpp))))
+    return out
+
+
+def image_figures(per_image: pd.DataFrame, metric: str, families: dict[str, str], palette: dict[str, str],
+                  anchor: str, options: dict[str, str]) -> dict[str, dict]:
+    """image -> Plotly figure of that image's RD points, one trace per codec."""
+    figures = {}
+    for image, g in per_image.groupby("image", sort=True):
+        curves = []
+        for label, rows in g.groupby("codec", sort=True):
+            rows = rows.sort_values("bpp")
+            curve = Curve(label, rows["bpp"].to_numpy(float), rows[metric].to_numpy(float))
+            curves.append((curve, hover_texts(label, options.get(label, ""), list(rows["quality"]), list(rows["bpp"]),
+                                              list(rows[metric]), metric, [1] * len(rows))))
+        figures[image] = rd_figure_json(curves, families, palette, metric, f"{image}: {metric}", anchor, {})
+    return figures
 
 
 def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list[str] | None = None,
@@ -171,8 +283,9 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
         raise ReportError(f"--bootstrap must be 0 (no intervals) or a positive number of resamples, not {bootstrap}")
     if method not in METHODS:
         raise ReportError(f"unknown interpolation method {method!r} (choose from {', '.join(METHODS)})")
+    references = [str(p) for p in references or []]
     try:
-        refs = [load_reference(p) for p in references or []]
+        refs = [load_reference(p) for p in references]
     except ValueError as exc:
         raise ReportError(str(exc)) from None
     with Store(out, writer=False) as store:
@@ -182,71 +295,158 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
         exported = export_results(store, dataset, out)
         codecs = store.codecs()
         images = store.images(dataset)
+        image_files = _image_files(store, dataset)
         run = store.get_meta("run", {})
     per_image, summary, n_images = exported.per_image, exported.summary, exported.n_images
     if per_image.empty:
         raise ReportError(f"{out}: no measurements stored for dataset {dataset!r}")
     families = {c["label"]: c["family"] for c in codecs}
     measured = set(per_image["codec"])
-    labels = sorted(measured) + [r[next(iter(r))].label for r in refs if r]
+    codecs = [c for c in codecs if c["label"] in measured]
+    options = {c["label"]: options_text(c["options"]) for c in codecs}
+    ref_labels = [next(iter(r.values())).label for r in refs if r]
+    labels = sorted(measured) + ref_labels
     if anchor not in labels:
         raise ReportError(f"anchor {anchor!r} not among the curves ({', '.join(labels)})")
     scope = f"{dataset}, {n_images} images"
+    warnings_list: list[str] = []
+    ref_notes = {}
+    for path, ref in zip(references, refs):
+        if ref:
+            label = next(iter(ref.values())).label
+            warning = reference_warning(path, label, dataset, n_images)
+            if warning:
+                warnings_list.append(warning)
+                ref_notes[label] = warning.split(": ", 1)[1]
 
-    table = bd_table(per_image, summary, n_images, anchor, refs, bootstrap=bootstrap)
+    table = add_notes(anchored_bd_table(per_image, summary, n_images, anchor, refs, bootstrap), ref_notes)
     written = list(exported.paths)
-    with atomic_path(out / "bd_rate.csv") as tmp:
-        table.to_csv(tmp, index=False)
+    write_frame(table, out / "bd_rate.csv")
     bd = bd_blocks(table, anchor, method, families, scope, bootstrap)
-    write_text_atomic(out / "bd_rate.md", render_markdown([("h1", f"Bjøntegaard deltas against {anchor}"), *bd]))
+    write_text(out / "bd_rate.md", render_markdown([("h1", f"Bjøntegaard deltas against {anchor}"), *bd]))
     written += [out / "bd_rate.csv", out / "bd_rate.md"]
 
-    plots = []
-    for metric in bd_metrics(per_image.columns):
-        curves: list[Curve] = list(mean_curves(summary, metric, n_images).values())
-        curves += [r[metric] for r in refs if metric in r]
-        fig = rd_figure(curves, families, metric, f"{dataset} ({n_images} images): {metric}")
+    metrics = bd_metrics(per_image.columns)
+    palette = colours(labels)
+    host = hosts_text(per_image) or (f"{run.get('cpu', '?')} ({run.get('cores', '?')} cores), "
+                                     f"GPU: {run.get('cuda', '?')}")
+    plots, speed_plots, data = [], [], {"metrics": metrics, "rd": {}, "per_image": {}, "speed": {}}
+    for metric in metrics:
+        legend = legend_bd(table, metric, method)
+        curves = hover_curves(summary, per_image, metric, n_images, refs, options)
+        title = f"{dataset} ({n_images} images): {metric}"
+        fig = rd_figure([c for c, _ in curves], families, metric, title, anchor, legend)
         paths = save_figure(fig, out / f"rd_{metric}")
         plots.append((metric, paths[0]))
-        written += paths
+        data["rd"][metric] = rd_figure_json(curves, families, palette, metric,
+                                            f"{title}; anchor {anchor}, BD-rate ({method}) in the legend", anchor,
+                                            legend)
+        data["per_image"][metric] = image_figures(per_image, metric, families, palette, anchor, options)
+        points = speed_points(per_image, codecs, table, metric, method, anchor)
+        if len(points):
+            speed_title = f"{dataset}: BD-rate ({metric}) vs {anchor} against speed; host {host}"
+            paths = save_figure(speed_figure(points, metric, anchor, speed_title), out / f"speed_{metric}")
+            speed_plots.append((f"speed_{metric}", paths[0]))
+            written += paths
+            data["speed"][metric] = speed_figure_json(points, metric, anchor, speed_title, palette)
+        written += [p for p in (out / f"rd_{metric}.png", out / f"rd_{metric}.svg")]
+    data["images"] = sorted(image_files)
+    data["thumbs"] = {name: thumbnail(path, digest) for name, (path, digest) in image_files.items()}
 
-    codec_rows = [[c["label"], c["family"], c["version"], c["options"],
-                   ",".join(f"{q:g}" for q in sorted(set(per_image.loc[per_image["codec"] == c["label"], "quality"])))]
-                  for c in codecs if c["label"] in measured]
-    settings = [
-        ["dataset", f"{dataset}: {n_images} images ({_resolution_summary(images)})"],
-        ["measured (latest run)", f"{run.get('date', '?')} on {run.get('cpu', '?')} ({run.get('cores', '?')} cores, "
-                     f"{run.get('os', '?')}), {run.get('jobs', '?')} jobs, GPU: {run.get('cuda', '?')}"],
-        ["software", f"Python {run.get('python', '?')}, numpy {run.get('numpy', '?')}, torch {run.get('torch', '?')}"],
-        ["project commit", f"{run.get('commit', '?')} (measured), {git_commit()} (report)"],
-        ["anchor / method", f"{anchor} / {method}"],
-        ["published references", ", ".join(str(p) for p in references or []) or "none"],
-    ]
-    built = f"Report built {time.strftime('%Y-%m-%d %H:%M:%S %Z')}."
-    blocks = [("h1", f"Codec benchmark: {scope}"), ("h2", "Settings"), ("table", ["", ""], settings),
-              ("table", CODEC_HEADER, codec_rows), ("h2", "Bjøntegaard deltas"), *bd]
-    blocks.append(("h2", "Rate–distortion curves"))
-    blocks += [("figure", metric, path) for metric, path in plots]
+    ranges = bpp_ranges(pd.concat([summary[summary["n_images"] == n_images][["codec", "bpp"]],
+                                   exported.targets.rename(columns={"mean_bpp": "bpp"})[["codec", "bpp"]]
+                                   if not exported.targets.empty else pd.DataFrame(columns=["codec", "bpp"])]))
     if not exported.targets.empty:
-        blocks += [("h2", "At target bit rates"), *target_blocks(exported.targets)]
+        warnings_list += target_warnings(exported.targets, ranges)
+
+    # --- the opening: what was compared, warnings, BD-rate against the anchor, one line per family
+    by_family: dict[str, list[str]] = {}
+    for label in labels:
+        by_family.setdefault(families.get(label, "published"), []).append(label)
+    compared = (f"{len(measured)} codecs on {dataset} ({n_images} images: {_resolution_summary(images)}) — "
+                + "; ".join(f"{family}: {', '.join(names)}" for family, names in sorted(by_family.items()))
+                + f". Anchor: {anchor}. BD-rate = bits at equal quality against the anchor on the mean curves "
+                  f"({method} interpolation), in brackets its 95 % bootstrap interval over images where there is "
+                  "one; negative = fewer bits, best first.")
+    headline = main_metrics(metrics)
+    summary_table = ["codec", "family", *(f"BD-rate {metric_name(m)}" for m in headline)]
+    summary_cells = summary_rows(table, headline, method, anchor, families)
+    curves_by_label = {c.label: c for c, _ in hover_curves(summary, per_image, headline[0], n_images, refs, options)}
+    sentences = family_sentences(table, curves_by_label, headline[0], method, anchor, families)
+
+    built = f"Report built {time.strftime('%Y-%m-%d %H:%M:%S %Z')}."
+    settings = settings_rows(dataset, n_images, images, run, anchor, method, references, ref_notes)
+    codec_rows = [[c["label"], c["family"], c["version"], options[c["label"]],
+                   ", ".join(f"{q:g}" for q in sorted(set(per_image.loc[per_image["codec"] == c["label"], "quality"])))]
+                  for c in codecs]
+    complexity = [[c["label"], f"{c['info'].get('parameters', ''):,}" if c["info"].get("parameters") else "",
+                   str(c["info"].get("encoder_kmac_per_pixel", "")), str(c["info"].get("decoder_kmac_per_pixel", "")),
+                   str(c["info"].get("weights", ""))] for c in codecs if c["info"]]
     crops = sorted(out.glob("crops_*.png"))
+    speed_note = (f"One point per codec: BD-rate against {anchor} (mean curves, {method}) against encode and "
+                  f"decode speed in megapixels per second (total pixels / total seconds of the sweep, log scale); "
+                  f"learned codecs also against kMAC per pixel. Measured on {host}; devices per codec in the hover "
+                  "and the timing table.")
+
+    tail: list[tuple] = []
+    if not exported.targets.empty:
+        tail += [("h2", "At target bit rates"), *target_blocks(exported.targets, ranges)]
     if crops:
-        blocks.append(("h2", "Rate-matched crops"))
-        blocks += [("figure", path.stem, path) for path in crops]
-    blocks += [("h2", "Encode and decode time per image"), ("table", TIMING_HEADER, timing_rows(per_image))]
-    complexity = [[c["label"], str(c["info"].get("parameters", "")), str(c["info"].get("encoder_kmac_per_pixel", "")),
-                   str(c["info"].get("decoder_kmac_per_pixel", "")), str(c["info"].get("weights", ""))]
-                  for c in codecs if c["label"] in measured and c["info"]]
+        tail += [("h2", "Rate-matched crops"), *[("figure", p.stem, p) for p in crops]]
+    tail += [("h2", "Bjøntegaard deltas"), *bd]
+    tail += [("h2", "Encode and decode time per image"), ("table", TIMING_HEADER, timing_rows(per_image))]
     if complexity:
-        blocks += [("h2", "Learned codec complexity"), ("table", COMPLEXITY_HEADER, complexity)]
-    blocks.append(("p", built))
-    (out / "report.md").write_text(render_markdown(blocks))
-    (out / "report.html").write_text(render_html(blocks, f"Codec benchmark: {dataset}"))
+        tail += [("h2", "Learned codec complexity"), ("table", COMPLEXITY_HEADER, complexity)]
+    tail += [("h2", "Settings and provenance"), ("table", ["", ""], settings), ("table", CODEC_HEADER, codec_rows)]
+
+    opening = [("p", compared)]
+    if warnings_list:
+        opening.append(("warnings", warnings_list))
+    opening += [("list", sentences), ("table", summary_table, summary_cells)]
+    md = [("h1", f"Codec benchmark: {scope}"), ("h2", "Summary"), *opening, ("h2", "Rate–distortion curves"),
+          *[("figure", m, p) for m, p in plots]]
+    if speed_plots:
+        md += [("h2", "Speed against coding efficiency"), ("p", speed_note),
+               *[("figure", n, p) for n, p in speed_plots]]
+    write_text(out / "report.md", render_markdown([*md, *tail, ("p", built)]))
+
+    header = (f"<h1>Codec benchmark: {html.escape(scope)}</h1>")
+    top = "<section id='summary'><h2>Summary</h2>" + html_body(opening) + "</section>"
+    sections = [per_image_section(metrics, data["images"])]
+    if data["speed"]:
+        sections.append(speed_section(metrics, speed_note))
+    static = [("h2", "Static figures (PNG and SVG, for papers)"),
+              ("links", [p.name for _, p in plots] + [p.with_suffix(".svg").name for _, p in plots]
+               + [p.name for _, p in speed_plots])]
+    sections.append(html_body([*tail[:-3], *static, *tail[-3:]]))
+    write_text(out / "report.html",
+               page(f"Codec benchmark: {dataset}", header, top, sections, data, html.escape(built)))
     return written + [out / "report.md", out / "report.html"]
 
 
-CODEC_HEADER = ["codec", "family", "library version", "options", "qualities"]
-COMPLEXITY_HEADER = ["codec", "parameters", "encoder kMAC/pixel", "decoder kMAC/pixel", "weights"]
+def settings_rows(dataset: str, n_images: int, images: list[dict], run: dict, anchor: str, method: str,
+                  references: list[str], ref_notes: dict[str, str]) -> list[list[str]]:
+    refs = ", ".join(Path(p).name for p in references) or "none"
+    if ref_notes:
+        refs += " (" + "; ".join(f"{k}: {v}" for k, v in ref_notes.items()) + ")"
+    return [
+        ["dataset", f"{dataset}: {n_images} images ({_resolution_summary(images)})"],
+        ["measured (latest run)", f"{run.get('date', '?')} on {run.get('cpu', '?')} ({run.get('cores', '?')} cores, "
+                                  f"{run.get('os', '?')}), {run.get('jobs', '?')} jobs, GPU: {run.get('cuda', '?')}"],
+        ["software", f"Python {run.get('python', '?')}, numpy {run.get('numpy', '?')}, torch {run.get('torch', '?')}"],
+        ["project commit", f"{run.get('commit', '?')} (measured), {git_commit()} (report)"],
+        ["anchor / method", f"{anchor} / {method}"],
+        ["published references", refs],
+    ]
+
+
+def write_text(path: Path, text: str) -> None:
+    write_text_atomic(path, text)
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def render_markdown(blocks: list[tuple]) -> str:
@@ -261,13 +461,16 @@ def render_markdown(blocks: list[tuple]) -> str:
                 parts.append("".join(f"[{i}] {n}  \n" for i, n in enumerate(args[0], 1)))
         elif kind == "figure":
             parts.append(f"![{args[0]}]({args[1].name})\n")
+        elif kind in ("list", "warnings", "links"):
+            mark = "**Warning:** " if kind == "warnings" else ""
+            parts.append("".join(f"- {mark}{item}\n" for item in args[0]))
         else:  # caption, p
             parts.append(args[0] + "\n")
     return "\n".join(parts)
 
 
-def render_html(blocks: list[tuple], title: str) -> str:
-    """A self-contained page: figures are embedded as base64 PNG."""
+def html_body(blocks: list[tuple]) -> str:
+    """HTML for report blocks; figures are embedded as base64 PNG."""
     body = []
     for kind, *args in blocks:
         if kind in ("h1", "h2"):
@@ -278,12 +481,22 @@ def render_html(blocks: list[tuple], title: str) -> str:
             body.append("<ol class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in args[0]) + "</ol>")
         elif kind == "figure":
             data = base64.b64encode(args[1].read_bytes()).decode()
-            body.append(f"<figure><img alt='{html.escape(args[0])}' src='data:image/png;base64,{data}'>"
+            body.append(f"<figure><img class='figure' alt='{html.escape(args[0])}' src='data:image/png;base64,{data}'>"
                         f"<figcaption>{html.escape(args[0])}</figcaption></figure>")
+        elif kind == "list":
+            body.append("<ul class='family'>" + "".join(f"<li>{html.escape(i)}</li>" for i in args[0]) + "</ul>")
+        elif kind == "warnings":
+            body.append("<div class='warn'><b>Fair-comparison warnings</b><ul>"
+                        + "".join(f"<li>{html.escape(i)}</li>" for i in args[0]) + "</ul></div>")
+        elif kind == "links":
+            links = (f"<a href='{html.escape(n)}'>{html.escape(n)}</a>" for n in args[0])
+            body.append("<p>" + " · ".join(links) + "</p>")
         elif kind in ("caption", "p"):
             body.append(f"<p class='{kind}'>{html.escape(args[0])}</p>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-             "text-align:left}img{max-width:100%}.caption{font-weight:bold}.notes{font-size:90%}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return "\n".join(body)
+
+
+def render_html(blocks: list[tuple], title: str) -> str:
+    """A plain self-contained page of report blocks (no scripts)."""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>\n"
+            + html_body(blocks) + "\n</body></html>\n")

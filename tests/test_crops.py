@@ -70,3 +70,31 @@ def test_crops_errors(run_dir, tmp_path, capsys):
         build_crops(run_dir, "coffee", 0.25, box=(200, 0, 64, 64))
     assert main(["crops", str(tmp_path)]) == 2
     assert "no result store" in capsys.readouterr().err
+
+
+def test_crops_flag_off_target_and_refuse_out_of_range(run_dir, monkeypatch):
+    import bench.crops as crops
+    from bench.fairness import off_target
+
+    figures = []
+    original = crops.crops_figure
+    monkeypatch.setattr(crops, "crops_figure", lambda *a: figures.append(original(*a)) or figures[-1])
+    with pytest.raises(CropsError, match=r"40 bpp is outside every codec's measured range for coffee \(jpeg "):
+        build_crops(run_dir, "coffee", 40)
+    messages = []
+    path = build_crops(run_dir, "coffee", 40, box=(0, 0, 64, 64), force=True, log=messages.append)
+    assert path.name == "crops_coffee_40bpp.png"
+    titles = [ax.get_title() for ax in figures[-1].axes if ax.images][1:]
+    assert len(titles) == 3 and all("⚠ off target; range " in t for t in titles)
+    assert sum("is off the 40 bpp target" in m for m in messages) == 3
+    build_crops(run_dir, "coffee", 0.3, box=(0, 0, 64, 64))
+    for title in [ax.get_title() for ax in figures[-1].axes if ax.images][1:]:
+        bpp = float(title.split("\n")[1].split()[0])
+        assert ("⚠ off target" in title) == off_target(bpp, 0.3), title
+
+
+def test_crops_unknown_codec_names_the_known_ones(run_dir, capsys):
+    with pytest.raises(CropsError, match=r"unknown codec\(s\) nope for coffee .*\(known: jpeg, jpeg2000, webp\)"):
+        build_crops(run_dir, "coffee", 0.3, codecs=["jpeg", "nope"])
+    assert main(["crops", str(run_dir), "--image", "coffee", "--bpp", "40"]) == 2
+    assert "--force" in capsys.readouterr().err

@@ -85,16 +85,19 @@ def test_report_files_and_tables(small_run, tmp_path):
     md = (small_run / "bd_rate.md").read_text()
     assert "Anchor: jpeg; interpolation: pchip" in md and "WebP-10 (published)" in md
     report = (small_run / "report.md").read_text()
-    for text in ("## Settings", "images", "Pillow", "project commit", "## Encode and decode time per image",
+    for text in ("## Settings and provenance", "images", "Pillow", "project commit",
+                 "## Encode and decode time per image",
                  "MP/s", "![psnr-rgb](rd_psnr-rgb.png)", "published references"):
         assert text in report, text
     page = (small_run / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 6 and "<table>" in page  # one per BD metric
+    assert "<table>" in page and "id='rd-plot'" in page and "WebP-10 (published)" in page
+    for metric in ("psnr-rgb", "psnr-y", "ms-ssim-db", "ssim", "haarpsi", "gmsd"):
+        assert f"<option value='{metric}'>" in page, metric
 
 
 def test_rebuild_is_deterministic(small_run):
     names = ["bd_rate.csv", "bd_rate.md", "summary.csv", "per_image.csv", "jpeg.json", "rd_psnr-rgb.png",
-             "rd_psnr-rgb.svg", "report.md", "report.html"]
+             "rd_psnr-rgb.svg", "speed_psnr-rgb.png", "speed_psnr-rgb.svg", "report.md", "report.html"]
 
     def snapshot():
         assert main(["report", str(small_run)]) == 0
