@@ -18,13 +18,14 @@ import pandas as pd
 
 from . import analysis
 from .analysis import Curve
+from .errors import BenchError
 from .export import per_image_frame, summary_frame
 from .metrics import METRICS
 from .store import DB_NAME, Store
 
 
-class ResultsError(Exception):
-    pass
+class ResultsError(BenchError):
+    """A results folder cannot be loaded."""
 
 
 @dataclass

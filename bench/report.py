@@ -177,18 +177,28 @@ def target_warnings(means: pd.DataFrame, ranges: dict[str, tuple[float, float]])
 
 
 def timing_rows(per_image: pd.DataFrame) -> list[list[str]]:
-    """Per codec: encode/decode mean and median seconds per image, and megapixels per second."""
+    """Per codec and host: encode/decode mean and median seconds per image, and megapixels per second."""
     rows = []
-    for codec, g in per_image.groupby("codec", sort=True):
+    frame = per_image.assign(host=per_image["host"] if "host" in per_image else "")
+    for (codec, host), g in frame.groupby(["codec", "host"], sort=True):
         pixels = float((g["width"] * g["height"]).sum())
-        row = [codec, ", ".join(sorted(set(g["device"])))]
+        row = [codec, host or "?", ", ".join(sorted(set(g["device"])))]
         for col in ("encode_s", "decode_s"):
             row += [f"{g[col].mean():.4f}", f"{g[col].median():.4f}", f"{pixels / g[col].sum() / 1e6:.2f}"]
         rows.append(row)
     return rows
 
 
-TIMING_HEADER = ["codec", "device", "encode mean s", "encode median s", "encode MP/s",
+def mixed_host_warnings(per_image: pd.DataFrame) -> list[str]:
+    """Codecs whose timings were measured on more than one host (cluster runs): not comparable as one figure."""
+    if "host" not in per_image:
+        return []
+    hosts = per_image.groupby("codec")["host"].agg(lambda h: sorted(set(h) - {""}))
+    return [f"{codec}: encode/decode times come from {len(h)} hosts ({', '.join(h)}); compare speeds per host "
+            "(timing table)" for codec, h in hosts.items() if len(h) > 1]
+
+
+TIMING_HEADER = ["codec", "host", "device", "encode mean s", "encode median s", "encode MP/s",
                  "decode mean s", "decode median s", "decode MP/s"]
 CODEC_HEADER = ["codec", "family", "library version", "options", "qualities"]
 COMPLEXITY_HEADER = ["codec", "parameters", "encoder kMAC/pixel", "decoder kMAC/pixel", "weights"]
@@ -358,6 +368,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
                                    if not exported.targets.empty else pd.DataFrame(columns=["codec", "bpp"])]))
     if not exported.targets.empty:
         warnings_list += target_warnings(exported.targets, ranges)
+    warnings_list += mixed_host_warnings(per_image)
 
     # --- the opening: what was compared, warnings, BD-rate against the anchor, one line per family
     by_family: dict[str, list[str]] = {}

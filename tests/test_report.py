@@ -132,3 +132,16 @@ def test_published_bpg_reference_loads():
     curves = load_reference(path)
     assert set(curves) == {"psnr-rgb", "ms-ssim-rgb", "ms-ssim-db"}
     assert curves["psnr-rgb"].published and curves["psnr-rgb"].label.endswith("(published)")
+
+
+def test_timings_are_grouped_by_host_and_mixed_hosts_warned():
+    from bench.report import mixed_host_warnings, timing_rows
+
+    frame = pd.DataFrame({"codec": ["jpeg"] * 3 + ["webp"] * 2, "host": ["a", "b", "b", "a", "a"],
+                          "device": ["cpu"] * 5, "width": [10] * 5, "height": [10] * 5,
+                          "encode_s": [1.0, 2.0, 4.0, 1.0, 1.0], "decode_s": [0.5] * 5})
+    rows = timing_rows(frame)
+    assert [r[:2] for r in rows] == [["jpeg", "a"], ["jpeg", "b"], ["webp", "a"]]
+    assert rows[1][3] == "3.0000", "mean encode seconds of host b alone"
+    assert mixed_host_warnings(frame) == ["jpeg: encode/decode times come from 2 hosts (a, b); compare speeds per "
+                                          "host (timing table)"]
