@@ -10,6 +10,8 @@
 4. CLI start-up: wall times of ``python -m bench --help``, ``python -m bench run --codecs nosuch``
    and a fully cached ``run --dataset sample --codecs jpeg``, as ratios to ``python -c "import
    torch"`` (target: <= 0.3x each); ``--cli`` runs only this part.
+5. The same JPEG + WebP sweep on a Dask ``LocalCluster`` of ``--jobs`` workers next to the local pool
+   (``--cluster`` alone; target: at most 10 % slower on one machine).
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ SWEEP: list[float] = list(range(5, 100, 5))
 COMPRESSAI_METRICS = ("psnr-rgb", "ms-ssim-rgb")  # what CompressAI's bench computes
 
 
-def time_ours(dataset, jobs: int) -> tuple[float, float]:
+def time_ours(dataset, jobs: int, make_executor=None) -> tuple[float, float]:
     """(wall seconds, summed encode+decode+metric seconds) of a fresh JPEG+WebP sweep."""
     configs, _ = select([a for a in discover() if isinstance(a, Adapter)], ["jpeg", "webp"])
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         report = run_benchmark(dataset, configs, out, qualities=SWEEP, jobs=jobs, progress=False, log=lambda *_: None,
-                               metrics=COMPRESSAI_METRICS)
+                               metrics=COMPRESSAI_METRICS, make_executor=make_executor)
         wall = time.perf_counter() - start
     if report.failed:
         raise SystemExit(f"our run had {report.failed} failures")
@@ -103,6 +105,24 @@ def print_cli_times(repeat: int = 3) -> None:
         print(f"  {label:<45} {seconds:6.2f} s  {ratio:5.2f}x")
 
 
+def print_cluster_times(dataset, jobs: int) -> None:
+    """The same JPEG + WebP sweep through a Dask LocalCluster of ``jobs`` workers next to the local pool."""
+    from distributed import Client, LocalCluster
+
+    from .cluster import DaskExecutor
+
+    start = time.perf_counter()
+    with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      resources={"CPU": 1}, env={"BENCH_THREADS": str(max(1, default_jobs() // jobs))}) as cluster, \
+            Client(cluster) as client:
+        client.wait_for_workers(jobs)
+        started = time.perf_counter() - start
+        dask_wall, _ = time_ours(dataset, jobs, make_executor=lambda: DaskExecutor(client))
+    pool_wall, _ = time_ours(dataset, jobs)
+    print(f"Dask LocalCluster ({jobs} workers): {dask_wall:8.1f} s wall (+{started:.1f} s to start the cluster); "
+          f"local pool -j {jobs}: {pool_wall:.1f} s -> {100 * (dask_wall / pool_wall - 1):+.1f} % (target <= +10 %)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,9 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=default_jobs())
     parser.add_argument("--skip-compressai", action="store_true", help="only time our harness")
     parser.add_argument("--cli", action="store_true", help="only time the command line's start-up")
+    parser.add_argument("--cluster", action="store_true", help="only time the sweep on a Dask LocalCluster vs the pool")
     args = parser.parse_args(argv)
     if args.cli:
         print_cli_times()
+        return 0
+    if args.cluster:
+        print_cluster_times(resolve_dataset(args.dataset), args.jobs)
         return 0
 
     dataset = resolve_dataset(args.dataset)
@@ -134,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"HEIF container overhead of hevc at quality 47: {container:.0f} bytes of {size:.0f} per image "
           f"({100 * container / size:.1f} % of the file)")
     print_cli_times()
+    print_cluster_times(dataset, args.jobs)
     return 0
 
 
