@@ -8,7 +8,7 @@ Notebook API (imported on first use, so ``import bench`` stays light)::
 """
 
 __version__ = "0.1.0"
-__all__ = ["load", "bd_rate", "Results", "Curve", "__version__"]
+__all__ = ["Curve", "Results", "__version__", "bd_rate", "load"]
 
 import warnings as _warnings
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -82,7 +83,7 @@ class Results:
         return bd_rate(curves[anchor], curves[test], metric=metric, method=method)
 
 
-def load(directory: str | Path, anchor: str = "jpeg", references: list[str | Path] = ()) -> Results:
+def load(directory: str | Path, anchor: str = "jpeg", references: Sequence[str | Path] = ()) -> Results:
     """Results of the run stored in ``directory`` (its ``results.sqlite``); reads, never encodes.
 
     ``references``: CompressAI-format JSON files added as published curves (as ``report --reference``).

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from itertools import product
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -48,8 +49,16 @@ from .plots import rd_figure, save_figure, speed_figure
 from .provenance import git_commit
 from .stats import ALPHA, SEED
 from .store import DB_NAME, Store
-from .summary import (family_sentences, hosts_text, legend_bd, main_metrics, metric_name, options_text, speed_points,
-                      summary_rows)
+from .summary import (
+    family_sentences,
+    hosts_text,
+    legend_bd,
+    main_metrics,
+    metric_name,
+    options_text,
+    speed_points,
+    summary_rows,
+)
 
 
 class ReportError(BenchError):
@@ -224,9 +233,9 @@ def anchored_bd_table(per_image: pd.DataFrame, summary: pd.DataFrame, n_images: 
     rows = []
     for metric in missing:
         labels = sorted(set(per_image["codec"])) + [r[metric].label for r in refs if metric in r]
-        unit = METRICS[metric].unit
+        quality_unit = METRICS[metric].unit
         for label, method, aggregation, (kind, unit) in product(labels, METHODS, AGGREGATIONS,
-                                                               (("bd-rate", "%"), ("bd-quality", unit))):
+                                                               (("bd-rate", "%"), ("bd-quality", quality_unit))):
             rows.append({"codec": label, "anchor": anchor, "metric": metric, "method": method,
                          "aggregation": aggregation, "kind": kind, "value": math.nan, "unit": unit,
                          "source": "published" if label.endswith("(published)") else "measured",
@@ -340,7 +349,8 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     palette = colours(labels)
     host = hosts_text(per_image) or (f"{run.get('cpu', '?')} ({run.get('cores', '?')} cores), "
                                      f"GPU: {run.get('cuda', '?')}")
-    plots, speed_plots, data = [], [], {"metrics": metrics, "rd": {}, "per_image": {}, "speed": {}}
+    plots, speed_plots = [], []
+    data: dict[str, Any] = {"metrics": metrics, "rd": {}, "per_image": {}, "speed": {}}
     for metric in metrics:
         legend = legend_bd(table, metric, method)
         curves = hover_curves(summary, per_image, metric, n_images, refs, options)
