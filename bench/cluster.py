@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -62,6 +62,7 @@ def run_isolated(func: Callable, task: Any, rgb, timeout_s: float | None, pool: 
 
         multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
         _ISOLATION = Executor(1, threads=int(os.environ.get("BENCH_THREADS", "1")))
+        _ISOLATION.prestart("fresh")  # the decode-check process starts while the first jobs run
     result, failure = _ISOLATION.run_one(Job(run_with_image, (func, task, rgb), timeout_s, pool))
     return TaskFailed(*failure) if failure else result
 
@@ -96,13 +97,21 @@ class DaskExecutor:
         self.client = client
         self.allowed = allowed or {}  # codec label -> worker addresses allowed (None: any)
         self.pending: dict[str, deque[Job]] = {p: deque() for p in POOLS}
-        self.images: dict[str, Any] = {}  # image hash -> scattered future
+        self.images: dict[str, Any] = {}  # image hash -> scattered future, while jobs in flight need it
+        self.image_users: Counter[str] = Counter()
+        self._slots_cache: tuple[float, dict[str, int]] | None = None
 
     def submit(self, job: Job) -> None:
         self.pending[job.pool].append(job)
 
     def _slots(self) -> dict[str, int]:
-        """Task slots per resource kind among the connected workers."""
+        """Task slots per resource kind among the connected workers (asked at most every POLL_S seconds)."""
+        now = time.monotonic()
+        if self._slots_cache is None or now - self._slots_cache[0] > POLL_S:
+            self._slots_cache = (now, self._count_slots())
+        return self._slots_cache[1]
+
+    def _count_slots(self) -> dict[str, int]:
         totals = {"CPU": 0.0, "GPU": 0.0}
         for info in self.client.scheduler_info(n_workers=-1)["workers"].values():
             for name, amount in (info.get("resources") or {}).items():
@@ -111,13 +120,26 @@ class DaskExecutor:
         return {kind: int(v) for kind, v in totals.items()}
 
     def _image(self, task) -> Any:
+        """The image as a future on every worker (broadcast: tasks are not pulled towards one worker).
+
+        Only images of jobs in flight are kept on the workers; jobs come image by image within a
+        codec, so an image is rarely sent twice.
+        """
         ref = task.image
         if ref.image_hash not in self.images:
             import numpy as np
 
-            [future] = self.client.scatter([np.load(ref.npy)], hash=False)
+            [future] = self.client.scatter([np.load(ref.npy)], hash=False, broadcast=True)
             self.images[ref.image_hash] = future
+        self.image_users[ref.image_hash] += 1
         return self.images[ref.image_hash]
+
+    def _done_with_image(self, job: Job) -> None:
+        digest = job.task.image.image_hash
+        self.image_users[digest] -= 1
+        if self.image_users[digest] <= 0:
+            del self.image_users[digest]
+            self.images.pop(digest, None)  # dropping the last reference frees it on the workers
 
     def _forget_lost_image(self, job: Job) -> None:
         future = self.images.get(job.task.image.image_hash)
@@ -159,6 +181,7 @@ class DaskExecutor:
                     done = {f for f in in_flight if f.status in ("cancelled", "error", "finished")}
                 for future in done:
                     job = in_flight.pop(future)
+                    self._done_with_image(job)
                     try:
                         result = future.result()
                     except (FutureCancelledError, CancelledError):

@@ -114,6 +114,10 @@ class Executor:
     def submit(self, job: Job) -> None:
         self.pending[job.pool].append(job)
 
+    def prestart(self, pool: str) -> None:
+        """Start one worker of ``pool`` now, so that its start-up overlaps other work."""
+        self.idle[pool].append(_Worker(self.methods[pool], self.threads))
+
     def _running_memory(self) -> int:
         return sum(w.job.task.memory_bytes for w in self.busy if w.job is not None)
 
