@@ -14,6 +14,7 @@ tasks running plus its own fits in the budget (one task always runs).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -22,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 POOLS = ("cpu", "gpu", "fresh")
 READY = "bench-worker-ready"  # a new worker's first message: its start-up is not part of any job's time
@@ -50,6 +51,26 @@ def _serve(conn: Connection, threads: int) -> None:
         conn.send(func(task))
 
 
+@contextlib.contextmanager
+def _main_script_hidden(hide: bool) -> Iterator[None]:
+    """Start a spawned worker without re-running the caller's script in it.
+
+    ``spawn`` imports the parent's ``__main__`` in the child; a user script that calls
+    ``run_benchmark`` without an ``if __name__ == "__main__"`` guard would run again there.
+    Workers need nothing from ``__main__`` (their target is ``_serve``).
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if hide and main and k in main.__dict__}
+    if saved and main is not None:
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+
+
 class _Worker:
     def __init__(self, method: str, threads: int):
         if method == "fork" and not sys.platform.startswith("linux"):
@@ -57,7 +78,8 @@ class _Worker:
         ctx = mp.get_context(method)
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_serve, args=(child, threads), daemon=True, name="bench-worker")
-        self.proc.start()
+        with _main_script_hidden(method != "fork"):
+            self.proc.start()
         child.close()
         self.job: Job | None = None
         self.ready = False
@@ -85,6 +107,12 @@ class _Worker:
         self.proc.join(5)
         self.conn.close()
 
+    def failure(self) -> tuple[str, str]:
+        """(stage, message) of a worker that died: ``crash`` during a job, ``worker-start`` before it was ready."""
+        if not self.ready:
+            return "worker-start", f"the worker process could not start ({self.death()})"
+        return "crash", f"{self.death()} while running this job"
+
     def death(self) -> str:
         self.proc.join(5)
         code = self.proc.exitcode
@@ -95,7 +123,7 @@ class _Worker:
                 how = f"was killed by signal {-code}"
         else:
             how = f"exited with code {code}"
-        return f"the worker process {how} while running this job"
+        return f"the worker process {how}"
 
 
 class Executor:
@@ -169,9 +197,9 @@ class Executor:
                                     worker.became_ready()
                                     continue
                             else:
-                                failure = ("crash", worker.death())
+                                failure = worker.failure()
                         except (EOFError, OSError):
-                            failure = ("crash", worker.death())
+                            failure = worker.failure()
                     elif now >= worker.deadline:
                         failure = ("timeout", f"no result after {job.timeout_s:g} s (the limit per job; "
                                               "raise it with --timeout); the worker was stopped")

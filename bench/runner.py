@@ -302,7 +302,10 @@ def _measure_all(store: Store, tasks: list[Task], report: RunReport, execution: 
     def on_failure(job: Job, stage: str, error: str) -> None:
         if isinstance(job.task, DecodeCheckTask):
             outcome = waiting.pop(id(job.task))
-            condemn(outcome.task, f"the fresh-process decode failed: {error}")
+            if stage == "worker-start":  # the harness's fault, not the codec's: nothing is condemned
+                fail(outcome.task, "decode-check", error)
+            else:
+                condemn(outcome.task, f"the fresh-process decode failed: {error}")
             return
         bar.update(1)
         fail(job.task, stage, error)
