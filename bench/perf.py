@@ -12,6 +12,10 @@
    torch"`` (target: <= 0.3x each); ``--cli`` runs only this part.
 5. The same JPEG + WebP sweep on a Dask ``LocalCluster`` of ``--jobs`` workers next to the local pool
    (``--cluster`` alone; target: at most 10 % slower on one machine).
+6. Metrics (``--section metrics`` runs it alone; see ``metrics_section``): the default metric set
+   through ``compute_metrics`` against the libraries called one by one, side by side on JPEG q=50
+   reconstructions (target >= 5x), the same for the opt-in metrics, and metric time against codec
+   encode + decode time on a JPEG + WebP sweep (target <= 3x).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from .adapters import BUILTIN_CODECS_DIR, Adapter, discover, import_file, select
@@ -123,6 +128,136 @@ def print_cluster_times(dataset, jobs: int) -> None:
           f"local pool -j {jobs}: {pool_wall:.1f} s -> {100 * (dask_wall / pool_wall - 1):+.1f} % (target <= +10 %)")
 
 
+# --- metrics section ------------------------------------------------------------------------
+METRIC_SWEEP = [5, 25, 50, 75, 95]  # a subset of SWEEP keeps the section short
+
+
+def _library_default_set(ref, rec) -> None:
+    """The default metrics computed by calling each library on its own, as a user script would:
+    numpy PSNR (RGB and BT.709 luma), pytorch-msssim ms_ssim and ssim, piq haarpsi and gmsd."""
+    import numpy as np
+    import piq
+    import torch
+    from pytorch_msssim import ms_ssim, ssim
+
+    diff = ref.astype(np.float64) - rec
+    float(np.mean(diff * diff))
+    luma = np.asarray((0.2126, 0.7152, 0.0722))
+    diff_y = ref.astype(np.float64) @ luma - rec.astype(np.float64) @ luma
+    float(np.mean(diff_y * diff_y))
+    x, y = (torch.from_numpy(a.copy()).float().unsqueeze(0).permute(0, 3, 1, 2) for a in (ref, rec))
+    with torch.no_grad():
+        ms_ssim(x, y, data_range=255).item()
+        ssim(x, y, data_range=255).item()
+        piq.haarpsi(y, x, data_range=255.0).item()
+        piq.gmsd(y, x, data_range=255.0).item()
+
+
+def _library_opt_in(name: str, ref, rec) -> None:
+    import torch
+
+    if name == "ssimulacra2":
+        from ssimulacra2 import compute_ssimulacra2
+
+        from .metrics import _png
+
+        compute_ssimulacra2(_png(ref), _png(rec))
+        return
+    import piq
+
+    x, y = (torch.from_numpy(a.copy()).float().unsqueeze(0).permute(0, 3, 1, 2) for a in (ref, rec))
+    with torch.no_grad():
+        {"vif": piq.vif_p, "fsim": piq.fsim}[name](y, x, data_range=255.0).item()
+
+
+def _jpeg_pair(rgb, quality: int = 50):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def _side_by_side(first_is_library: bool, library, ours) -> tuple[float, float]:
+    """Wall seconds of (library(), ours()), run in the order given (alternate it between calls)."""
+    seconds = {}
+    for side, run in ((("lib", library), ("ours", ours)) if first_is_library else (("ours", ours), ("lib", library))):
+        start = time.perf_counter()
+        run()
+        seconds[side] = time.perf_counter() - start
+    return seconds["lib"], seconds["ours"]
+
+
+def metrics_section(dataset, opt_in_images: int = 6, device: str = "cpu") -> None:
+    """Print the metric engine's speed against the libraries and against the codecs.
+
+    All timings are taken in this process, side by side (the two sides alternate per image), so
+    the ratios hold on a loaded machine even when the absolute times do not.
+    """
+    import numpy as np
+    import torch
+
+    from .images import pixel_sha256
+    from .metrics import DEFAULT_METRICS, compute_metrics
+
+    images = [load_image(s.path).rgb for s in dataset.sources]
+    keys = [pixel_sha256(rgb) for rgb in images]
+    pairs = [(rgb, _jpeg_pair(rgb)) for rgb in images]
+    print(f"metrics: {len(images)} images against JPEG q=50, {torch.get_num_threads()} torch thread(s), "
+          f"device {device}")
+    _library_default_set(*pairs[0])  # warm-up: imports, allocator
+    compute_metrics(*pairs[0], DEFAULT_METRICS, device=device)
+    lib_s = ours_s = cached_s = 0.0
+    per_metric: dict[str, float] = {}
+    for i, ((ref, rec), key) in enumerate(zip(pairs, keys)):
+        lib, ours = _side_by_side(i % 2 == 0, partial(_library_default_set, ref, rec),
+                                  partial(compute_metrics, ref, rec, DEFAULT_METRICS, ref_key=key, timings=per_metric,
+                                          device=device))
+        lib_s, ours_s = lib_s + lib, ours_s + ours
+        start = time.perf_counter()  # again: the original's statistics are now cached, as in a sweep
+        compute_metrics(ref, rec, DEFAULT_METRICS, ref_key=key, device=device)
+        cached_s += time.perf_counter() - start
+    n = len(pairs)
+    print(f"  default set ({','.join(DEFAULT_METRICS)}): libraries one by one {1000 * lib_s / n:.1f} ms/image, "
+          f"compute_metrics {1000 * ours_s / n:.1f} ms/image -> {lib_s / ours_s:.2f}x (target >= 5x)")
+    print(f"  with the original's statistics cached (every further reconstruction of an image): "
+          f"{1000 * cached_s / n:.1f} ms/image -> {lib_s / cached_s:.2f}x")
+    print("  compute_metrics per metric (ms/image): "
+          + ", ".join(f"{k} {1000 * v / n:.1f}" for k, v in per_metric.items()))
+    for name in ("vif", "fsim", "ssimulacra2"):
+        lib_s = ours_s = 0.0
+        for i, (ref, rec) in enumerate(pairs[:opt_in_images]):
+            lib, ours = _side_by_side(i % 2 == 0, partial(_library_opt_in, name, ref, rec),
+                                      partial(compute_metrics, ref, rec, (name,), device=device))
+            lib_s, ours_s = lib_s + lib, ours_s + ours
+        m = min(opt_in_images, n)
+        print(f"  {name} ({m} images): library {1000 * lib_s / m:.0f} ms/image, compute_metrics "
+              f"{1000 * ours_s / m:.0f} ms/image -> {lib_s / ours_s:.2f}x")
+    configs, _ = select([a for a in discover() if isinstance(a, Adapter)], ["jpeg", "webp"])
+    codec_s: dict[str, float] = {}
+    metric_s: dict[str, float] = {}
+    for rgb, key in zip(images, keys):
+        for config in configs:
+            for quality in METRIC_SWEEP:
+                start = time.perf_counter()
+                rec = np.asarray(config.decode(config.encode(rgb, quality)))
+                mid = time.perf_counter()
+                compute_metrics(rgb, rec, DEFAULT_METRICS, ref_key=key, device=device)
+                end = time.perf_counter()
+                codec_s[config.name] = codec_s.get(config.name, 0.0) + mid - start
+                metric_s[config.name] = metric_s.get(config.name, 0.0) + end - mid
+    total_codec, total_metric = sum(codec_s.values()), sum(metric_s.values())
+    print(f"  JPEG + WebP sweep, qualities {','.join(map(str, METRIC_SWEEP))} (a subset of the 19-point sweep), "
+          f"{n * len(METRIC_SWEEP) * len(configs)} encodes:")
+    for name in codec_s:
+        print(f"    {name}: encode+decode {codec_s[name]:.1f} s, metrics {metric_s[name]:.1f} s -> "
+              f"{metric_s[name] / codec_s[name]:.1f}x the codec time")
+    print(f"    both: metrics {total_metric / total_codec:.1f}x the codec time (target <= 3x)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,12 +266,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-compressai", action="store_true", help="only time our harness")
     parser.add_argument("--cli", action="store_true", help="only time the command line's start-up")
     parser.add_argument("--cluster", action="store_true", help="only time the sweep on a Dask LocalCluster vs the pool")
+    parser.add_argument("--section", choices=("all", "harness", "metrics"), default="all",
+                        help="run one section only (default: all); --cli = the CLI start-up only")
+    parser.add_argument("--metric-threads", type=int, default=1,
+                        help="torch threads for the metrics section (default 1, as a worker of a run with "
+                             "--jobs = cores)")
+    parser.add_argument("--metric-device", default="cpu", help="device for the metrics section (cpu, cuda[:n])")
     args = parser.parse_args(argv)
     if args.cli:
         print_cli_times()
         return 0
     if args.cluster:
         print_cluster_times(resolve_dataset(args.dataset), args.jobs)
+        return 0
+    if args.section == "metrics":
+        import torch
+
+        torch.set_num_threads(args.metric_threads)
+        metrics_section(resolve_dataset(args.dataset), device=args.metric_device)
         return 0
 
     dataset = resolve_dataset(args.dataset)
@@ -159,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
           f"({100 * container / size:.1f} % of the file)")
     print_cli_times()
     print_cluster_times(dataset, args.jobs)
+    if args.section == "all":
+        import torch
+
+        torch.set_num_threads(args.metric_threads)
+        metrics_section(dataset, device=args.metric_device)
     return 0
 
 

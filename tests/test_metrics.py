@@ -9,14 +9,23 @@ from compressai.transforms.functional import rgb2ycbcr
 from compressai.utils.bench.codecs import compute_metrics as compressai_metrics
 
 from bench.adapters import Adapter, configure, discover
-from bench.metrics import DEFAULT_METRICS, METRICS, MS_SSIM_MIN_SIDE, compute_metrics, ms_ssim_db, psnr_y, resolve_metrics
+from bench.metrics import (
+    DEFAULT_METRICS,
+    METRICS,
+    MS_SSIM_MIN_SIDE,
+    compute_metrics,
+    ms_ssim_db,
+    psnr_y,
+    resolve_metrics,
+)
 
 from .conftest import photo
 
 CODECS = {a.name: configure(a, {}) for a in discover() if isinstance(a, Adapter) and a.name in ("jpeg", "webp", "hevc")}
 
 
-@pytest.mark.parametrize("codec,quality,size", [("jpeg", 10, (192, 256)), ("webp", 60, (240, 200)), ("hevc", 35, (200, 320))])
+@pytest.mark.parametrize("codec,quality,size",
+                         [("jpeg", 10, (192, 256)), ("webp", 60, (240, 200)), ("hevc", 35, (200, 320))])
 def test_equal_to_compressai_compute_metrics(codec, quality, size):
     ref = photo(*size, name="coffee")
     rec = CODECS[codec].decode(CODECS[codec].encode(ref, quality))
@@ -66,7 +75,8 @@ def test_ms_ssim_db():
 def test_too_small_for_ms_ssim_gives_nan_with_warning(size):
     ref = photo(*size)
     rec = np.clip(ref.astype(int) + 1, 0, 255).astype(np.uint8)
-    with pytest.warns(UserWarning, match="ms-ssim-rgb not computable for a .* image .*shorter side must be at least 161"):
+    with pytest.warns(UserWarning,
+                      match="ms-ssim-rgb not computable for a .* image .*shorter side must be at least 161"):
         m = compute_metrics(ref, rec)
     assert math.isnan(m["ms-ssim-rgb"]) and math.isnan(m["ms-ssim-db"])
     assert m["psnr-rgb"] > 40
