@@ -73,6 +73,15 @@ def error_location(exc: BaseException) -> str:
     return f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
 
 
+def metric_device(codec_device: str) -> str:
+    """Metrics run where the codec runs: on the GPU for CUDA codecs (when torch sees one), else on the CPU."""
+    if not codec_device.startswith("cuda"):
+        return "cpu"
+    import torch
+
+    return codec_device if torch.cuda.is_available() else "cpu"
+
+
 def host_identity(device: str) -> tuple[str, str]:
     """(host name, CPU model, plus the GPU name when measured on CUDA)."""
     machine = cpu_model()
@@ -153,9 +162,11 @@ def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, met
             diff = np.abs(rec.astype(np.int16) - again_rec).max()
             raise StageError("decode-mismatch", f"two decodes of the same bytes differ (max |diff| {diff})")
     seconds: dict[str, float] = {}
+    on = metric_device(config.device)
     try:
         start = time.perf_counter()
-        metrics = compute_metrics(original, rec, metric_names)
+        metrics = compute_metrics(original, rec, metric_names, ref_key=key.image_hash, timings=seconds,
+                                  device=on)
         metric_s = time.perf_counter() - start
     except Exception as exc:
         raise StageError("metrics", f"{type(exc).__name__}: {exc}{error_location(exc)}") from exc
@@ -164,6 +175,6 @@ def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, met
     measurement = Measurement(
         key=key, bytes=len(data), bpp=bits_per_pixel(len(data), width, height), width=width, height=height,
         encode_s=encode_s, decode_s=decode_s, metric_s=metric_s, device=config.device, metrics=dict(metrics),
-        metric_seconds=seconds, host=host, machine=machine,
+        metric_seconds=seconds, host=host, machine=machine, metric_device=on,
     )
     return measurement, data, rec, note

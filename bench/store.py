@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     width INTEGER NOT NULL, height INTEGER NOT NULL,
     encode_s REAL NOT NULL, decode_s REAL NOT NULL, metric_s REAL NOT NULL,
     device TEXT NOT NULL, created TEXT NOT NULL, host TEXT NOT NULL DEFAULT '', machine TEXT NOT NULL DEFAULT '',
+    metric_device TEXT NOT NULL DEFAULT 'cpu',
     PRIMARY KEY (image_hash, codec, options, version, quality));
 CREATE TABLE IF NOT EXISTS metrics (
     image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
@@ -67,8 +68,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 # (table, column) pairs a current store has ("" = the table itself); older stores are upgraded.
-SCHEMA_ITEMS = {("measurements", "host"), ("measurements", "machine"), ("metrics", "seconds"), ("codecs", "info"),
-                ("notes", ""), ("sweeps", ""), ("targets", ""), ("probes", "")}
+SCHEMA_ITEMS = {("measurements", "host"), ("measurements", "machine"), ("measurements", "metric_device"),
+                ("metrics", "seconds"), ("codecs", "info"), ("notes", ""), ("sweeps", ""), ("targets", ""),
+                ("probes", "")}
 IDENT_COLUMNS = ("image_hash", "codec", "options", "version")
 KEY_COLUMNS = (*IDENT_COLUMNS, "quality")
 WHERE_IDENT = " AND ".join(f"{c} = ?" for c in IDENT_COLUMNS)
@@ -128,6 +130,7 @@ class Measurement:
     metric_seconds: dict[str, float] = field(default_factory=dict)  # per metric (sums to about metric_s)
     host: str = ""  # host name of the machine that measured it
     machine: str = ""  # its CPU model (and GPU name on CUDA)
+    metric_device: str = "cpu"  # where the metrics were computed
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,7 @@ class Store:
         self._add_column("metrics", "seconds", "REAL")  # stores before per-metric timing
         self._add_column("measurements", "host", "TEXT NOT NULL DEFAULT ''")  # stores before host provenance
         self._add_column("measurements", "machine", "TEXT NOT NULL DEFAULT ''")
+        self._add_column("measurements", "metric_device", "TEXT NOT NULL DEFAULT 'cpu'")
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('writer', ?)", (json.dumps(os.getpid()),))
         self.conn.commit()
 
@@ -364,10 +368,10 @@ class Store:
         with self.conn:
             self.conn.execute(
                 "INSERT OR REPLACE INTO measurements (image_hash, codec, options, version, quality, bytes, bpp, width, "
-                "height, encode_s, decode_s, metric_s, device, created, host, machine) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "height, encode_s, decode_s, metric_s, device, created, host, machine, metric_device) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*k, m.bytes, m.bpp, m.width, m.height, m.encode_s, m.decode_s, m.metric_s, m.device, now_iso(),
-                 m.host, m.machine),
+                 m.host, m.machine, m.metric_device),
             )
             self._insert_metrics(m.key, m.metrics, m.metric_seconds)
             self.conn.execute(f"DELETE FROM failures WHERE {WHERE_KEY}", k)
@@ -498,7 +502,8 @@ class Store:
         cur = self.conn.execute(
             f"""
             SELECT i.dataset, i.name, m.image_hash, c.label, c.codec, c.family, m.options, m.version, m.quality,
-                   m.width, m.height, m.bytes, m.bpp, m.encode_s, m.decode_s, m.metric_s, m.device, m.host, m.machine
+                   m.width, m.height, m.bytes, m.bpp, m.encode_s, m.decode_s, m.metric_s, m.device, m.host, m.machine,
+                   m.metric_device
             FROM measurements m
             JOIN images i ON i.image_hash = m.image_hash AND i.dataset = ?
             JOIN codecs c ON c.codec = m.codec AND c.options = m.options AND c.version = m.version
