@@ -16,7 +16,8 @@ from .metrics import METRICS, ms_ssim_db
 from .store import Store
 
 ID_COLUMNS = ["dataset", "image", "image_hash", "codec", "codec_name", "family", "options", "version", "quality"]
-VALUE_COLUMNS = ["width", "height", "bytes", "bpp", "encode_s", "decode_s", "device", "host", "machine", "metric_device"]
+VALUE_COLUMNS = ["width", "height", "bytes", "bpp", "encode_s", "decode_s", "device", "host", "machine",
+                 "metric_device"]
 # CompressAI's result-file keys, plus our extra metrics.
 JSON_KEYS = {"bpp": "bpp", "psnr-rgb": "psnr-rgb", "ms-ssim-rgb": "ms-ssim-rgb", "psnr-y": "psnr-y",
              "ms-ssim-db": "ms-ssim-db", "encoding_time": "encode_s", "decoding_time": "decode_s"}
