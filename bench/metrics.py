@@ -25,12 +25,35 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import metric_engine as engine
-from .metric_engine import MS_SSIM_MIN_SIDE as MS_SSIM_MIN_SIDE  # re-exported
-from .metric_engine import PEAK, Pair, psnr_from_mse
+if TYPE_CHECKING:
+    from .metric_engine import Pair
+
+_FROM_ENGINE = ("MS_SSIM_MIN_SIDE", "PEAK", "psnr_from_mse")  # re-exported, loaded with the engine
+
+
+def _engine() -> Any:
+    """The metric engine (torch), imported when a metric is first computed, not when names are listed."""
+    from . import metric_engine
+
+    return metric_engine
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_ENGINE:
+        return getattr(_engine(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _via_engine(name: str) -> Callable[[Pair], float]:
+    def compute(pair: Pair) -> float:
+        return getattr(_engine(), name)(pair)
+
+    compute.__name__ = name
+    return compute
 
 BT709_LUMA = (0.2126, 0.7152, 0.0722)
 
@@ -49,16 +72,16 @@ class MetricInfo:
 def psnr_rgb(ref: np.ndarray, rec: np.ndarray) -> float:
     """PSNR over all R, G, B samples (float64 MSE)."""
     diff = ref.astype(np.float64) - rec.astype(np.float64)
-    return psnr_from_mse(float(np.mean(diff * diff)))
+    return _engine().psnr_from_mse(float(np.mean(diff * diff)))
 
 
 def luma_bt709(rgb: np.ndarray) -> np.ndarray:
-    return engine.luma_bt709(rgb)
+    return _engine().luma_bt709(rgb)
 
 
 def psnr_y(ref: np.ndarray, rec: np.ndarray) -> float:
     diff = luma_bt709(ref) - luma_bt709(rec)
-    return psnr_from_mse(float(np.mean(diff * diff)))
+    return _engine().psnr_from_mse(float(np.mean(diff * diff)))
 
 
 def ms_ssim_db(ms_ssim: float) -> float:
@@ -72,7 +95,7 @@ def _piq(name: str):
     def compute(pair: Pair) -> float:
         import piq
 
-        return getattr(piq, name)(pair.y, pair.x, data_range=PEAK).item()
+        return getattr(piq, name)(pair.y, pair.x, data_range=_engine().PEAK).item()
 
     return compute
 
@@ -95,14 +118,15 @@ def _ssimulacra2(pair: Pair) -> float:
 METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
-        MetricInfo("psnr-rgb", "dB", True, "PSNR over R, G, B samples, peak 255", engine.psnr_rgb),
-        MetricInfo("psnr-y", "dB", True, "PSNR of BT.709 luma, peak 255", engine.psnr_y),
-        MetricInfo("ms-ssim-rgb", "", True, "MS-SSIM (pytorch-msssim, 5 scales, data_range 255)", engine.ms_ssim),
+        MetricInfo("psnr-rgb", "dB", True, "PSNR over R, G, B samples, peak 255", _via_engine("psnr_rgb")),
+        MetricInfo("psnr-y", "dB", True, "PSNR of BT.709 luma, peak 255", _via_engine("psnr_y")),
+        MetricInfo("ms-ssim-rgb", "", True, "MS-SSIM (pytorch-msssim, 5 scales, data_range 255)",
+                   _via_engine("ms_ssim")),
         MetricInfo("ms-ssim-db", "dB", True, "-10 log10(1 - MS-SSIM)",
                    lambda p: ms_ssim_db(p.values["ms-ssim-rgb"]), requires=("ms-ssim-rgb",)),
-        MetricInfo("ssim", "", True, "SSIM (pytorch-msssim, 11x11 Gaussian, data_range 255)", engine.ssim),
-        MetricInfo("haarpsi", "", True, "HaarPSI (piq)", engine.haarpsi),
-        MetricInfo("gmsd", "", False, "GMSD (piq), lower is better", engine.gmsd),
+        MetricInfo("ssim", "", True, "SSIM (pytorch-msssim, 11x11 Gaussian, data_range 255)", _via_engine("ssim")),
+        MetricInfo("haarpsi", "", True, "HaarPSI (piq)", _via_engine("haarpsi")),
+        MetricInfo("gmsd", "", False, "GMSD (piq), lower is better", _via_engine("gmsd")),
         MetricInfo("vif", "", True, "VIFp (piq vif_p)", _piq("vif_p"), default=False),
         MetricInfo("fsim", "", True, "FSIMc (piq fsim)", _piq("fsim"), default=False),
         MetricInfo("ssimulacra2", "", True, "SSIMULACRA 2 (ssimulacra2 package)", _ssimulacra2, default=False),
@@ -137,7 +161,7 @@ def _score(pair: Pair, names: tuple[str, ...], timings: dict[str, float] | None)
     with torch.no_grad():
         for name in names:
             try:
-                value = engine.timed(METRICS[name].compute, pair, timings, name)
+                value = _engine().timed(METRICS[name].compute, pair, timings, name)
             except (ImportError, MemoryError):
                 raise  # not a property of the image: fail the job rather than cache NaN
             except Exception as exc:  # a metric's limits (e.g. image size) must not stop the run
@@ -164,8 +188,9 @@ def compute_metrics(ref: np.ndarray, rec: np.ndarray, names: tuple[str, ...] | l
     needs it, in registry order. ``device``: ``cpu`` or ``cuda[:n]``.
     """
     _check(ref, rec)
-    stats = engine.ref_stats(ref, ref_key, engine.torch_device(device))
-    return _score(Pair(stats, rec), tuple(names or DEFAULT_METRICS), timings)
+    eng = _engine()
+    stats = eng.ref_stats(ref, ref_key, eng.torch_device(device))
+    return _score(eng.Pair(stats, rec), tuple(names or DEFAULT_METRICS), timings)
 
 
 def compute_metrics_batch(ref: np.ndarray, recs: list[np.ndarray], names: tuple[str, ...] | list[str] | None = None,
@@ -175,5 +200,6 @@ def compute_metrics_batch(ref: np.ndarray, recs: list[np.ndarray], names: tuple[
     even without ``ref_key``; ``timings`` accumulates seconds per metric over all of them."""
     for rec in recs:
         _check(ref, rec)
-    stats = engine.ref_stats(ref, ref_key, engine.torch_device(device))
-    return [_score(Pair(stats, rec), tuple(names or DEFAULT_METRICS), timings) for rec in recs]
+    eng = _engine()
+    stats = eng.ref_stats(ref, ref_key, eng.torch_device(device))
+    return [_score(eng.Pair(stats, rec), tuple(names or DEFAULT_METRICS), timings) for rec in recs]
