@@ -37,8 +37,18 @@ class Job:
     pool: str = "cpu"
 
 
-def _serve(conn: Connection, threads: int) -> None:
-    """A worker's loop: receive (func, task), send func(task), until the pipe closes."""
+def _serve(conn: Connection, threads: int, environ: dict[str, str] | None = None,
+           path: list[str] | None = None) -> None:
+    """A worker's loop: receive (func, task), send func(task), until the pipe closes.
+
+    ``environ`` and ``path``: the parent's environment and ``sys.path`` now (a forkserver child
+    would otherwise have those of the moment the fork server started).
+    """
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
+    if path is not None:
+        sys.path[:] = path
     from .worker import init_worker
 
     init_worker(threads)
@@ -49,6 +59,14 @@ def _serve(conn: Connection, threads: int) -> None:
         except (EOFError, OSError):
             return
         conn.send(func(task))
+
+
+def cpu_start_method() -> str:
+    """``fork`` (fast; adapters already imported), unless this process has loaded torch: GNU OpenMP's
+    thread pool does not survive fork, so workers then fork from a clean fork server instead."""
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    return "forkserver" if "torch" in sys.modules else "fork"
 
 
 @contextlib.contextmanager
@@ -73,11 +91,12 @@ def _main_script_hidden(hide: bool) -> Iterator[None]:
 
 class _Worker:
     def __init__(self, method: str, threads: int):
-        if method == "fork" and not sys.platform.startswith("linux"):
-            method = "spawn"
         ctx = mp.get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload(["bench.worker"])  # workers fork from a server that has these loaded
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, threads), daemon=True, name="bench-worker")
+        state = (dict(os.environ), list(sys.path)) if method != "fork" else (None, None)
+        self.proc = ctx.Process(target=_serve, args=(child, threads, *state), daemon=True, name="bench-worker")
         with _main_script_hidden(method != "fork"):
             self.proc.start()
         child.close()
@@ -131,7 +150,7 @@ class Executor:
 
     def __init__(self, cpu_workers: int, memory_budget: int | None = None, threads: int | None = None):
         self.limits = {"cpu": max(1, cpu_workers), "gpu": 1, "fresh": 1}
-        self.methods = {"cpu": "fork", "gpu": "spawn", "fresh": "spawn"}
+        self.methods = {"cpu": cpu_start_method(), "gpu": "spawn", "fresh": "spawn"}
         self.threads = threads or max(1, (os.cpu_count() or 1) // self.limits["cpu"])
         self.memory_budget = memory_budget
         self.pending: dict[str, deque[Job]] = {p: deque() for p in POOLS}

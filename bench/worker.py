@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import sys
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -40,10 +39,6 @@ def init_worker(torch_threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _large_allocations_from_the_heap()
-    if "torch" in sys.modules:
-        # Forked from a process that had loaded torch: GNU OpenMP's thread pool does not survive
-        # fork, and a parallel region in this child would wait forever for the parent's threads.
-        torch_threads = 1
     os.environ["OMP_NUM_THREADS"] = str(torch_threads)
     try:
         import torch
