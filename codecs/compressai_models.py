@@ -366,9 +366,9 @@ def weights_description(weights: str) -> tuple[str, list[int]]:
 
 # --- the adapters ----------------------------------------------------------------------------
 def check_device(device: str) -> None:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; raises ValueError otherwise."""
-    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
-        raise ValueError("must be auto, cpu, cuda or cuda:N")
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``cpu:N`` (a separately loaded CPU model); raises ValueError otherwise."""
+    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"(cuda|cpu):\d+", device):
+        raise ValueError("must be auto, cpu, cuda, cuda:N or cpu:N")
 
 
 def _to_tensor(rgb: np.ndarray, device: str) -> torch.Tensor:

@@ -84,14 +84,14 @@ def build(quality, device="cpu"):
 
 
 def tiny_model_folder(root: Path) -> Path:
-    """``mymodels.py`` and four checkpoints (one random model, its latent scaled 1x-8x)."""
+    """``mymodels.py`` and four checkpoints (one random model, its latent scaled 1x-64x: distinct rates)."""
     folder = root / "user"
     (folder / "ckpt").mkdir(parents=True)
     (folder / "mymodels.py").write_text(MODEL_FILE)
     spec = importlib.util.spec_from_file_location("tiny_user_models", folder / "mymodels.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    for quality, scale in zip(module.QUALITIES, (1.0, 2.0, 4.0, 8.0)):
+    for quality, scale in zip(module.QUALITIES, (1.0, 4.0, 16.0, 64.0)):
         torch.manual_seed(0)
         model = module.TinyPrior()
         with torch.no_grad():
@@ -111,6 +111,8 @@ def renamed_hyperprior_checkpoints(root: Path) -> list[Path]:
     for i, name in enumerate(["ck_0.0067.pth.tar", "ck_0.0018.pth.tar"]):  # rate order != name order
         torch.manual_seed(i)
         model = ScaleHyperprior(8, 12)
+        with torch.no_grad():
+            model.g_a[-1].weight.mul_(1 + 15 * i)  # a larger latent: another rate
         model.update(force=True)
         torch.save(model.state_dict(), folder / name)
         paths.append(folder / name)
@@ -266,7 +268,7 @@ def test_own_models_end_to_end_with_cross_device_check(user_models, tmp_path):
             assert identical == 0 and diff == int(np.abs(same.astype(int) - other).max()) > 0
             assert measured == pytest.approx(psnr(rgb, same), rel=1e-6)
             assert cross_psnr == pytest.approx(psnr(rgb, other), rel=1e-6)
-            assert cross_psnr != pytest.approx(measured, rel=1e-3)  # the wrong PSNR is shown, not hidden
+            assert cross_psnr != measured  # the other device's PSNR is stored beside the measured one
     finally:
         del os.environ["TINY_PERTURB_DEVICE"]
         torch.set_num_threads(threads)
