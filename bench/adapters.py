@@ -268,7 +268,9 @@ class CodecConfig:
 
     @property
     def label(self) -> str:
-        """Codec name, plus the options that differ from the defaults, e.g. ``hevc_chroma=420``."""
+        """Codec name, plus the options that differ from the defaults, e.g. ``hevc_chroma=420``; or option ``name``."""
+        if self.options.get("name"):
+            return str(self.options["name"])
         changed = [f"{k}={v}" for k, v in sorted(self.key_options.items())
                    if self.adapter.options.get(k) != v and not (k == "device" and self.device_from_auto)]
         return "_".join([self.name, *changed])

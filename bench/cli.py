@@ -165,7 +165,8 @@ def _run(args: argparse.Namespace, client) -> int:
 
     report = run_benchmark(dataset, configs, out, jobs=args.jobs, progress=not args.quiet, metrics=metrics,
                            targets=targets, timeout_s=args.timeout, retry_failures=not args.no_retry_failures,
-                           check_decode=args.decode_check, make_executor=make_executor)
+                           check_decode=args.decode_check, make_executor=make_executor,
+                           decode_device=args.decode_device or "")
     return _run_summary(report, out, dataset.name, bool(args.codecs) and bool(skipped))
 
 
@@ -368,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-check", choices=["sample", "all", "off"], default="sample",
                    help="decode bitstreams again in a process that never encoded: one image per codec and "
                         "quality (sample, the default), every job (all) or none (off)")
+    p.add_argument("--decode-device", default=None, metavar="DEVICE",
+                   help="learned codecs also decode each bitstream on this torch device (cpu, cuda, cuda:1, ...) "
+                        "and the report tabulates whether it gives the same image")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     codecs_dir(p)
     p.set_defaults(func=cmd_run, interrupted="interrupted: every finished measurement is saved; "

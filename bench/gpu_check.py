@@ -1,61 +1,47 @@
-"""``python -m bench.gpu_check``: a learned codec on CUDA against the CPU, with the same weights.
+"""``python -m bench.gpu_check``: cross-device decoding and CUDA speed of a learned codec, in one script.
 
-For every image of a dataset and every quality of the checkpoint set: encode and decode on each
-device (timed, CUDA synchronised), then decode the CUDA bitstream on the CPU and compare it with
-the CUDA decode. Prints images per second per device, the CUDA speed-up, how many bitstreams
-are identical across devices, and how decoded images differ. Exits 2 when CUDA is absent.
+Two runs of the harness with ``--decode-device`` (each into its own folder under ``--out``):
+
+1. encode on the device under test (default ``cuda``), decode there and on the reference (``cpu``);
+2. encode on the reference, decode there and on the device under test.
+
+Prints, per direction, how many bitstreams decode to the identical image on the other device
+(the report's cross-device table), and images per second (encode + decode, from the stored
+per-image times) on each device. Exits 2 when CUDA is asked for and absent, 1 when a
+measurement failed. Sized for Kodak x 4 qualities in a few minutes on one GPU, e.g.::
+
+    python -m bench.gpu_check --dataset kodak --checkpoints ../shared/models/bmshj2018-hyperprior
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
+from dataclasses import replace
+from pathlib import Path
 
-import numpy as np
-
-from .adapters import BUILTIN_CODECS_DIR, import_file
-from .datasets import resolve_dataset
-from .images import load_image
-
-
-def _adapters():
-    return import_file(BUILTIN_CODECS_DIR / "compressai_models.py")
+from .adapters import discover, select
+from .cross_device import markdown, summary
+from .datasets import Dataset, resolve_dataset
+from .runner import run_benchmark
+from .store import Store
 
 
-def _synchronize(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def compare_devices(codec, images: list[np.ndarray], qualities: list[int], checkpoints: str,
-                    devices: tuple[str, str]) -> dict:
-    """Timings per device and cross-device agreement for every image and quality."""
-    seconds = {d: 0.0 for d in devices}
-    same_bytes = max_diff = mismatched = runs = 0
-    for q in qualities:
-        for rgb in images:
-            streams, decoded = {}, {}
-            for device in devices:
-                opts = {"metric": "mse", "checkpoints": checkpoints, "device": device}
-                codec.encode(rgb, q, **opts)  # warm-up: model load, kernels
-                _synchronize(device)
-                start = time.perf_counter()
-                streams[device] = codec.encode(rgb, q, **opts)
-                decoded[device] = codec.decode(streams[device], **opts)
-                _synchronize(device)
-                seconds[device] += time.perf_counter() - start
-            a, b = devices
-            runs += 1
-            same_bytes += streams[a] == streams[b]
-            cross = codec.decode(streams[b], metric="mse", checkpoints=checkpoints, device=a)
-            diff = int(np.abs(cross.astype(np.int16) - decoded[b]).max())
-            max_diff = max(max_diff, diff)
-            mismatched += diff > 0
-    return {"seconds": seconds, "runs": runs, "same_bytes": same_bytes, "max_diff": max_diff,
-            "mismatched": mismatched}
+def run_direction(dataset: Dataset, spec: str, encode_device: str, decode_device: str, out: Path, jobs: int,
+                  progress: bool) -> dict:
+    """One run: encode on ``encode_device``, also decode on ``decode_device``; counts and seconds from the store."""
+    configs, skipped = select(discover(), [f"{spec}:device={encode_device}"])
+    if skipped:
+        raise SystemExit(f"error: codec {spec} unavailable: {skipped[0].reason}")
+    report = run_benchmark(dataset, configs, out, jobs=jobs, progress=progress, metrics=("psnr-rgb",),
+                           check_decode="off", decode_device=decode_device, log=lambda message: None)
+    with Store(out, writer=False) as store:
+        rows = store.cross_device_rows(dataset.name)
+        measured = [r for r in store.rows(dataset.name) if r["label"] == configs[0].label]
+    seconds = sum(r["encode_s"] + r["decode_s"] for r in measured)
+    return {"table": summary(rows), "failed": report.failed, "images": len(measured),
+            "images_per_s": len(measured) / seconds if seconds else float("nan"),
+            "devices": sorted({r["device"] for r in measured})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,33 +50,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="kodak")
-    parser.add_argument("--codec", default="hyperprior")
-    parser.add_argument("--checkpoints", required=True, help="checkpoint folder (as BENCH_CHECKPOINTS)")
+    parser.add_argument("--codec", default="hyperprior", help="codec spec without device (default: %(default)s)")
+    parser.add_argument("--checkpoints", default="", help="checkpoint folder (as BENCH_CHECKPOINTS)")
     parser.add_argument("--images", type=int, default=0, help="use only the first N images (0 = all)")
     parser.add_argument("--devices", default="cpu,cuda", help="reference device, device under test")
+    parser.add_argument("--out", default="results/gpu-check", help="results folder (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (CUDA jobs use one GPU worker)")
+    parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    devices = tuple(args.devices.split(","))
-    if any(d.startswith("cuda") for d in devices) and not torch.cuda.is_available():
+    reference, under_test = args.devices.split(",")
+    if any(d.startswith("cuda") for d in (reference, under_test)) and not torch.cuda.is_available():
         print("CUDA is not available here", file=sys.stderr)
         return 2
-    models = _adapters()
-    codec = next(a for a in models.ADAPTERS if a.NAME == args.codec)
-    info = codec.setup(metric="mse", checkpoints=args.checkpoints, device="cpu")
-    sources = resolve_dataset(args.dataset).sources
-    images = [load_image(s.path).rgb for s in sources[: args.images or None]]
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    result = compare_devices(codec, images, info["qualities"], args.checkpoints, devices)
-    print(f"{args.codec}, {len(images)} images x qualities {info['qualities']}, weights {info['info']['weights']}")
+    dataset = resolve_dataset(args.dataset)
+    if args.images:
+        dataset = replace(dataset, sources=dataset.sources[: args.images])
+    spec = f"{args.codec}:checkpoints={args.checkpoints}" if args.checkpoints else args.codec
+    spec += "" if ":name=" in spec else f":name={args.codec.split(':')[0]}"  # a short label in the tables
     if torch.cuda.is_available():
         print(f"GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}")
-    rate = {d: result["runs"] / s for d, s in result["seconds"].items()}
-    for device in devices:
-        print(f"{device:>5}: {rate[device]:.2f} images/s (encode + decode)")
-    print(f"speed-up {devices[1]} vs {devices[0]}: {rate[devices[1]] / rate[devices[0]]:.2f}x")
-    print(f"identical bitstreams: {result['same_bytes']} of {result['runs']}")
-    print(f"{devices[1]} bitstreams decoded on {devices[0]} vs on {devices[1]}: {result['mismatched']} of "
-          f"{result['runs']} differ, max |diff| {result['max_diff']}")
-    return 0
+    results = {}
+    for encode_device, decode_device in ((under_test, reference), (reference, under_test)):
+        folder = Path(args.out) / f"encode-{encode_device.replace(':', '-')}"
+        results[encode_device] = result = run_direction(dataset, spec, encode_device, decode_device, folder,
+                                                        args.jobs, not args.quiet)
+        print(f"\n{args.codec} encoded on {encode_device}, decoded on {encode_device} and {decode_device} "
+              f"({dataset.name}, {result['images']} image x quality measurements, results in {folder}):")
+        print(markdown(result["table"]))
+    print()
+    for device in (reference, under_test):
+        r = results[device]
+        print(f"{device:>6}: {r['images_per_s']:.2f} images/s (encode + decode; measured on {', '.join(r['devices'])})")
+    print(f"speed-up {under_test} vs {reference}: "
+          f"{results[under_test]['images_per_s'] / results[reference]['images_per_s']:.2f}x")
+    return 1 if any(r["failed"] for r in results.values()) else 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 from .adapters import CodecConfig
 from .metrics import DEFAULT_METRICS, compute_metrics
 from .provenance import cpu_model
-from .store import Key, Measurement
+from .store import CrossDevice, Key, Measurement
 
 
 class StageError(Exception):
@@ -100,24 +100,44 @@ def _is_cuda_oom(exc: BaseException | None) -> bool:
 
 
 def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key,
-            metrics: tuple[str, ...] = DEFAULT_METRICS, check_determinism: bool = False
+            metrics: tuple[str, ...] = DEFAULT_METRICS, check_determinism: bool = False, decode_device: str = ""
             ) -> tuple[Measurement, bytes, np.ndarray, str]:
     """Encode, decode and score one image; raises StageError naming the failing stage.
 
     Returns the measurement, the bitstream, the reconstruction and a note ("" unless
     ``check_determinism`` found that two encodes of the same image differ). Learned codecs are
     decoded twice: outputs that differ are a ``decode-mismatch`` failure. On CUDA out of memory
-    the image is measured on the CPU instead, with a warning.
+    the image is measured on the CPU instead, with a warning. With ``decode_device`` the bytes are
+    also decoded on that device (``cross_device`` of the measurement; a difference is a warning).
     """
     try:
-        return _measure(config, rgb, quality, key, metrics, check_determinism)
+        return _measure(config, rgb, quality, key, metrics, check_determinism, decode_device)
     except StageError as exc:
         if not (config.device.startswith("cuda") and _is_cuda_oom(exc.__cause__)):
             raise
     warnings.warn(f"CUDA out of memory on a {rgb.shape[1]}x{rgb.shape[0]} image with {config.label}; "
                   "measured on the CPU instead", stacklevel=2)
     cpu = replace(config, options={**config.options, "device": "cpu"})
-    return _measure(cpu, rgb, quality, key, metrics, check_determinism)
+    return _measure(cpu, rgb, quality, key, metrics, check_determinism, decode_device)
+
+
+def cross_decode(config: CodecConfig, data: bytes, rec: np.ndarray, original: np.ndarray,
+                 decode_device: str) -> CrossDevice:
+    """Decode the same bytes on ``decode_device`` (untimed) and compare with the measured reconstruction."""
+    encode_device = config.device
+    other = replace(config, options={**config.options, "device": decode_device})
+    try:
+        again = as_rgb(other.decode(data), original.shape)
+    except Exception as exc:
+        warnings.warn(f"{config.label}: bitstreams encoded on {encode_device} fail to decode on {decode_device}",
+                      stacklevel=2)
+        return CrossDevice(encode_device, decode_device, None, error=f"{_describe(exc, config)}"[:500])
+    diff = int(np.abs(again.astype(np.int16) - rec).max())
+    psnr = float(compute_metrics(original, again, ("psnr-rgb",))["psnr-rgb"])
+    if diff:
+        warnings.warn(f"{config.label}: bitstreams encoded on {encode_device} decode to another image on "
+                      f"{decode_device} (see the cross-device table of the report)", stacklevel=2)
+    return CrossDevice(encode_device, decode_device, diff == 0, diff, psnr)
 
 
 def _encode(config: CodecConfig, rgb: np.ndarray, quality: float) -> tuple[bytes, float]:
@@ -133,7 +153,7 @@ def _encode(config: CodecConfig, rgb: np.ndarray, quality: float) -> tuple[bytes
 
 
 def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, metric_names: tuple[str, ...],
-             check_determinism: bool) -> tuple[Measurement, bytes, np.ndarray, str]:
+             check_determinism: bool, decode_device: str = "") -> tuple[Measurement, bytes, np.ndarray, str]:
     original = read_only(rgb)
     try:
         config.prepare(quality)
@@ -170,11 +190,12 @@ def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, met
         metric_s = time.perf_counter() - start
     except Exception as exc:
         raise StageError("metrics", f"{type(exc).__name__}: {exc}{error_location(exc)}") from exc
+    cross = cross_decode(config, data, rec, original, decode_device) if decode_device else None
     height, width = rgb.shape[:2]
     host, machine = host_identity(config.device)
     measurement = Measurement(
         key=key, bytes=len(data), bpp=bits_per_pixel(len(data), width, height), width=width, height=height,
         encode_s=encode_s, decode_s=decode_s, metric_s=metric_s, device=config.device, metrics=dict(metrics),
-        metric_seconds=seconds, host=host, machine=machine, metric_device=on,
+        metric_seconds=seconds, host=host, machine=machine, metric_device=on, cross_device=cross,
     )
     return measurement, data, rec, note

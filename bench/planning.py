@@ -65,10 +65,15 @@ class Task(CodecTask):
     metrics_only: bool = False  # measurement stored already: add the missing metrics only
     check_decode: bool = False  # also decode the bytes in a process that never encoded
     check_determinism: bool = False  # encode twice and compare
+    decode_device: str = ""  # also decode the bytes on this device (--decode-device)
 
     @property
     def quality(self) -> float:
         return self.key.quality
+
+    @property
+    def on_gpu(self) -> bool:
+        return super().on_gpu or self.decode_device.startswith("cuda")
 
 
 @dataclass(frozen=True)
@@ -120,15 +125,17 @@ def plan_searches(store: Store, images: list[ImageRef], configs: list[CodecConfi
 
 def plan_measurements(store: Store, images: list[ImageRef], configs: list[CodecConfig],
                       qualities: list[float] | None, chosen: dict[tuple[str, str], list[float]],
-                      metrics: tuple[str, ...], retry_failures: bool = True, check_decode: str = "sample"
-                      ) -> tuple[list[Task], int, int]:
+                      metrics: tuple[str, ...], retry_failures: bool = True, check_decode: str = "sample",
+                      decode_device: str = "") -> tuple[list[Task], int, int]:
     """The jobs still to run (missing measurements or metrics), how many are cached, how many kept failed.
 
     ``check_decode``: ``sample`` = the first job of each (codec configuration, quality) is also
     decoded in a fresh process; ``all``; ``off``. The first job of each codec configuration
-    checks that encoding is deterministic.
+    checks that encoding is deterministic. ``decode_device``: codecs with a device option also
+    decode on it; stored measurements without that cross-device decode are measured again for it.
     """
     stored = store.stored_metrics()
+    crossed = store.cross_device_keys(decode_device) if decode_device else set()
     failed = set() if retry_failures else store.failed_keys()
     tasks: list[Task] = []
     cached = kept_failed = 0
@@ -139,11 +146,12 @@ def plan_measurements(store: Store, images: list[ImageRef], configs: list[CodecC
             wanted = list(config.qualities if qualities is None else qualities)
             wanted += [q for q in chosen.get((image.image_hash, config.label), ()) if q not in wanted]
             ident = ident_of(config, image)
+            cross = decode_device if "device" in config.options else ""
             for quality in wanted:
                 key = ident.at(quality)
                 have = stored.get(key.as_tuple())
                 missing = tuple(m for m in metrics if have is None or m not in have)
-                if not missing:
+                if not missing and (not cross or key.as_tuple() in crossed):
                     cached += 1
                     continue
                 if key.as_tuple() in failed:
@@ -160,7 +168,7 @@ def plan_measurements(store: Store, images: list[ImageRef], configs: list[CodecC
                 if determinism:
                     determinism_checked.add(config.label)
                 tasks.append(Task(**codec_task_fields(config, image), key=key, metrics=missing, metrics_only=not new,
-                                  check_decode=check, check_determinism=determinism))
+                                  check_decode=check, check_determinism=determinism, decode_device=cross))
     return tasks, cached, kept_failed
 
 

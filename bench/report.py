@@ -31,6 +31,7 @@ from .analysis import (
     mean_curves,
 )
 from .atomic import atomic_path, write_text_atomic
+from .cross_device import report_blocks as cross_device_blocks
 from .errors import BenchError
 from .export import export_results
 from .fairness import bpp_ranges, off_target, reference_warning, target_flag
@@ -316,6 +317,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
         images = store.images(dataset)
         image_files = _image_files(store, dataset)
         run = store.get_meta("run", {})
+        cross_device = cross_device_blocks(store, dataset, out)
     per_image, summary, n_images = exported.per_image, exported.summary, exported.n_images
     if per_image.empty:
         raise ReportError(f"{out}: no measurements stored for dataset {dataset!r}")
@@ -415,6 +417,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     if crops:
         tail += [("h2", "Rate-matched crops"), *[("figure", p.stem, p) for p in crops]]
     tail += [("h2", "Bjøntegaard deltas"), *bd]
+    tail += cross_device
     tail += [("h2", "Encode and decode time per image"), ("table", TIMING_HEADER, timing_rows(per_image))]
     if complexity:
         tail += [("h2", "Learned codec complexity"), ("table", COMPLEXITY_HEADER, complexity)]

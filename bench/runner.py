@@ -185,6 +185,7 @@ def run_benchmark(
     retry_failures: bool = True,
     check_decode: str = "sample",
     make_executor: Callable[[], object] | None = None,
+    decode_device: str = "",
 ) -> RunReport:
     """Measure every (image, codec, quality) not yet in the store of ``out_dir``.
 
@@ -192,7 +193,8 @@ def run_benchmark(
     the missing metrics are added (reconstructions are not stored). With ``targets`` (bpp), each
     image and codec is also measured at the quality whose bpp is nearest each target. Failures
     of earlier runs are retried unless ``retry_failures`` is false. ``make_executor``: where jobs
-    run (default: local worker processes; see ``bench.cluster`` for Dask).
+    run (default: local worker processes; see ``bench.cluster`` for Dask). ``decode_device``: learned
+    codecs also decode each bitstream on that device (stored in the ``cross_device`` table).
     """
     jobs = max(1, jobs or default_jobs())
     started = time.perf_counter()
@@ -214,7 +216,7 @@ def run_benchmark(
                                   make_executor)
             chosen = _search_targets(store, images, configs, targets, execution) if targets else {}
             tasks, report.cached_jobs, report.kept_failures = plan_measurements(
-                store, images, configs, qualities, chosen, metrics, retry_failures, check_decode)
+                store, images, configs, qualities, chosen, metrics, retry_failures, check_decode, decode_device)
             report.total_jobs = len(tasks) + report.cached_jobs + report.kept_failures
             log(f"{dataset.name}: {len(images)} images, {len(configs)} codec(s), {report.total_jobs} measurements "
                 f"({report.cached_jobs} cached, {len(tasks)} to run) with {jobs} job(s)")
@@ -267,7 +269,7 @@ def _measure_all(store: Store, tasks: list[Task], report: RunReport, execution: 
             fail(outcome.task, "decode-not-from-bytes", reason)
             return
         if outcome.task.metrics_only:
-            store.add_metrics(outcome.task.key, m.metrics, m.metric_seconds)
+            store.add_metrics(outcome.task.key, m.metrics, m.metric_seconds, m.cross_device)
         else:
             store.add(m)
             report.work_s += m.encode_s + m.decode_s + m.metric_s

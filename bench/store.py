@@ -64,6 +64,11 @@ CREATE TABLE IF NOT EXISTS notes (
     codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL, note TEXT NOT NULL,
     PRIMARY KEY (codec, options, version, note));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cross_device (
+    image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
+    quality REAL NOT NULL, decode_device TEXT NOT NULL, encode_device TEXT NOT NULL,
+    identical INTEGER, max_abs_diff INTEGER, psnr_rgb REAL, error TEXT NOT NULL,
+    PRIMARY KEY (image_hash, codec, options, version, quality, decode_device));
 """
 
 
@@ -116,6 +121,21 @@ class Key:
 
 
 @dataclass(frozen=True)
+class CrossDevice:
+    """The same bitstream decoded on another device: identical to the measured decode, or how far off.
+
+    ``identical`` is None and ``error`` says why when the other device failed to decode.
+    """
+
+    encode_device: str
+    decode_device: str
+    identical: bool | None
+    max_abs_diff: int | None = None  # pixel levels (0-255) against the measured decode
+    psnr_rgb: float | None = None  # dB, the other device's decode against the original
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Measurement:
     key: Key
     bytes: int
@@ -131,6 +151,7 @@ class Measurement:
     host: str = ""  # host name of the machine that measured it
     machine: str = ""  # its CPU model (and GPU name on CUDA)
     metric_device: str = "cpu"  # where the metrics were computed
+    cross_device: CrossDevice | None = None  # with --decode-device
 
 
 @dataclass(frozen=True)
@@ -374,6 +395,7 @@ class Store:
                  m.host, m.machine, m.metric_device),
             )
             self._insert_metrics(m.key, m.metrics, m.metric_seconds)
+            self._insert_cross_device(m.key, m.cross_device)
             self.conn.execute(f"DELETE FROM failures WHERE {WHERE_KEY}", k)
 
     def add_failure(self, key: Key, image_name: str, stage: str, error: str) -> None:
@@ -394,6 +416,7 @@ class Store:
                                   GROUP BY m.image_hash, m.quality""", (stage, error, now_iso(), *ident))
             count = self.conn.execute(f"DELETE FROM measurements WHERE {where}", ident).rowcount
             self.conn.execute(f"DELETE FROM metrics WHERE {where}", ident)
+            self.conn.execute(f"DELETE FROM cross_device WHERE {where}", ident)
         return count
 
     def add_search(self, ident: Ident, probes: dict[float, int], chosen: dict[float, float]) -> None:
@@ -462,10 +485,12 @@ class Store:
                 out[tuple(key)].add(metric)
         return out
 
-    def add_metrics(self, key: Key, metrics: dict[str, float], seconds: dict[str, float] | None = None) -> None:
-        """Add metrics to a stored measurement (its bytes and times stay as first measured)."""
+    def add_metrics(self, key: Key, metrics: dict[str, float], seconds: dict[str, float] | None = None,
+                    cross_device: CrossDevice | None = None) -> None:
+        """Add metrics (and a cross-device decode) to a stored measurement (its bytes and times stay as first measured)."""
         with self.conn:
             self._insert_metrics(key, metrics, seconds or {})
+            self._insert_cross_device(key, cross_device)
             self.conn.execute(f"DELETE FROM failures WHERE {WHERE_KEY}", key.as_tuple())
 
     def _insert_metrics(self, key: Key, metrics: dict[str, float], seconds: dict[str, float]) -> None:
@@ -473,6 +498,37 @@ class Store:
             "INSERT OR REPLACE INTO metrics (image_hash, codec, options, version, quality, metric, value, seconds) "
             "VALUES (?,?,?,?,?,?,?,?)",
             [(*key.as_tuple(), name, value, seconds.get(name)) for name, value in metrics.items()])
+
+    def _insert_cross_device(self, key: Key, c: CrossDevice | None) -> None:
+        if c is not None:
+            self.conn.execute("INSERT OR REPLACE INTO cross_device VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                              (*key.as_tuple(), c.decode_device, c.encode_device,
+                               None if c.identical is None else int(c.identical), c.max_abs_diff, c.psnr_rgb, c.error))
+
+    def cross_device_keys(self, decode_device: str) -> set[tuple]:
+        """Keys of the measurements whose bitstream was decoded on ``decode_device`` too."""
+        return {tuple(r) for r in self.conn.execute(
+            f"SELECT {', '.join(KEY_COLUMNS)} FROM cross_device WHERE decode_device = ?", (decode_device,))}
+
+    def cross_device_rows(self, dataset: str) -> list[dict]:
+        """Cross-device decodes of the dataset's images, for each codec's current version."""
+        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cross_device'").fetchone():
+            return []  # a store written before cross-device decoding (opened read-only)
+        cur = self.conn.execute(
+            """
+            SELECT i.name AS image, c.label AS codec, x.quality, x.encode_device, x.decode_device, x.identical,
+                   x.max_abs_diff, p.value AS psnr_rgb_measured, x.psnr_rgb AS psnr_rgb_cross, x.error
+            FROM cross_device x
+            JOIN measurements m ON m.image_hash = x.image_hash AND m.codec = x.codec AND m.options = x.options
+                 AND m.version = x.version AND m.quality = x.quality
+            LEFT JOIN metrics p ON p.image_hash = x.image_hash AND p.codec = x.codec AND p.options = x.options
+                 AND p.version = x.version AND p.quality = x.quality AND p.metric = 'psnr-rgb'
+            JOIN images i ON i.image_hash = x.image_hash AND i.dataset = ?
+            JOIN codecs c ON c.codec = x.codec AND c.options = x.options AND c.version = x.version
+            ORDER BY c.label, x.decode_device, x.quality, i.name
+            """, (dataset,))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur]
 
     def get_meta(self, key: str, default=None):
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

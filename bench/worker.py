@@ -125,7 +125,7 @@ def run_task(task: Task) -> Outcome:
         try:
             rgb = image(task.image.npy, task.image.image_hash)
             m, data, rec, note = measure(config(task.origin, task.options), rgb, task.quality, task.key,
-                                         task.metrics, task.check_determinism)
+                                         task.metrics, task.check_determinism, task.decode_device)
             if pixel_sha256(rgb) != task.image.image_hash:
                 raise StageError("encode", f"the original image changed during the job (adapter {task.label!r})")
             outcome = Outcome(task, measurement=m, note=note)

@@ -22,15 +22,29 @@ Bitstream (every byte counts in bpp): an 11-byte header, 4 bytes per stream, the
 
 The image is zero-padded (centred) to a multiple of 64 before ``compress`` and cropped back
 after ``decompress``, as CompressAI's ``eval_model`` does; decoding uses only these bytes.
+
+Own checkpoints without renaming (as ``eval_model checkpoint -p FILE...``): option ``weights`` =
+a folder (its checkpoint files in name order), a glob (matches in name order) or files joined
+with ``+`` (in rate order); quality i is the i-th file. Own models without an adapter: codec
+``learned`` with ``model=pkg.module:NAME`` or ``model=path/file.py:NAME``, NAME being a factory
+``NAME(quality[, device=...]) -> model`` or a ``CompressionModel`` subclass, plus ``weights``.
+Option ``name`` sets the label. The sha256 of the weight files (and of the model's source file)
+is part of the version, so retrained weights or edited models never reuse stale rows.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
+import importlib
+import importlib.util
+import inspect
 import os
 import pickle
 import re
 import struct
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -45,8 +59,9 @@ from compressai.zoo import image as zoo
 from bench.adapters import Option
 
 # codec name -> CompressAI architecture; CODEC_NAMES lets the harness find them without importing torch.
-CODEC_NAMES = ("bmshj2018-factorized", "hyperprior", "mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn")
-ARCHITECTURES = {name: "bmshj2018-hyperprior" if name == "hyperprior" else name for name in CODEC_NAMES}
+CODEC_NAMES = ("bmshj2018-factorized", "hyperprior", "mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn",
+               "learned")
+ARCHITECTURES = {name: "bmshj2018-hyperprior" if name == "hyperprior" else name for name in CODEC_NAMES[:-1]}
 CHECKPOINT_ENV = "BENCH_CHECKPOINTS"
 FORMAT_VERSION = 1
 HEADER = struct.Struct(">BBHHHHB")
@@ -54,6 +69,8 @@ PAD_MULTIPLE = 64
 ENCODER_PARTS = ("g_a", "h_a", "h_s", "h_mean_s", "h_scale_s", "context_prediction", "entropy_parameters")
 DECODER_PARTS = ("h_s", "h_mean_s", "h_scale_s", "context_prediction", "entropy_parameters", "g_s")
 CHECKPOINT_NAME = re.compile(r"^q(\d+)(?!\d).*\.(pth\.tar|pth|pt|tar)$")
+CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar")
+MAX_QUALITIES = 255  # the quality index is one byte of the bitstream header
 
 
 class CheckpointError(Exception):
@@ -158,20 +175,128 @@ def model_from_state_dict(architecture: str, state_dict: dict, source: str) -> t
     return model.eval()
 
 
+def weight_files(weights: str) -> list[Path]:
+    """The checkpoint files of a ``weights`` option, in rate order (quality i = the i-th file).
+
+    ``weights``: files joined with ``+`` (order given), a glob (matches in name order) or a folder
+    (its ``.pth.tar``/``.pth``/``.pt``/``.tar`` files in name order).
+    """
+    if "+" in weights:
+        files = [Path(p).expanduser() for p in weights.split("+") if p.strip()]
+        for path in files:
+            if not path.is_file():
+                raise CheckpointError(f"weights: checkpoint file {path} does not exist")
+    elif glob.has_magic(weights):
+        files = sorted((Path(p) for p in glob.glob(os.path.expanduser(weights)) if Path(p).is_file()),
+                       key=lambda p: (p.name, str(p)))
+        if not files:
+            raise CheckpointError(f"weights: the pattern {weights} matches no file")
+    elif Path(weights).expanduser().is_dir():
+        folder = Path(weights).expanduser()
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(CHECKPOINT_SUFFIXES))
+        if not files:
+            raise CheckpointError(f"weights: folder {folder} holds no checkpoint file "
+                                  f"({', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})")
+    elif Path(weights).expanduser().is_file():
+        files = [Path(weights).expanduser()]
+    else:
+        raise CheckpointError(f"weights: {weights} is no file, folder or pattern that exists")
+    if len(files) > MAX_QUALITIES:
+        raise CheckpointError(f"weights: {len(files)} checkpoint files; at most {MAX_QUALITIES} rate points")
+    return files
+
+
+def weight_file(weights: str, quality: int) -> Path:
+    """The checkpoint of quality index ``quality`` (1 = the first file of ``weights``)."""
+    files = weight_files(weights)
+    if not 1 <= quality <= len(files):
+        raise CheckpointError(f"weights: no checkpoint for quality {quality} ({len(files)} files: 1-{len(files)})")
+    return files[quality - 1]
+
+
+def model_module(spec: str):
+    """(module, attribute name) of a ``model`` option: ``pkg.module:NAME`` or ``path/file.py:NAME``."""
+    target, sep, attr = spec.strip().rpartition(":")
+    if not sep or not target or not attr.isidentifier():
+        raise ValueError(f"model={spec!r}: expected MODULE:NAME or path/to/file.py:NAME")
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"model={spec!r}: file {path} does not exist")
+        name = f"bench_learned_model_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+        if name not in sys.modules:
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+        module = sys.modules[name]
+    else:
+        module = importlib.import_module(target)
+    if not hasattr(module, attr):
+        raise ValueError(f"model={spec!r}: {getattr(module, '__file__', target)} defines no {attr!r}")
+    return module, attr
+
+
+def build_user_model(spec: str, quality: int, state_dict: dict | None, source: str, device: str) -> torch.nn.Module:
+    """A model from a factory (``NAME(quality[, device=...])``) or a class, with the state_dict loaded if given."""
+    module, attr = model_module(spec)
+    obj = getattr(module, attr)
+    try:
+        if isinstance(obj, type):
+            if state_dict is None:
+                raise CheckpointError(f"model={spec}: {attr} is a class; give its checkpoints with weights=")
+            model = obj.from_state_dict(state_dict) if hasattr(obj, "from_state_dict") else obj()
+        else:
+            kwargs = {"device": device} if "device" in inspect.signature(obj).parameters else {}
+            model = obj(quality, **kwargs)
+        if state_dict is not None:
+            model.load_state_dict(state_dict)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise CheckpointError(f"{source}: cannot build {spec} for quality {quality} "
+                              f"({type(exc).__name__}: {message})") from None
+    missing = [m for m in ("compress", "decompress") if not callable(getattr(model, m, None))]
+    if missing:
+        raise CheckpointError(f"model={spec}: {attr} gave a {type(model).__name__} without {', '.join(missing)} "
+                              "(the CompressAI CompressionModel API)")
+    if hasattr(model, "update"):
+        model.update()  # builds entropy-coder tables only if the weights lack them
+    return model.eval()
+
+
 _MODELS: dict[tuple, torch.nn.Module] = {}
 
 
-def load_model(architecture: str, metric: str, quality: int, checkpoints: str, device: str) -> torch.nn.Module:
-    """The model for one quality, loaded once per process and kept."""
-    key = (architecture, metric, quality, checkpoints, device)
+def load_model(architecture: str, metric: str, quality: int, checkpoints: str, device: str, weights: str = "",
+               model: str = "") -> torch.nn.Module:
+    """The model for one quality, loaded once per process and device (a device string as given) and kept.
+
+    ``model`` (a user model spec) replaces ``architecture``; ``weights`` replaces ``checkpoints``.
+    """
+    key = (architecture, metric, quality, checkpoints, device, weights, model)
     if key not in _MODELS:
-        folder = checkpoint_folder(architecture, checkpoints)
-        if folder is not None:
+        if model in zoo.model_architectures:  # learned:model=<zoo architecture>:weights=...
+            path = weight_file(weights, quality)
+            loaded = model_from_state_dict(model, read_state_dict(path), str(path))
+        elif model:
+            path = weight_file(weights, quality) if weights else None
+            state_dict = read_state_dict(path) if path else None
+            loaded = build_user_model(model, quality, state_dict, str(path or model), device)
+        elif weights:
+            path = weight_file(weights, quality)
+            loaded = model_from_state_dict(architecture, read_state_dict(path), str(path))
+        elif (folder := checkpoint_folder(architecture, checkpoints)) is not None:
             files = checkpoint_files(folder)
             if quality not in files:
                 have = ", ".join(f"q{q}" for q in sorted(files)) or "none"
                 raise CheckpointError(f"{folder}: no checkpoint for quality {quality} (has {have})")
-            model = model_from_state_dict(architecture, read_state_dict(files[quality]), str(files[quality]))
+            loaded = model_from_state_dict(architecture, read_state_dict(files[quality]), str(files[quality]))
         else:
             url, cached = zoo_file(architecture, metric, quality)
             if not cached.is_file():
@@ -180,8 +305,8 @@ def load_model(architecture: str, metric: str, quality: int, checkpoints: str, d
                 except (urllib.error.URLError, OSError) as exc:
                     raise CheckpointError(f"cannot download {url} to {cached} ({exc})") from None
             state_dict = zoo.load_pretrained(read_state_dict(cached))
-            model = model_from_state_dict(architecture, state_dict, str(cached))
-        _MODELS[key] = model.to(device)
+            loaded = model_from_state_dict(architecture, state_dict, str(cached))
+        _MODELS[key] = loaded.to(device)
     return _MODELS[key]
 
 
@@ -203,31 +328,47 @@ def files_digest(paths: list[Path]) -> str:
 
 
 def complexity(model: torch.nn.Module, size: int = 256) -> dict[str, float]:
-    """Parameter count and encoder / decoder kMAC per pixel (torch.utils.flop_counter, one forward)."""
+    """Parameter count and encoder / decoder kMAC per pixel (torch.utils.flop_counter, one forward).
+
+    Parts are CompressAI's module names (g_a, h_a, ...); a model without them gets the kMAC per
+    pixel of its whole forward pass instead.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     model = model.to("cpu")
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.rand(1, 3, size, size))
     per_part: dict[str, int] = {}
+    total = 0
     for name, counts in counter.get_flop_counts().items():
         parts = name.split(".")
+        if len(parts) == 1:
+            total = sum(counts.values())
         if len(parts) == 2:
             per_part[parts[1]] = sum(counts.values())
 
     def kmac(names) -> float:
         return sum(per_part.get(n, 0) for n in names) / 2 / (size * size) / 1000
 
-    return {"parameters": int(sum(p.numel() for p in model.parameters())),
-            "encoder_kmac_per_pixel": round(kmac(ENCODER_PARTS), 2),
-            "decoder_kmac_per_pixel": round(kmac(DECODER_PARTS), 2)}
+    counts = {"parameters": int(sum(p.numel() for p in model.parameters()))}
+    if any(n in per_part for n in ENCODER_PARTS + DECODER_PARTS):
+        return {**counts, "encoder_kmac_per_pixel": round(kmac(ENCODER_PARTS), 2),
+                "decoder_kmac_per_pixel": round(kmac(DECODER_PARTS), 2)}
+    return {**counts, "forward_kmac_per_pixel": round(total / 2 / (size * size) / 1000, 2)}
+
+
+def weights_description(weights: str) -> tuple[str, list[int]]:
+    """(description with the files' sha256, qualities 1..n) of a ``weights`` option."""
+    files = weight_files(weights)
+    return (f"files {' + '.join(f.name for f in files)} (sha256 {files_digest(files)})",
+            list(range(1, len(files) + 1)))
 
 
 # --- the adapters ----------------------------------------------------------------------------
 def check_device(device: str) -> None:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; raises ValueError otherwise."""
-    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
-        raise ValueError("must be auto, cpu, cuda or cuda:N")
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``cpu:N`` (a separately loaded CPU model); raises ValueError otherwise."""
+    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"(cuda|cpu):\d+", device):
+        raise ValueError("must be auto, cpu, cuda, cuda:N or cpu:N")
 
 
 def _to_tensor(rgb: np.ndarray, device: str) -> torch.Tensor:
@@ -239,41 +380,99 @@ def _to_rgb(x_hat: torch.Tensor) -> np.ndarray:
     return (x_hat[0] * 255).clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-class CompressAIModel:
-    """One CompressAI architecture as a codec adapter."""
+@contextlib.contextmanager
+def one_thread():
+    """Torch on one thread for the work ``setup`` does in the harness's main process.
+
+    GNU OpenMP is not fork-safe: a worker forked from a process that ran a multi-threaded
+    parallel region hangs in its own first one (e.g. every job of ``--jobs 1`` on 2+ cores).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device cuda requested but torch sees no CUDA device")
+
+
+class LearnedCodec:
+    """Encode/decode shared by the learned adapters; subclasses say how to load a quality's model."""
 
     FAMILY = "learned"
+    VERSION = f"CompressAI {compressai.__version__}, torch {torch.__version__}"
+
+    def _model(self, quality: int, device: str, options: dict) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def prepare(self, quality: int, device: str = "cpu", **options) -> None:
+        """Load the model before the harness starts timing (once per worker, quality and device)."""
+        self._model(int(quality), device, options)
+
+    def encode(self, rgb: np.ndarray, quality: int, device: str = "cpu", **options) -> bytes:
+        model = self._model(int(quality), device, options)
+        x = _to_tensor(rgb, device)
+        height, width = x.shape[2:]
+        pad, _ = compute_padding(height, width, min_div=PAD_MULTIPLE)
+        with torch.no_grad():
+            out = model.compress(F.pad(x, pad, mode="constant", value=0))
+        return pack(int(quality), height, width, out["shape"], out["strings"])
+
+    def decode(self, data: bytes, device: str = "cpu", **options) -> np.ndarray:
+        quality, height, width, shape, strings = unpack(data)
+        model = self._model(quality, device, options)
+        _, unpad = compute_padding(height, width, min_div=PAD_MULTIPLE)
+        with torch.no_grad():
+            x_hat = model.decompress(strings, shape)["x_hat"]
+        return _to_rgb(F.pad(x_hat, unpad))
+
+
+class CompressAIModel(LearnedCodec):
+    """One CompressAI architecture as a codec adapter (zoo weights, a checkpoint set or ``weights`` files)."""
 
     def __init__(self, name: str, architecture: str):
         self.NAME = name
         self.architecture = architecture
-        self.VERSION = f"CompressAI {compressai.__version__}, torch {torch.__version__}"
         self.DESCRIPTION = (f"{architecture} (CompressAI {compressai.__version__}), rANS bitstream with an "
                             f"{HEADER.size}-byte header + 4 bytes per stream; input padded to multiples of 64")
         self.OPTIONS = {
             "metric": Option("mse", choices=("mse", "ms-ssim"), help="distortion the zoo weights were trained for"),
             # Read from the environment at setup, not at import; the weights' hash enters the version.
             "checkpoints": Option("", key=False, help=f"checkpoint folder (default ${CHECKPOINT_ENV}; empty: zoo)"),
+            "weights": Option("", help="checkpoint files: a+b (rate order), a glob or a folder (name order)"),
+            "name": Option("", help="label in tables, plots and file names"),
             "device": Option("auto", validate=check_device, help="auto, cpu, cuda or cuda:N"),
         }
         self.QUALITIES = sorted(zoo.cfgs[architecture])
 
-    def setup(self, metric: str, checkpoints: str, device: str) -> dict:
+    def _model(self, quality: int, device: str, options: dict) -> torch.nn.Module:
+        return load_model(self.architecture, options.get("metric", "mse"), quality, options.get("checkpoints", ""),
+                          device, options.get("weights", ""))
+
+    def setup(self, metric: str = "mse", checkpoints: str = "", device: str = "cpu", weights: str = "",
+              name: str = "") -> dict:
         """Find the weights; raises (codec unavailable) with the reason if there are none.
 
-        ``checkpoints`` empty means ``$BENCH_CHECKPOINTS`` (read now), else the zoo; the folder
-        found is returned as the resolved option, its files' hash goes into the version.
+        ``weights`` (files) wins over ``checkpoints``; ``checkpoints`` empty means
+        ``$BENCH_CHECKPOINTS`` (read now), else the zoo; the folder found is returned as the
+        resolved option, the files' hash goes into the version.
         """
         checkpoints = checkpoints or os.environ.get(CHECKPOINT_ENV, "")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("device cuda requested but torch sees no CUDA device")
-        folder = checkpoint_folder(self.architecture, checkpoints)
-        if folder is not None:
+        _check_device(device)
+        folder = None if weights else checkpoint_folder(self.architecture, checkpoints)
+        if weights:
+            described, qualities = weights_description(weights)
+            identity = described
+        elif folder is not None:
             files = checkpoint_files(folder)
             if not files:
                 raise CheckpointError(f"{folder}: no checkpoint files named q<quality>*.pth.tar")
             digest = files_digest(list(files.values()))
-            weights, identity = f"checkpoints {folder} (sha256 {digest})", f"checkpoints sha256 {digest}"
+            described, identity = f"checkpoints {folder} (sha256 {digest})", f"checkpoints sha256 {digest}"
             qualities = sorted(files)
         else:
             missing = [zoo_file(self.architecture, metric, q) for q in self.QUALITIES]
@@ -282,35 +481,65 @@ class CompressAIModel:
                 raise CheckpointError(
                     f"no weights: no {CHECKPOINT_ENV} checkpoints, zoo file {missing[0][1].name} not in "
                     f"{missing[0][1].parent} and {missing[0][0]} unreachable ({reason})")
-            weights = identity = f"CompressAI zoo, metric {metric}"
+            described = identity = f"CompressAI zoo, metric {metric}"
             qualities = self.QUALITIES
-        model = load_model(self.architecture, metric, qualities[0], checkpoints, "cpu")
+        with one_thread():
+            counts = complexity(load_model(self.architecture, metric, qualities[0], checkpoints, "cpu", weights))
         return {"version": f"{self.VERSION}; weights: {identity}", "qualities": qualities,
-                "options": {"checkpoints": checkpoints}, "info": {"weights": weights, **complexity(model)}}
+                "options": {"checkpoints": checkpoints}, "info": {"weights": described, **counts}}
 
-    def prepare(self, quality: int, metric: str, checkpoints: str, device: str) -> None:
-        """Load the model before the harness starts timing (once per worker and quality)."""
-        load_model(self.architecture, metric, int(quality), checkpoints, device)
 
-    def encode(self, rgb: np.ndarray, quality: int, metric: str, checkpoints: str, device: str) -> bytes:
-        model = load_model(self.architecture, metric, int(quality), checkpoints, device)
-        x = _to_tensor(rgb, device)
-        height, width = x.shape[2:]
-        pad, _ = compute_padding(height, width, min_div=PAD_MULTIPLE)
-        with torch.no_grad():
-            out = model.compress(F.pad(x, pad, mode="constant", value=0))
-        return pack(int(quality), height, width, out["shape"], out["strings"])
+class UserModel(LearnedCodec):
+    """``learned:model=pkg.module:NAME:weights=...``: a model built by the user's own code.
 
-    def decode(self, data: bytes, metric: str, checkpoints: str, device: str) -> np.ndarray:
-        quality, height, width, shape, strings = unpack(data)
-        model = load_model(self.architecture, metric, quality, checkpoints, device)
-        _, unpad = compute_padding(height, width, min_div=PAD_MULTIPLE)
-        with torch.no_grad():
-            x_hat = model.decompress(strings, shape)["x_hat"]
-        return _to_rgb(F.pad(x_hat, unpad))
+    ``model`` may also name a CompressAI architecture (``learned:model=mbt2018-mean:weights=...``).
+    """
+
+    NAME = "learned"
+    DESCRIPTION = ("your own CompressAI-API model (model=MODULE:NAME or path/file.py:NAME, weights=FILES), "
+                   f"rANS bitstream with an {HEADER.size}-byte header + 4 bytes per stream; input padded to "
+                   "multiples of 64")
+    OPTIONS = {
+        "model": Option("", help="pkg.module:NAME or path/file.py:NAME (a factory or a CompressionModel class)"),
+        "weights": Option("", help="checkpoint files: a+b (rate order), a glob or a folder (name order)"),
+        "name": Option("", help="label in tables, plots and file names"),
+        "device": Option("auto", validate=check_device, help="auto, cpu, cuda or cuda:N"),
+    }
+    QUALITIES = [1]
+
+    def _model(self, quality: int, device: str, options: dict) -> torch.nn.Module:
+        return load_model("", "", quality, "", device, options.get("weights", ""), options["model"])
+
+    def setup(self, model: str = "", weights: str = "", name: str = "", device: str = "cpu") -> dict:
+        """The model's source and weights (hashed into the version) and its default sweep."""
+        if not model:
+            raise ValueError("codec 'learned' needs model=MODULE:NAME or model=path/file.py:NAME "
+                             "(e.g. --codecs learned:model=mymodels.py:build:weights=ckpt/:name=mine)")
+        _check_device(device)
+        if model in zoo.model_architectures:
+            if not weights:
+                raise ValueError(f"model={model} (a CompressAI architecture) needs weights=FILES")
+            module, attr, code = None, model, f"{model} (CompressAI {compressai.__version__})"
+        else:
+            module, attr = model_module(model)
+            source = Path(inspect.getfile(module))
+            code = f"{model} (source sha256 {hashlib.sha256(source.read_bytes()).hexdigest()[:12]})"
+        if weights:
+            described, qualities = weights_description(weights)
+        else:
+            described = f"loaded by {attr} itself"
+            qualities = [int(q) for q in getattr(module, "QUALITIES", range(1, 9))]
+        with one_thread():
+            loaded = load_model("", "", qualities[0], "", "cpu", weights, model)
+            try:
+                counts = complexity(loaded)
+            except Exception as exc:  # a model whose forward pass differs from CompressAI's
+                counts = {"complexity": f"not counted ({type(exc).__name__}: {exc})"[:200]}
+        return {"version": f"{self.VERSION}; model {code}; weights: {described}", "qualities": qualities,
+                "info": {"model": code, "weights": described, **counts}}
 
 
 torch.backends.cudnn.deterministic = True
 torch.backends.cudnn.benchmark = False
 
-ADAPTERS = [CompressAIModel(name, ARCHITECTURES[name]) for name in CODEC_NAMES]
+ADAPTERS = [*(CompressAIModel(name, ARCHITECTURES[name]) for name in CODEC_NAMES if name != "learned"), UserModel()]

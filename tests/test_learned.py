@@ -278,12 +278,18 @@ def test_decode_mismatch_oom_fallback_and_gpu_worker(mode, image_folder, tmp_pat
         assert devices == {"cuda"}  # ran in the separate single GPU worker
 
 
-def test_gpu_check_script_on_cpu(tiny):
-    """The prepared GPU check, run with two CPU 'devices': everything must agree exactly."""
-    from bench.gpu_check import compare_devices
+def test_gpu_check_script_on_cpu(tiny, image_folder, tmp_path, capsys):
+    """The prepared GPU check with two CPU 'devices' (cpu:1 = a separately loaded model): all identical."""
+    from bench.gpu_check import main
 
-    images = [photo(64, 96, "coffee"), photo(80, 64, "chelsea")]
-    result = compare_devices(HYPERPRIOR, images, [1], str(tiny.parent), ("cpu", "cpu"))
-    assert result["runs"] == 2 and result["same_bytes"] == 2
-    assert result["mismatched"] == 0 and result["max_diff"] == 0
-    assert all(s > 0 for s in result["seconds"].values())
+    code = main(["--dataset", str(image_folder), "--codec", "hyperprior", "--checkpoints", str(tiny.parent),
+                 "--devices", "cpu,cpu:1", "--out", str(tmp_path / "check"), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "| hyperprior | cpu:1 → cpu | 6 | 6 | 0 | 0 | 0 |" in out  # 3 images x 2 qualities
+    assert "| hyperprior | cpu → cpu:1 | 6 | 6 | 0 | 0 | 0 |" in out
+    for device, folder in (("cpu", "encode-cpu"), ("cpu:1", "encode-cpu-1")):
+        with Store(tmp_path / "check" / folder, writer=False) as store:
+            rows = list(store.rows("images"))
+        rate = len(rows) / sum(r["encode_s"] + r["decode_s"] for r in rows)
+        assert f"{device:>6}: {rate:.2f} images/s" in out
