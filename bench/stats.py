@@ -106,7 +106,11 @@ def _cubic_integral(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray
             rhs[:, k] = (power * y).sum(axis=1)
         power = power * u
     gram = sums[:, np.arange(4)[:, None] + np.arange(4)[None, :]]  # rows x 4 x 4
-    coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
+    coef = np.full((len(x), 4), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        solvable = np.isfinite(gram).all(axis=(1, 2)) & (np.linalg.cond(gram) < 1e12)  # repeated points: NaN
+    if solvable.any():
+        coef[solvable] = np.linalg.solve(gram[solvable], rhs[solvable][..., None])[..., 0]
     k = np.arange(1, 5)
 
     def antiderivative(v):

@@ -266,3 +266,16 @@ def test_bd_table_cells_show_interval_and_marks():
     no_boot = bd_table(per_image, summary, 6, "jpeg", bootstrap=0)
     assert no_boot[["ci_low", "ci_high", "p", "p_holm"]].isna().all().all()
     assert "No intervals" in bd_blocks(no_boot, "jpeg", "pchip", {}, "synthetic", 0)[1][1]
+
+
+def test_repeated_points_give_nan_not_an_error():
+    """Two quality points at the same bpp (a learned codec's duplicate checkpoints) used to raise LinAlgError."""
+    from bench.stats import bd_batch
+
+    rate = np.array([[0.2, 0.2, 0.2, 0.2, 0.8]])
+    quality = np.array([[30.0, 30.0, 30.0, 30.0, 36.0]])
+    anchor_rate, anchor_q = np.array([[0.1, 0.3, 0.6, 1.2]]), np.array([[27.0, 31.0, 34.0, 38.0]])
+    for method in ("pchip", "akima", "cubic"):
+        for kind in ("rate", "quality"):
+            values, _ = bd_batch(anchor_rate, anchor_q, rate, quality, method, kind)
+            assert np.isnan(values).all()
