@@ -50,7 +50,8 @@ def _cell(value, digits: int = 2) -> str:
 
 def table_rows(table: pd.DataFrame) -> list[list[str]]:
     return [[r["codec"], f"{r['encode_device']} → {r['decode_device']}", str(r["bitstreams"]), str(r["identical"]),
-             str(r["differing"]), str(r["failed"]), "n/a" if pd.isna(r["max_abs_diff"]) else str(int(r["max_abs_diff"])),
+             str(r["differing"]), str(r["failed"]),
+             "n/a" if pd.isna(r["max_abs_diff"]) else str(int(r["max_abs_diff"])),
              _cell(r["psnr_rgb_measured"]), _cell(r["psnr_rgb_cross"]), r["first_error"][:120]]
             for _, r in table.iterrows()]
 

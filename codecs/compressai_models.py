@@ -44,10 +44,10 @@ import os
 import pickle
 import re
 import struct
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 import compressai
 import numpy as np
@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 from compressai.zoo import image as zoo
 
-from bench.adapters import Option
+from bench.adapters import Option, import_file
 
 # codec name -> CompressAI architecture; CODEC_NAMES lets the harness find them without importing torch.
 CODEC_NAMES = ("bmshj2018-factorized", "hyperprior", "mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn",
@@ -223,17 +223,7 @@ def model_module(spec: str):
         path = Path(target).expanduser().resolve()
         if not path.is_file():
             raise ValueError(f"model={spec!r}: file {path} does not exist")
-        name = f"bench_learned_model_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
-        if name not in sys.modules:
-            module_spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module
-            try:
-                module_spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[name]
-                raise
-        module = sys.modules[name]
+        module = import_file(path)  # once per process, as the harness imports adapter files
     else:
         module = importlib.import_module(target)
     if not hasattr(module, attr):
@@ -285,9 +275,9 @@ def load_model(architecture: str, metric: str, quality: int, checkpoints: str, d
             path = weight_file(weights, quality)
             loaded = model_from_state_dict(model, read_state_dict(path), str(path))
         elif model:
-            path = weight_file(weights, quality) if weights else None
-            state_dict = read_state_dict(path) if path else None
-            loaded = build_user_model(model, quality, state_dict, str(path or model), device)
+            user_file = weight_file(weights, quality) if weights else None
+            state_dict = read_state_dict(user_file) if user_file else None
+            loaded = build_user_model(model, quality, state_dict, str(user_file or model), device)
         elif weights:
             path = weight_file(weights, quality)
             loaded = model_from_state_dict(architecture, read_state_dict(path), str(path))
@@ -499,13 +489,13 @@ class UserModel(LearnedCodec):
     DESCRIPTION = ("your own CompressAI-API model (model=MODULE:NAME or path/file.py:NAME, weights=FILES), "
                    f"rANS bitstream with an {HEADER.size}-byte header + 4 bytes per stream; input padded to "
                    "multiples of 64")
-    OPTIONS = {
+    OPTIONS: ClassVar[dict[str, Option]] = {
         "model": Option("", help="pkg.module:NAME or path/file.py:NAME (a factory or a CompressionModel class)"),
         "weights": Option("", help="checkpoint files: a+b (rate order), a glob or a folder (name order)"),
         "name": Option("", help="label in tables, plots and file names"),
         "device": Option("auto", validate=check_device, help="auto, cpu, cuda or cuda:N"),
     }
-    QUALITIES = [1]
+    QUALITIES: ClassVar[list[int]] = [1]
 
     def _model(self, quality: int, device: str, options: dict) -> torch.nn.Module:
         return load_model("", "", quality, "", device, options.get("weights", ""), options["model"])
@@ -532,7 +522,7 @@ class UserModel(LearnedCodec):
         with one_thread():
             loaded = load_model("", "", qualities[0], "", "cpu", weights, model)
             try:
-                counts = complexity(loaded)
+                counts: dict[str, object] = dict(complexity(loaded))
             except Exception as exc:  # a model whose forward pass differs from CompressAI's
                 counts = {"complexity": f"not counted ({type(exc).__name__}: {exc})"[:200]}
         return {"version": f"{self.VERSION}; model {code}; weights: {described}", "qualities": qualities,
