@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -159,45 +160,43 @@ def test_crashing_codec_on_a_cluster_is_one_crash_row_each(cluster, image_folder
     assert len(rows(tmp_path / "out", "measurements")) == 3 + 6, "fake at quality 1 and jpeg at both qualities"
 
 
-def test_gpu_jobs_go_to_gpu_workers_only(image_folder, tmp_path):
+@contextlib.contextmanager
+def cluster_with_extra_worker(resources: str, **env):
+    """A LocalCluster with one CPU worker, plus one `dask worker` process with ``resources`` and ``env``."""
     from distributed import Client, LocalCluster
 
-    plugins = fake_adapter(tmp_path / "p")
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
                       resources={"CPU": 1}) as started, Client(started) as client:
-        gpu = dask_worker(started.scheduler_address, "GPU=1", BENCH_TEST_ROLE="gpu")
+        extra = dask_worker(started.scheduler_address, resources, **env)
         try:
             wait_workers(client, 2)
-            code = main(["run", "--dataset", str(image_folder), "--codecs", "fake:device=cuda,fake:device=cpu",
-                         "--codecs-dir", str(plugins), "--scheduler", started.scheduler_address,
-                         "--out", str(tmp_path / "out"), "--quiet", "--metrics", "psnr-rgb", "--decode-check", "off"])
+            yield started, client
         finally:
-            os.killpg(gpu.pid, signal.SIGKILL)
-            gpu.wait()
+            os.killpg(extra.pid, signal.SIGKILL)
+            extra.wait()
+
+
+def test_gpu_jobs_go_to_gpu_workers_only(image_folder, tmp_path):
+    plugins = fake_adapter(tmp_path / "p")
+    with cluster_with_extra_worker("GPU=1", BENCH_TEST_ROLE="gpu") as (started, _):
+        code = main(["run", "--dataset", str(image_folder), "--codecs", "fake:device=cuda,fake:device=cpu",
+                     "--codecs-dir", str(plugins), "--scheduler", started.scheduler_address,
+                     "--out", str(tmp_path / "out"), "--quiet", "--metrics", "psnr-rgb", "--decode-check", "off"])
     assert rows(tmp_path / "out", "failures").empty, "no CUDA job on a CPU worker, no CPU job on the GPU worker"
     assert code == 0 and len(rows(tmp_path / "out", "measurements")) == 2 * 9
 
 
 def test_worker_with_another_version_stores_nothing(image_folder, tmp_path, capsys):
-    from distributed import Client, LocalCluster
-
     plugins = fake_adapter(tmp_path / "p")
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                      resources={"CPU": 1}) as started, Client(started) as client:
-        other = dask_worker(started.scheduler_address, "CPU=1", FAKE_VERSION="2")
-        try:
-            wait_workers(client, 2)
-            configs = select(discover([plugins]), ["fake"])[0]
-            messages: list[str] = []
-            allowed = check_versions(client, configs, messages.append)
-            assert len(allowed["fake"]) == 1 and "its version is '2; adapter " in messages[0]  # + code hash
-            assert "the client's '1; adapter " in messages[0]
-            code = main(["run", "--dataset", str(image_folder), "--codecs", "fake", "--codecs-dir", str(plugins),
-                         "--scheduler", started.scheduler_address, "--out", str(tmp_path / "out"), "--quiet",
-                         "--metrics", "psnr-rgb"])
-        finally:
-            os.killpg(other.pid, signal.SIGKILL)
-            other.wait()
+    with cluster_with_extra_worker("CPU=1", FAKE_VERSION="2") as (started, client):
+        configs = select(discover([plugins]), ["fake"])[0]
+        messages: list[str] = []
+        allowed = check_versions(client, configs, messages.append)
+        assert len(allowed["fake"]) == 1 and "its version is '2; adapter " in messages[0]  # + code hash
+        assert "the client's '1; adapter " in messages[0]
+        code = main(["run", "--dataset", str(image_folder), "--codecs", "fake", "--codecs-dir", str(plugins),
+                     "--scheduler", started.scheduler_address, "--out", str(tmp_path / "out"), "--quiet",
+                     "--metrics", "psnr-rgb"])
     assert code == 0 and rows(tmp_path / "out", "failures").empty
     assert len(rows(tmp_path / "out", "measurements")) == 9
     assert set(rows(tmp_path / "out", "measurements")["version"]) == {configs[0].version}
