@@ -24,6 +24,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import atomic_path
 from .errors import BenchError, did_you_mean
 from .images import IMAGE_EXTENSIONS, ImageError, load_image, pixel_sha256
 
@@ -173,7 +174,7 @@ def extract_images(archive: Path, prefix: str, folder: Path) -> int:
                 continue
             dest = folder / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(member) as src, open(dest, "wb") as out:
+            with zf.open(member) as src, atomic_path(dest) as tmp, open(tmp, "wb") as out:
                 shutil.copyfileobj(src, out)
             count += 1
     return count
