@@ -105,6 +105,13 @@ def ident_of(config: CodecConfig, image: ImageRef) -> Ident:
     return Ident(image.image_hash, config.name, config.options_key, config.version)
 
 
+def wanted_qualities(config: CodecConfig, image: ImageRef, qualities: list[float] | None,
+                     chosen: dict[tuple[str, str], list[float]]) -> list[float]:
+    """Qualities to measure for one image and codec: the sweep, then target-bpp choices not in it."""
+    wanted = list(config.qualities if qualities is None else qualities)
+    return wanted + [q for q in chosen.get((image.image_hash, config.label), ()) if q not in wanted]
+
+
 def plan_searches(store: Store, images: list[ImageRef], configs: list[CodecConfig], targets: tuple[float, ...]
                   ) -> tuple[list[SearchTask], dict[tuple[str, str], list[float]]]:
     """Target-bpp searches still to run, and the qualities already chosen per (image hash, label)."""
@@ -143,11 +150,9 @@ def plan_measurements(store: Store, images: list[ImageRef], configs: list[CodecC
     determinism_checked: set[str] = set()
     for image in images:
         for config in configs:
-            wanted = list(config.qualities if qualities is None else qualities)
-            wanted += [q for q in chosen.get((image.image_hash, config.label), ()) if q not in wanted]
             ident = ident_of(config, image)
             cross = decode_device if "device" in config.options else ""
-            for quality in wanted:
+            for quality in wanted_qualities(config, image, qualities, chosen):
                 key = ident.at(quality)
                 have = stored.get(key.as_tuple())
                 missing = tuple(m for m in metrics if have is None or m not in have)

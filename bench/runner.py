@@ -395,22 +395,20 @@ def plan_run(dataset: Dataset, configs: list[CodecConfig], out_dir: str | Path, 
              metrics: tuple[str, ...] = DEFAULT_METRICS, targets: tuple[float, ...] = (),
              retry_failures: bool = True, log: Log = print) -> Plan:
     """Plan a run without measuring or writing anything (the store, if any, is only read)."""
-    from .planning import expected_seconds
+    from .planning import expected_seconds, wanted_qualities
 
     with image_folder() as folder, tempfile.TemporaryDirectory(prefix="bench-plan-") as empty:
         images, _, _ = prepare_images(dataset, folder, log)
         db = Path(out_dir) / "results.sqlite"
         with (Store(out_dir, writer=False) if db.is_file() else Store(empty)) as store:
             searches, chosen = plan_searches(store, images, configs, targets) if targets else ([], {})
-            tasks, _, _ = plan_measurements(store, images, configs, qualities, chosen, metrics,
-                                                    retry_failures, "off")
+            tasks, _, _ = plan_measurements(store, images, configs, qualities, chosen, metrics, retry_failures, "off")
             measured = store.seconds_per_megapixel()
             counts = {c.label: [0, 0, 0] for c in configs}
             for task in tasks:
                 counts[task.label][2] += 1
             for config in configs:  # cached (or kept failed) = wanted - to run
-                wanted = len(images) * len(config.qualities if qualities is None else qualities)
-                counts[config.label][0] = wanted + sum(len(chosen.get((i.image_hash, config.label), ())) for i in images)
+                counts[config.label][0] = sum(len(wanted_qualities(config, i, qualities, chosen)) for i in images)
                 counts[config.label][1] = counts[config.label][0] - counts[config.label][2]
             seconds = [(expected_seconds(t, measured), t.on_gpu) for t in tasks]
     return Plan(len(images), counts, len(searches), sum(s for s, gpu in seconds if not gpu),
