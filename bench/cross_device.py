@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_path
+from .export import write_csv
 from .store import Store
 
 HEADER = ["codec", "encode → decode", "bitstreams", "identical", "differing", "failed", "max abs diff",
@@ -67,8 +67,7 @@ def report_blocks(store: Store, dataset: str, out: Path) -> list[tuple]:
     rows = store.cross_device_rows(dataset)
     if not rows:
         return []
-    with atomic_path(Path(out) / "cross_device.csv") as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
+    write_csv(pd.DataFrame(rows), Path(out) / "cross_device.csv")
     table = summary(rows)
     caption = ("Each bitstream (image × quality) encoded and decoded on the first device is decoded again on the "
                "second (run --decode-device). identical = the same pixels; differing = another image (max |diff| in "

@@ -189,7 +189,6 @@ const D = JSON.parse(document.getElementById('bench-data').textContent);
 const CONFIG = %(config)s;
 let metric = D.metrics[0];
 let image = D.images.length ? D.images[0] : null;
-function zoomRange(fig){ const z = fig.layout.meta.zoom; return z; }
 function drawRd(){
   const fig = D.rd[metric];
   Plotly.react('rd-plot', fig.data, JSON.parse(JSON.stringify(fig.layout)), CONFIG);
@@ -222,7 +221,7 @@ document.getElementById('zoom-all').addEventListener('click', () => {
   Plotly.relayout('rd-plot', {'xaxis.autorange': true, 'yaxis.autorange': true});
 });
 document.getElementById('zoom-low').addEventListener('click', () => {
-  const z = zoomRange(D.rd[metric]), update = {'xaxis.range': [0, D.rd[metric].layout.meta.zoom_max_bpp]};
+  const z = D.rd[metric].layout.meta.zoom, update = {'xaxis.range': [0, D.rd[metric].layout.meta.zoom_max_bpp]};
   if (z) update['yaxis.range'] = z;
   Plotly.relayout('rd-plot', update);
 });

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_msssim.ssim import _fspecial_gauss_1d
-from pytorch_msssim.ssim import gaussian_filter as _msssim_gaussian_filter
+from pytorch_msssim.ssim import gaussian_filter as _gauss  # separable, valid region
 
 PEAK = 255.0
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # pytorch-msssim's defaults
@@ -94,11 +94,6 @@ def _pad_even(x: torch.Tensor) -> torch.Tensor:
     """piq's zero padding of the bottom and right edge by one when a side is odd."""
     down = max(x.shape[2] % 2, x.shape[3] % 2)
     return F.pad(x, pad=[0, down, 0, down]) if down else x
-
-
-def _gauss(x: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
-    """pytorch-msssim's separable Gaussian filter (valid region) of a (1, 3, h, w) map."""
-    return _msssim_gaussian_filter(x, win)
 
 
 Haar = tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]  # see haar_responses

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import BenchError, did_you_mean
+
 if TYPE_CHECKING:
     from .metric_engine import Pair
 
@@ -135,12 +137,16 @@ METRICS: dict[str, MetricInfo] = {
 DEFAULT_METRICS = tuple(name for name, m in METRICS.items() if m.default)
 
 
+class MetricError(BenchError, ValueError):
+    """An unknown metric name."""
+
+
 def resolve_metrics(names: list[str] | None) -> tuple[str, ...]:
     """Requested metric names (default: DEFAULT_METRICS) plus what they require, in registry order."""
     wanted = set(names or DEFAULT_METRICS)
-    unknown = sorted(wanted - set(METRICS))
-    if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(unknown)} (known: {', '.join(METRICS)})")
+    for name in names or ():
+        if name not in METRICS:
+            raise MetricError(f"unknown metric {name!r} (known: {', '.join(METRICS)}){did_you_mean(name, METRICS)}")
     for name in list(wanted):
         wanted.update(METRICS[name].requires)
     return tuple(name for name in METRICS if name in wanted)

@@ -30,10 +30,10 @@ from .analysis import (
     load_reference,
     mean_curves,
 )
-from .atomic import atomic_path, write_text_atomic
+from .atomic import write_text_atomic
 from .cross_device import report_blocks as cross_device_blocks
 from .errors import BenchError
-from .export import export_results
+from .export import export_results, write_csv
 from .fairness import bpp_ranges, off_target, reference_warning, target_flag
 from .interactive import (
     colours,
@@ -151,7 +151,7 @@ def uncertainty_legend(table: pd.DataFrame, kind: str, aggregation: str, method:
 
 def bd_blocks(table: pd.DataFrame, anchor: str, method: str, families: dict[str, str], scope: str,
               bootstrap: int = BOOTSTRAP) -> list[tuple]:
-    """Caption, table and footnotes for each BD table (rendered by render_markdown / render_html)."""
+    """Caption, table and footnotes for each BD table (rendered by render_markdown / html_body)."""
     blocks = []
     for i, (kind, aggregation, what) in enumerate(BD_TABLES, 1):
         header, rows, notes = bd_pivot(table, kind, aggregation, method, families)
@@ -259,7 +259,7 @@ def _image_files(store: Store, dataset: str) -> dict[str, tuple[str, str]]:
     return {name: (path, digest) for name, path, digest in cur}
 
 
-def hover_curves(summary: pd.DataFrame, per_image: pd.DataFrame, metric: str, n_images: int,
+def hover_curves(summary: pd.DataFrame, metric: str, n_images: int,
                  refs: list[dict[str, Curve]], options: dict[str, str]) -> list[tuple[Curve, list[str]]]:
     """Mean curves (measured, then published) with one hover text per point."""
     out = []
@@ -342,9 +342,9 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
 
     table = add_notes(anchored_bd_table(per_image, summary, n_images, anchor, refs, bootstrap), ref_notes)
     written = list(exported.paths)
-    write_frame(table, out / "bd_rate.csv")
+    write_csv(table, out / "bd_rate.csv")
     bd = bd_blocks(table, anchor, method, families, scope, bootstrap)
-    write_text(out / "bd_rate.md", render_markdown([("h1", f"Bjøntegaard deltas against {anchor}"), *bd]))
+    write_text_atomic(out / "bd_rate.md", render_markdown([("h1", f"Bjøntegaard deltas against {anchor}"), *bd]))
     written += [out / "bd_rate.csv", out / "bd_rate.md"]
 
     metrics = bd_metrics(per_image.columns)
@@ -352,14 +352,15 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     host = hosts_text(per_image) or (f"{run.get('cpu', '?')} ({run.get('cores', '?')} cores), "
                                      f"GPU: {run.get('cuda', '?')}")
     plots, speed_plots = [], []
+    rd_curves: dict[str, list[tuple[Curve, list[str]]]] = {}
     data: dict[str, Any] = {"metrics": metrics, "rd": {}, "per_image": {}, "speed": {}}
     for metric in metrics:
         legend = legend_bd(table, metric, method)
-        curves = hover_curves(summary, per_image, metric, n_images, refs, options)
+        curves = rd_curves[metric] = hover_curves(summary, metric, n_images, refs, options)
         title = f"{dataset} ({n_images} images): {metric}"
         fig = rd_figure([c for c, _ in curves], families, metric, title, anchor, legend)
-        paths = save_figure(fig, out / f"rd_{metric}")
-        plots.append((metric, paths[0]))
+        rd_paths = save_figure(fig, out / f"rd_{metric}")
+        plots.append((metric, rd_paths[0]))
         data["rd"][metric] = rd_figure_json(curves, families, palette, metric,
                                             f"{title}; anchor {anchor}, BD-rate ({method}) in the legend", anchor,
                                             legend)
@@ -371,7 +372,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
             speed_plots.append((f"speed_{metric}", paths[0]))
             written += paths
             data["speed"][metric] = speed_figure_json(points, metric, anchor, speed_title, palette)
-        written += [p for p in (out / f"rd_{metric}.png", out / f"rd_{metric}.svg")]
+        written += rd_paths
     data["images"] = sorted(image_files)
     data["thumbs"] = {name: thumbnail(path, digest) for name, (path, digest) in image_files.items()}
 
@@ -394,7 +395,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     headline = main_metrics(metrics)
     summary_table = ["codec", "family", *(f"BD-rate {metric_name(m)}" for m in headline)]
     summary_cells = summary_rows(table, headline, method, anchor, families)
-    curves_by_label = {c.label: c for c, _ in hover_curves(summary, per_image, headline[0], n_images, refs, options)}
+    curves_by_label = {c.label: c for c, _ in rd_curves[headline[0]]}
     sentences = family_sentences(table, curves_by_label, headline[0], method, anchor, families)
 
     built = f"Report built {time.strftime('%Y-%m-%d %H:%M:%S %Z')}."
@@ -432,7 +433,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     if speed_plots:
         md += [("h2", "Speed against coding efficiency"), ("p", speed_note),
                *[("figure", n, p) for n, p in speed_plots]]
-    write_text(out / "report.md", render_markdown([*md, *tail, ("p", built)]))
+    write_text_atomic(out / "report.md", render_markdown([*md, *tail, ("p", built)]))
 
     header = (f"<h1>Codec benchmark: {html.escape(scope)}</h1>")
     top = "<section id='summary'><h2>Summary</h2>" + html_body(opening) + "</section>"
@@ -443,7 +444,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
               ("links", [p.name for _, p in plots] + [p.with_suffix(".svg").name for _, p in plots]
                + [p.name for _, p in speed_plots])]
     sections.append(html_body([*tail[:-3], *static, *tail[-3:]]))
-    write_text(out / "report.html",
+    write_text_atomic(out / "report.html",
                page(f"Codec benchmark: {dataset}", header, top, sections, data, html.escape(built)))
     return written + [out / "report.md", out / "report.html"]
 
@@ -462,15 +463,6 @@ def settings_rows(dataset: str, n_images: int, images: list[dict], run: dict, an
         ["anchor / method", f"{anchor} / {method}"],
         ["published references", refs],
     ]
-
-
-def write_text(path: Path, text: str) -> None:
-    write_text_atomic(path, text)
-
-
-def write_frame(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
 
 
 def render_markdown(blocks: list[tuple]) -> str:
@@ -518,9 +510,3 @@ def html_body(blocks: list[tuple]) -> str:
         elif kind in ("caption", "p"):
             body.append(f"<p class='{kind}'>{html.escape(args[0])}</p>")
     return "\n".join(body)
-
-
-def render_html(blocks: list[tuple], title: str) -> str:
-    """A plain self-contained page of report blocks (no scripts)."""
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>\n"
-            + html_body(blocks) + "\n</body></html>\n")

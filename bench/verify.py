@@ -140,10 +140,6 @@ def compare(codec: str, ours: dict[float, tuple[float, float]], pub: Published, 
     return c
 
 
-def _max_abs(values: list[float], digits: int) -> str:
-    return f"{max(abs(v) for v in values):.{digits}f}" if values else "—"
-
-
 def _range(values: list[float], digits: int) -> str:
     return f"{min(values):+.{digits}f} … {max(values):+.{digits}f}" if values else "—"
 
