@@ -273,9 +273,9 @@ def gpu_available(client) -> bool:
     return any((info.get("resources") or {}).get("GPU") for info in client.scheduler_info(n_workers=-1)["workers"].values())
 
 
-def wait_for_workers(client, count: int = 1, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while len(client.scheduler_info(n_workers=-1)["workers"]) < count:
-        if time.monotonic() > deadline:
-            raise ClusterError(f"no Dask worker connected within {timeout_s:g} s")
-        time.sleep(0.2)
+def wait_for_workers(client, timeout_s: float = 60) -> None:
+    """Dask's ``Client.wait_for_workers`` for one worker, with the run's error when none comes."""
+    try:
+        client.wait_for_workers(1, timeout=timeout_s)
+    except TimeoutError:
+        raise ClusterError(f"no Dask worker connected within {timeout_s:g} s") from None

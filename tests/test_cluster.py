@@ -73,13 +73,6 @@ def dask_worker(address: str, resources: str, **env) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def wait_workers(client, count: int) -> None:
-    deadline = time.time() + 60
-    while len(client.scheduler_info(n_workers=-1)["workers"]) < count:
-        assert time.time() < deadline, "workers did not connect"
-        time.sleep(0.2)
-
-
 def values(out: Path) -> pd.DataFrame:
     frame = pd.read_csv(out / "per_image.csv")[VALUES]
     return frame.sort_values(VALUES[:3]).reset_index(drop=True)
@@ -169,7 +162,7 @@ def cluster_with_extra_worker(resources: str, **env):
                       resources={"CPU": 1}) as started, Client(started) as client:
         extra = dask_worker(started.scheduler_address, resources, **env)
         try:
-            wait_workers(client, 2)
+            client.wait_for_workers(2, timeout=60)
             yield started, client
         finally:
             os.killpg(extra.pid, signal.SIGKILL)
