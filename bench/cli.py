@@ -171,15 +171,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Start Dask workers for this project on this machine: CPU workers and one per GPU."""
     import subprocess
 
+    from .cluster import worker_config_env
+
     cores = os.cpu_count() or 1
     base = [sys.executable, "-m", "distributed.cli.dask_worker", args.scheduler, "--nthreads", "1"]
     commands = []
+    dask_env = {**worker_config_env(), **os.environ}  # the user's own DASK_* settings win
     if args.jobs:
-        env = {**os.environ, "BENCH_THREADS": str(max(1, cores // args.jobs))}
+        env = {**dask_env, "BENCH_THREADS": str(max(1, cores // args.jobs))}
         commands.append((base + ["--nworkers", str(args.jobs), "--resources", "CPU=1", "--name", f"cpu-{os.getpid()}"],
                          env))
     for gpu in _csv(args.gpus or ""):
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "BENCH_THREADS": "2"}
+        env = {**dask_env, "CUDA_VISIBLE_DEVICES": gpu, "BENCH_THREADS": "2"}
         commands.append((base + ["--nworkers", "1", "--resources", "GPU=1", "--name", f"gpu{gpu}-{os.getpid()}"],
                          env))
     if not commands:

@@ -4,15 +4,17 @@ Dask does the scheduling, retries, work stealing, resources and the dashboard; t
 turns the run's jobs into Dask tasks and their results back into store rows (the client is the
 only writer of ``results.sqlite``).
 
-* Each job is one Dask task with a deterministic key derived from what it measures, so the same
-  job never runs twice at once. CPU jobs ask for the resource ``CPU=1``, CUDA jobs for ``GPU=1``:
+* Each Dask task runs one job, or a few short jobs of one codec configuration and image (see
+  ``batch_size``), with a deterministic key derived from what they measure, so the same job never
+  runs twice at once. CPU jobs ask for the resource ``CPU=1``, CUDA jobs for ``GPU=1``:
   conventional codecs never occupy a GPU worker.
-* Images travel as content (scattered once per image, verified by pixel hash on the worker),
-  never as a path only the client can see.
+* Images travel as content (scattered once per image, written to the worker's local directory,
+  verified by pixel hash in the job's process), never as a path only the client can see.
 * On the worker, each task runs in a child process of that worker (``bench.execution``): a codec
   that crashes or overruns ``--timeout`` is one ``crash``/``timeout`` row, while a worker that
   dies as a whole (machine lost, SIGKILL) has its tasks retried elsewhere by Dask; a task that
-  kills workers again and again (Dask's ``allowed-failures``) is one ``crash`` row.
+  kills workers again and again (Dask's ``allowed-failures``) is split into its jobs, and a job
+  that does so on its own is one ``crash`` row.
 * Workers whose resolved codec versions (library versions, adapter code, binaries, weights)
   differ from the client's get no job of that codec, and the run says which worker and version.
 """
@@ -20,18 +22,53 @@ only writer of ``results.sqlite``).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
-from collections import Counter, deque
-from dataclasses import dataclass
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable
 
+from .atomic import atomic_path
 from .errors import BenchError
 from .execution import POOLS, Executor, Job
 
 RESOURCE = {"cpu": "CPU", "gpu": "GPU", "fresh": "CPU"}
-IN_FLIGHT_PER_SLOT = 2
+IN_FLIGHT_PER_SLOT = 2  # Dask tasks in flight per worker slot
+BATCH_S = 5.0  # expected seconds of work per Dask task when jobs are short (see DaskExecutor)
+MAX_BATCH = 32
 POLL_S = 2.0
+
+
+# Settings for workers whose tasks only wait for a child process (where the jobs run): no
+# statistical profiling of the waiting thread, and slower housekeeping loops. Dask's defaults
+# (sampling every 10 ms, memory checks every 100 ms, event-loop ticks every 20 ms) take CPU from the
+# jobs on cores the cluster shares with them.
+WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.admin.tick.interval": "500ms",
+}
+
+
+def worker_config_env() -> dict[str, str]:
+    """``WORKER_CONFIG`` as Dask's environment variables, for ``dask worker`` commands."""
+    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
+            for key, value in WORKER_CONFIG.items()}
+
+
+def local_cluster(jobs: int, dashboard_address: str | None):
+    """A ``LocalCluster`` of ``jobs`` worker processes on loopback, each with the ``CPU`` resource."""
+    import dask
+    from distributed import LocalCluster
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with dask.config.set(WORKER_CONFIG):  # the nannies pass the configuration to their workers
+        return LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            dashboard_address=dashboard_address, resources={"CPU": 1},
+                            env={"BENCH_THREADS": str(threads)})
 
 
 class ClusterError(BenchError):
@@ -48,13 +85,18 @@ class TaskFailed:
 
 # --- worker side -------------------------------------------------------------------------
 _ISOLATION: Executor | None = None
+_LOCAL_IMAGES: OrderedDict[str, Path] = OrderedDict()  # image hash -> .npy file on this worker
+LOCAL_IMAGE_FILES = 8  # image files kept per worker (its child process caches a few in memory)
 
 
-def run_isolated(func: Callable, task: Any, rgb, timeout_s: float | None, pool: str) -> Any:
-    """On a Dask worker: run one job in a child process of this worker (kept between tasks)."""
+def run_isolated(func: Callable, tasks: list, rgb, timeout_s: float | None, pool: str) -> list:
+    """On a Dask worker: run jobs one by one, each in a child process of this worker (kept between
+    tasks); one result or ``TaskFailed`` per job.
+
+    The child reads the image from a file in the worker's local directory (written once per image),
+    rather than receiving it through the pipe with every job.
+    """
     global _ISOLATION
-    from .worker import run_with_image
-
     if _ISOLATION is None:
         # Dask's worker processes are daemonic, and multiprocessing refuses children to daemons. The
         # children here die with this worker anyway (parent-death signal), which is what daemon means.
@@ -63,8 +105,34 @@ def run_isolated(func: Callable, task: Any, rgb, timeout_s: float | None, pool: 
         multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
         _ISOLATION = Executor(1, threads=int(os.environ.get("BENCH_THREADS", "1")))
         _ISOLATION.prestart("fresh")  # the decode-check process starts while the first jobs run
-    result, failure = _ISOLATION.run_one(Job(run_with_image, (func, task, rgb), timeout_s, pool))
-    return TaskFailed(*failure) if failure else result
+    out = []
+    for task in tasks:
+        local = replace(task, image=replace(task.image, npy=str(_local_image_file(task.image.image_hash, rgb))))
+        result, failure = _ISOLATION.run_one(Job(func, local, timeout_s, pool))
+        # every outcome names its task: give back the client's (its image path is the client's)
+        out.append(TaskFailed(*failure) if failure else replace(result, task=task))
+    return out
+
+
+def _local_image_file(image_hash: str, rgb) -> Path:
+    """The image as a .npy file in this Dask worker's local directory (which Dask removes with the
+    worker); the child process checks the pixel hash when it loads it."""
+    path = _LOCAL_IMAGES.get(image_hash)
+    if path is not None and path.exists():
+        _LOCAL_IMAGES.move_to_end(image_hash)
+        return path
+    import numpy as np
+    from distributed import get_worker
+
+    folder = Path(get_worker().local_directory) / "bench-images"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{image_hash}.npy"
+    with atomic_path(path) as tmp:
+        np.save(tmp, rgb)
+    _LOCAL_IMAGES[image_hash] = path
+    while len(_LOCAL_IMAGES) > LOCAL_IMAGE_FILES:
+        _LOCAL_IMAGES.popitem(last=False)[1].unlink(missing_ok=True)
+    return path
 
 
 def worker_versions(codecs: list[tuple[str, str, dict[str, str]]]) -> dict[str, str]:
@@ -90,13 +158,43 @@ def task_key(job: Job) -> str:
     return f"bench-{job.func.__name__.replace('_', '-')}-{digest}"
 
 
+def batch_key(jobs: list[Job]) -> str:
+    """The Dask key of a batch: its job's key, or one derived from all its jobs' keys."""
+    if len(jobs) == 1:
+        return task_key(jobs[0])
+    digest = hashlib.sha256("\n".join(task_key(j) for j in jobs).encode()).hexdigest()[:24]
+    return f"bench-{jobs[0].func.__name__.replace('_', '-')}-batch-{digest}"
+
+
+def _same_batch(a: Job, b: Job) -> bool:
+    return (a.func, a.task.label, a.task.image.image_hash, a.timeout_s, a.pool) == \
+        (b.func, b.task.label, b.task.image.image_hash, b.timeout_s, b.pool)
+
+
+def batch_size(job: Job, pending: int, slots: int) -> int:
+    """How many jobs like ``job`` one Dask task runs: about ``BATCH_S`` of expected work (at most
+    ``MAX_BATCH`` jobs), and never so many that some of the ``slots`` would be left without work."""
+    if not job.expected_s:
+        return 1
+    by_time = int(BATCH_S / job.expected_s)
+    balance = math.ceil(pending / (IN_FLIGHT_PER_SLOT * max(1, slots)))
+    return max(1, min(MAX_BATCH, by_time, balance))
+
+
 class DaskExecutor:
-    """The ``Executor`` interface (submit, run) on a Dask cluster."""
+    """The ``Executor`` interface (submit, run) on a Dask cluster.
+
+    Short jobs of one codec configuration and image are grouped into one Dask task (see
+    ``batch_size``): Dask's own cost per task, a few milliseconds of scheduler and client time,
+    would otherwise be a noticeable part of jobs that take tens of milliseconds. Each job in a task
+    still runs in its own child process and gets its own result or failure.
+    """
 
     def __init__(self, client, allowed: dict[str, list[str] | None] | None = None):
         self.client = client
         self.allowed = allowed or {}  # codec label -> worker addresses allowed (None: any)
         self.pending: dict[str, deque[Job]] = {p: deque() for p in POOLS}
+        self.solo: set[int] = set()  # id() of jobs to run alone: their batch killed workers
         self.images: dict[str, Any] = {}  # image hash -> scattered future, while jobs in flight need it
         self.image_users: Counter[str] = Counter()
         self._slots_cache: tuple[float, dict[str, int]] | None = None
@@ -146,12 +244,22 @@ class DaskExecutor:
         if future is not None and future.status != "finished":
             del self.images[job.task.image.image_hash]
 
-    def _submit(self, job: Job):
-        label = job.task.label
-        return self.client.submit(run_isolated, job.func, job.task, self._image(job.task), job.timeout_s,
-                                  "fresh" if job.pool == "fresh" else ("gpu" if job.pool == "gpu" else "cpu"),
-                                  key=task_key(job), resources={RESOURCE[job.pool]: 1}, pure=False,
-                                  workers=self.allowed.get(label), allow_other_workers=False)
+    def _take(self, pool: str, slots: int) -> list[Job]:
+        """The next batch of pending jobs of ``pool`` (consecutive jobs of one codec and image)."""
+        queue = self.pending[pool]
+        batch = [queue.popleft()]
+        if id(batch[0]) not in self.solo:
+            size = batch_size(batch[0], len(queue) + 1, slots)
+            while queue and len(batch) < size and _same_batch(queue[0], batch[0]) and id(queue[0]) not in self.solo:
+                batch.append(queue.popleft())
+        return batch
+
+    def _submit(self, jobs: list[Job]):
+        first = jobs[0]
+        return self.client.submit(run_isolated, first.func, [j.task for j in jobs], self._image(first.task),
+                                  first.timeout_s, first.pool, key=batch_key(jobs),
+                                  resources={RESOURCE[first.pool]: 1}, pure=False,
+                                  workers=self.allowed.get(first.task.label), allow_other_workers=False)
 
     def run(self, on_result: Callable[[Job, Any], None], on_failure: Callable[[Job, str, str], None]) -> None:
         from concurrent.futures import CancelledError
@@ -159,7 +267,7 @@ class DaskExecutor:
         from distributed import wait
         from distributed.client import FutureCancelledError, FuturesCancelledError
 
-        in_flight: dict = {}  # future -> job
+        in_flight: dict = {}  # future -> its batch of jobs
         try:
             while any(self.pending.values()) or in_flight:
                 slots = self._slots()
@@ -170,9 +278,9 @@ class DaskExecutor:
                                            f"{len(self.pending[pool])} job(s): start workers with `python -m bench "
                                            f"worker` (or `dask worker ... --resources {kind}=N`)")
                     limit = max(1, IN_FLIGHT_PER_SLOT * slots[kind])
-                    while self.pending[pool] and sum(1 for j in in_flight.values() if RESOURCE[j.pool] == kind) < limit:
-                        job = self.pending[pool].popleft()
-                        in_flight[self._submit(job)] = job
+                    while self.pending[pool] and sum(1 for b in in_flight.values() if RESOURCE[b[0].pool] == kind) < limit:
+                        batch = self._take(pool, slots[kind])
+                        in_flight[self._submit(batch)] = batch
                 try:
                     done, _ = wait(list(in_flight), timeout=POLL_S, return_when="FIRST_COMPLETED")
                 except TimeoutError:  # nothing finished yet: look at the workers again
@@ -180,28 +288,33 @@ class DaskExecutor:
                 except FuturesCancelledError:  # handled one by one below
                     done = {f for f in in_flight if f.status in ("cancelled", "error", "finished")}
                 for future in done:
-                    job = in_flight.pop(future)
-                    self._done_with_image(job)
+                    batch = in_flight.pop(future)
+                    self._done_with_image(batch[0])
                     try:
-                        result = future.result()
+                        results = future.result()
                     except (FutureCancelledError, CancelledError):
                         if self.client.status != "running":
                             raise ClusterError("lost the Dask scheduler; every finished measurement is saved: run "
                                                "the same command again to continue") from None
-                        self._forget_lost_image(job)  # its only copy was on a worker that died
-                        self.pending[job.pool].appendleft(job)
+                        self._forget_lost_image(batch[0])  # its only copy was on a worker that died
+                        self.pending[batch[0].pool].extendleft(reversed(batch))
                         continue
                     except Exception as exc:
                         name = type(exc).__name__
-                        stage = "crash" if name == "KilledWorker" else "setup"
-                        on_failure(job, stage, f"{name}: {exc}")
+                        if name == "KilledWorker" and len(batch) > 1:  # find the job that kills workers
+                            self.solo.update(id(j) for j in batch)
+                            self.pending[batch[0].pool].extendleft(reversed(batch))
+                            continue
+                        for job in batch:
+                            on_failure(job, "crash" if name == "KilledWorker" else "setup", f"{name}: {exc}")
                         continue
                     finally:
                         future.release()
-                    if isinstance(result, TaskFailed):
-                        on_failure(job, result.stage, result.message)
-                    else:
-                        on_result(job, result)
+                    for job, result in zip(batch, results):
+                        if isinstance(result, TaskFailed):
+                            on_failure(job, result.stage, result.message)
+                        else:
+                            on_result(job, result)
         except OSError as exc:
             raise ClusterError(f"lost the Dask scheduler ({exc}); every finished measurement is saved: run the "
                                "same command again to continue") from None
@@ -231,17 +344,14 @@ def connect(scheduler: str | None, scheduler_file: str | None, cluster: str | No
             adaptive: bool, log: Callable[[str], None]):
     """A Dask client: to a scheduler address or file, or to a cluster this process starts."""
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         raise ClusterError("running on a cluster needs Dask: pip install 'codec-bench[cluster]'") from None
     try:
         if scheduler or scheduler_file:
             return Client(scheduler, scheduler_file=scheduler_file, timeout="30s"), None
         if cluster == "local":
-            threads = max(1, (os.cpu_count() or 1) // jobs)
-            started = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address="127.0.0.1:0", resources={"CPU": 1},
-                                   env={"BENCH_THREADS": str(threads)})
+            started = local_cluster(jobs, "127.0.0.1:0")
         else:
             started = _jobqueue_cluster(cluster, workers, adaptive)
         client = Client(started)
@@ -260,7 +370,12 @@ def _jobqueue_cluster(kind: str | None, workers: int | None, adaptive: bool):
     if kind not in classes:
         raise ClusterError(f"unknown --cluster {kind!r} (local, {', '.join(classes)})")
     # Queue, cores, memory, walltime come from Dask's jobqueue configuration file (~/.config/dask/jobqueue.yaml).
-    cluster = getattr(dask_jobqueue, classes[kind])(worker_extra_args=["--resources", "CPU=1"])
+    import dask
+
+    prologue = list(dask.config.get(f"jobqueue.{kind}.job-script-prologue", None) or [])
+    prologue += [f"export {name}={value}" for name, value in worker_config_env().items()]
+    cluster = getattr(dask_jobqueue, classes[kind])(worker_extra_args=["--resources", "CPU=1"],
+                                                    job_script_prologue=prologue)
     if adaptive:
         cluster.adapt(minimum=1, maximum=workers or 10)
     else:

@@ -35,6 +35,7 @@ class Job:
     task: Any  # has ``memory_bytes``
     timeout_s: float | None = None  # None or 0: no limit
     pool: str = "cpu"
+    expected_s: float | None = None  # expected seconds, when known (a cluster groups short jobs)
 
 
 def _serve(conn: Connection, threads: int, environ: dict[str, str] | None = None,
@@ -204,6 +205,7 @@ class Executor:
                 ready = set(wait([w.conn for w in self.busy] + [w.proc.sentinel for w in self.busy],
                                  timeout=None if timeout == float("inf") else timeout))
                 now = time.monotonic()
+                finished = []
                 for worker in list(self.busy):
                     job = worker.job
                     assert job is not None
@@ -228,9 +230,14 @@ class Executor:
                     worker.job = None
                     if failure is None:
                         self.idle[job.pool].append(worker)
-                        on_result(job, result)
                     else:
                         worker.kill()
+                    finished.append((job, result, failure))
+                self._dispatch()  # the next jobs start before the results are stored
+                for job, result, failure in finished:
+                    if failure is None:
+                        on_result(job, result)
+                    else:
                         on_failure(job, *failure)
         finally:
             if not (done and keep_workers):

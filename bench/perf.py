@@ -112,14 +112,12 @@ def print_cli_times(repeat: int = 3) -> None:
 
 def print_cluster_times(dataset, jobs: int) -> None:
     """The same JPEG + WebP sweep through a Dask LocalCluster of ``jobs`` workers next to the local pool."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    from .cluster import DaskExecutor
+    from .cluster import DaskExecutor, local_cluster
 
     start = time.perf_counter()
-    with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                      resources={"CPU": 1}, env={"BENCH_THREADS": str(max(1, default_jobs() // jobs))}) as cluster, \
-            Client(cluster) as client:
+    with local_cluster(jobs, None) as cluster, Client(cluster) as client:
         client.wait_for_workers(jobs)
         started = time.perf_counter() - start
         dask_wall, _ = time_ours(dataset, jobs, make_executor=lambda: DaskExecutor(client))

@@ -191,7 +191,7 @@ def expected_seconds(task: CodecTask, measured: dict[tuple[str, str], float]) ->
     return per_mp * task.image.pixels / 1e6
 
 
-def order_slowest_first(tasks: list[Task], store: Store) -> list[Task]:
-    """Longest jobs first, so that a slow straggler does not set the wall time."""
+def order_slowest_first(tasks: list[Task], store: Store) -> list[tuple[Task, float]]:
+    """(task, expected seconds), longest jobs first, so that a slow straggler does not set the wall time."""
     measured = store.seconds_per_megapixel()
-    return sorted(tasks, key=lambda t: -expected_seconds(t, measured))
+    return sorted(((t, expected_seconds(t, measured)) for t in tasks), key=lambda pair: -pair[1])

@@ -236,11 +236,12 @@ def _progress_bar(total: int, enabled: bool, label: str, unit: str = "job"):
                 smoothing=0.05)
 
 
-def _measure_all(store: Store, tasks: list[Task], report: RunReport, execution: Execution) -> None:
-    """Run the measurement tasks; a sampled job's row is stored only once its decode check passes."""
+def _measure_all(store: Store, tasks: list[tuple[Task, float]], report: RunReport, execution: Execution) -> None:
+    """Run the measurement tasks (with their expected seconds); a sampled job's row is stored only once
+    its decode check passes."""
     executor = execution.executor()
     timeouts, progress = execution.timeouts, execution.progress
-    labels = sorted({t.label for t in tasks})
+    labels = sorted({t.label for t, _ in tasks})
     bar = _progress_bar(len(tasks), progress, "measuring " + (", ".join(labels) if len(labels) <= 3 else
                                                               f"{len(labels)} codecs"))
     waiting: dict[int, Outcome] = {}  # id(decode-check task) -> the measurement it verifies
@@ -312,8 +313,8 @@ def _measure_all(store: Store, tasks: list[Task], report: RunReport, execution: 
         bar.update(1)
         fail(job.task, stage, error)
 
-    for task in tasks:
-        executor.submit(Job(run_task, task, timeouts[task.label], "gpu" if task.on_gpu else "cpu"))
+    for task, seconds in tasks:
+        executor.submit(Job(run_task, task, timeouts[task.label], "gpu" if task.on_gpu else "cpu", seconds))
     try:
         executor.run(on_result, on_failure)
     finally:

@@ -71,12 +71,6 @@ def image(path: str, expected_hash: str) -> np.ndarray:
     return _cache_image(path, np.load(path), expected_hash, f"image file {path}")
 
 
-def provide_image(ref, rgb: np.ndarray) -> None:
-    """Put an image sent with a task (cluster runs: workers never see the client's files) in the cache."""
-    if ref.npy not in _IMAGES:
-        _cache_image(ref.npy, np.array(rgb), ref.image_hash, f"image {ref.name} as sent")
-
-
 def _cache_image(key: str, rgb: np.ndarray, expected_hash: str, what: str) -> np.ndarray:
     if pixel_sha256(rgb) != expected_hash:
         raise StageError("setup", f"{what} does not hold the pixels of hash {expected_hash[:16]}...")
@@ -85,13 +79,6 @@ def _cache_image(key: str, rgb: np.ndarray, expected_hash: str, what: str) -> np
     if len(_IMAGES) > _IMAGE_CACHE_SIZE:
         _IMAGES.popitem(last=False)
     return rgb
-
-
-def run_with_image(packed: tuple) -> object:
-    """``(func, task, rgb)``: provide the task's image, then ``func(task)``."""
-    func, task, rgb = packed
-    provide_image(task.image, rgb)
-    return func(task)
 
 
 def config(origin: str, options: dict[str, str]) -> CodecConfig:

@@ -19,8 +19,9 @@ distributed = pytest.importorskip("distributed", reason="Dask distributed is not
 
 from bench.adapters import discover, select  # noqa: E402
 from bench.cli import main  # noqa: E402
-from bench.cluster import DaskExecutor, check_versions  # noqa: E402
+from bench.cluster import DaskExecutor, batch_size, check_versions  # noqa: E402
 from bench.datasets import resolve_dataset  # noqa: E402
+from bench.execution import Job  # noqa: E402
 from bench.runner import plan_run, run_benchmark  # noqa: E402
 from bench.store import DB_NAME  # noqa: E402
 
@@ -88,14 +89,30 @@ def test_cluster_run_equals_the_local_pool(cluster, image_folder, tmp_path):
     args = ["--dataset", str(image_folder), "--codecs", "jpeg,webp", "--qualities", "20,60", "--quiet",
             "--metrics", "psnr-rgb,ms-ssim-rgb"]
     assert main(["run", *args, "--jobs", "2", "--out", str(tmp_path / "pool")]) == 0
-    assert main(["run", *args, "--scheduler", started.scheduler_address, "--out", str(tmp_path / "dask")]) == 0
+    with distributed.get_task_stream(client) as stream:
+        assert main(["run", *args, "--scheduler", started.scheduler_address, "--out", str(tmp_path / "dask")]) == 0
     assert values(tmp_path / "dask").equals(values(tmp_path / "pool")), "bytes, bpp and metrics identical"
+    keys = {task["key"] for task in stream.data}
+    assert any("-batch-" in key for key in keys), "the short jobs of one codec and image share Dask tasks"
+    assert len([k for k in keys if k.startswith("bench-run-task")]) < 12, "fewer Dask tasks than the 12 jobs"
     dry = subprocess.run([sys.executable, "-m", "bench", "run", *args, "--out", str(tmp_path / "dask"),
                           "--qualities", "20,60,90", "--dry-run"], cwd=REPO, capture_output=True, text=True)
     assert "18 measurements: 12 cached, 6 to run" in dry.stdout
     assert main(["run", *args, "--qualities", "20,60,90", "--scheduler", started.scheduler_address,
                  "--out", str(tmp_path / "dask")]) == 0
     assert len(rows(tmp_path / "dask", "measurements")) == 18
+
+
+def test_batch_size_groups_short_jobs_and_leaves_work_for_every_slot():
+    def job(seconds):
+        return Job(print, None, expected_s=seconds)
+
+    assert batch_size(job(0.05), pending=1000, slots=2) == 32, "at most MAX_BATCH jobs"
+    assert batch_size(job(0.5), pending=1000, slots=2) == 10, "about BATCH_S = 5 s of expected work"
+    assert batch_size(job(120.0), pending=1000, slots=2) == 1, "a long job is a task of its own"
+    assert batch_size(job(None), pending=1000, slots=2) == 1, "unknown duration: alone"
+    assert batch_size(job(0.05), pending=10, slots=2) == 3, "10 jobs left for 2 slots x 2 in flight"
+    assert batch_size(job(0.05), pending=1, slots=8) == 1
 
 
 def test_dry_run_counts_match_the_run(image_folder, tmp_path, capsys):
