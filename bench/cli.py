@@ -178,7 +178,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     commands = []
     dask_env = {**worker_config_env(), **os.environ}  # the user's own DASK_* settings win
     if args.jobs:
-        env = {**dask_env, "BENCH_THREADS": str(max(1, cores // args.jobs))}
+        env = {**dask_env, "BENCH_THREADS": str(args.threads or max(1, cores // args.jobs))}
         commands.append((base + ["--nworkers", str(args.jobs), "--resources", "CPU=1", "--name", f"cpu-{os.getpid()}"],
                          env))
     for gpu in _csv(args.gpus or ""):
@@ -383,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU worker processes (default: all cores, %(default)s; 0 = none)")
     p.add_argument("--gpus", default=None, metavar="I,...",
                    help="comma-separated GPU indices: one worker process per GPU")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="torch threads per CPU worker process (default: cores / --jobs); lower it when this "
+                        "machine runs other work, as more threads than cores make OpenMP spin")
     p.set_defaults(func=cmd_worker)
 
     p = command("report", "rebuild BD-rate tables, RD plots and report.md/.html from stored results")
