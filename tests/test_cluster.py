@@ -235,3 +235,27 @@ def test_killed_client_resumes_from_the_store(cluster, image_folder, tmp_path):
     assert (report.cached_jobs, report.done) == (len(before), 9 - len(before))
     after = rows(out, "measurements").set_index(["image_hash", "quality"])["created"]
     assert len(after) == 9 and after[before.index].equals(before), "finished rows were not recomputed"
+
+
+def _worker_settings() -> tuple:
+    import dask
+
+    return os.environ.get("BENCH_THREADS"), dask.config.get("distributed.worker.profile.enabled")
+
+
+def test_bench_worker_command_starts_configured_workers():
+    """`python -m bench worker`: a Dask worker with the CPU resource, its threads and Dask settings."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as started, Client(started) as client:
+        proc = subprocess.Popen([sys.executable, "-m", "bench", "worker", started.scheduler_address, "--jobs", "1",
+                                 "--threads", "1"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            client.wait_for_workers(1, timeout=60)
+            [info] = client.scheduler_info(n_workers=-1)["workers"].values()
+            assert info["resources"] == {"CPU": 1}
+            assert list(client.run(_worker_settings).values()) == [("1", False)]
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
