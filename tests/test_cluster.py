@@ -259,3 +259,49 @@ def test_bench_worker_command_starts_configured_workers():
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+KILLER = """import os, signal
+import numpy as np
+NAME = 'killer'
+FAMILY = 'conventional'
+VERSION = '1'
+DESCRIPTION = 'test adapter: raw pixels; at quality 2 it kills the Dask worker running it'
+QUALITIES = [1, 2, 3, 4]
+def encode(rgb, quality):
+    if quality == 2:
+        os.kill(os.getppid(), signal.SIGKILL)  # the job's process is a child of the Dask worker
+    return bytes(rgb) + rgb.shape[0].to_bytes(4, 'big') + rgb.shape[1].to_bytes(4, 'big')
+def decode(data):
+    h, w = int.from_bytes(data[-8:-4], 'big'), int.from_bytes(data[-4:], 'big')
+    return np.frombuffer(data[:-8], np.uint8).reshape(h, w, 3)
+"""
+
+
+def test_job_that_kills_its_worker_is_found_in_its_batch(image_folder, tmp_path, monkeypatch):
+    """A batch that Dask gives up on is split; only the job that kills workers becomes a crash row."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    import bench.cluster
+
+    # all four jobs in one batch, one task in flight: no other task shares the worker that dies
+    monkeypatch.setattr(bench.cluster, "batch_size", lambda job, pending, slots: 4)
+    monkeypatch.setattr(bench.cluster, "IN_FLIGHT_PER_SLOT", 1)
+    plugins = tmp_path / "p"
+    plugins.mkdir()
+    (plugins / "killer.py").write_text(KILLER)
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "coffee.png").write_bytes((image_folder / "coffee.png").read_bytes())
+    configs = select(discover([plugins]), ["killer"])[0]
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address=None, resources={"CPU": 1}) as started, Client(started) as client:
+        report = run_benchmark(resolve_dataset(str(one)), configs, tmp_path / "out", jobs=1, progress=False,
+                               metrics=("psnr-rgb",), check_decode="off", make_executor=lambda: DaskExecutor(client))
+    fails = rows(tmp_path / "out", "failures")
+    assert list(fails["quality"]) == [2.0] and list(fails["stage"]) == ["crash"]
+    assert "KilledWorker" in fails["error"][0]
+    assert sorted(rows(tmp_path / "out", "measurements")["quality"]) == [1.0, 3.0, 4.0]
+    assert report.failed == 1
