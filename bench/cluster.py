@@ -105,9 +105,10 @@ def run_isolated(func: Callable, tasks: list, rgb, timeout_s: float | None, pool
         multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
         _ISOLATION = Executor(1, threads=int(os.environ.get("BENCH_THREADS", "1")))
         _ISOLATION.prestart("fresh")  # the decode-check process starts while the first jobs run
+    npy = str(_local_image_file(tasks[0].image.image_hash, rgb))  # a batch's jobs share one image
     out = []
     for task in tasks:
-        local = replace(task, image=replace(task.image, npy=str(_local_image_file(task.image.image_hash, rgb))))
+        local = replace(task, image=replace(task.image, npy=npy))
         result, failure = _ISOLATION.run_one(Job(func, local, timeout_s, pool))
         # every outcome names its task: give back the client's (its image path is the client's)
         out.append(TaskFailed(*failure) if failure else replace(result, task=task))

@@ -25,14 +25,19 @@ def rgb_small() -> np.ndarray:
     return photo(192, 256)
 
 
+def write_photos(folder: Path) -> Path:
+    """Three small photos of different sizes as PNG files in ``folder``."""
+    for name, (h, w) in {"astronaut": (176, 208), "coffee": (192, 256), "chelsea": (168, 224)}.items():
+        Image.fromarray(photo(h, w, name)).save(folder / f"{name}.png")
+    return folder
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     """Three small photos as PNG files."""
     folder = tmp_path / "images"
     folder.mkdir()
-    for name, (h, w) in {"astronaut": (176, 208), "coffee": (192, 256), "chelsea": (168, 224)}.items():
-        Image.fromarray(photo(h, w, name)).save(folder / f"{name}.png")
-    return folder
+    return write_photos(folder)
 
 
 @pytest.fixture

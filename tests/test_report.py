@@ -14,13 +14,9 @@ from .conftest import SHARED
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
-    from PIL import Image
+    from .conftest import write_photos
 
-    from .conftest import photo
-
-    folder = tmp_path_factory.mktemp("imgs")
-    for name, (h, w) in {"astronaut": (176, 208), "coffee": (192, 256), "chelsea": (168, 224)}.items():
-        Image.fromarray(photo(h, w, name)).save(folder / f"{name}.png")
+    folder = write_photos(tmp_path_factory.mktemp("imgs"))
     out = tmp_path_factory.mktemp("results")
     assert main(["run", "--dataset", str(folder), "--codecs", "jpeg,webp", "--qualities", "10,30,50,70,90",
                  "--jobs", "2", "--out", str(out), "--quiet"]) == 0

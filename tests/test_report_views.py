@@ -49,13 +49,9 @@ METRICS = "psnr-rgb,ms-ssim-rgb,ms-ssim-db,psnr-y"
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory):
     """jpeg, webp and a 'learned' codec on 3 small photos, with target-bpp points (one unreachable)."""
-    from PIL import Image
+    from .conftest import write_photos
 
-    from .conftest import photo
-
-    folder = tmp_path_factory.mktemp("imgs")
-    for name, (h, w) in {"astronaut": (176, 208), "coffee": (192, 256), "chelsea": (168, 224)}.items():
-        Image.fromarray(photo(h, w, name)).save(folder / f"{name}.png")
+    folder = write_photos(tmp_path_factory.mktemp("imgs"))
     adapters = tmp_path_factory.mktemp("adapters")
     (adapters / "fakelearned.py").write_text(FAKE_LEARNED)
     out = tmp_path_factory.mktemp("results")
