@@ -22,7 +22,7 @@ CKPT ?= checkpoints
 MINUTES ?= 60
 TRAIN_ARGS ?=
 
-.PHONY: bench test lint perf train venv clean-venv
+.PHONY: bench test lint perf train venv clean-venv vvc coolchic
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ train: $(STAMP)
 
 perf: $(STAMP)
 	$(PY) -m bench.perf --dataset $(DATASET)
+
+# make vvc / make coolchic: build vvenc+vvdec / Cool-chic's decoder from source (VVC_SRC / COOLCHIC_SRC, else
+# ../shared/src) once into the per-user tool folder ($$BENCH_TOOLS, default ~/.cache/codec-bench/tools).
+vvc: $(STAMP)
+	$(PY) -m bench tools build vvc
+
+coolchic: $(STAMP)
+	$(PY) -m bench tools build coolchic
 
 clean-venv:
 	rm -rf $(VENV)

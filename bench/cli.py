@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {codecs,datasets,run,worker,report,verify,crops,train} ...``.
+"""Command line: ``python -m bench {codecs,datasets,run,worker,report,verify,tools,crops,train} ...``.
 
 Only light modules are imported here: each command imports what it needs (pandas, matplotlib,
 the selected codecs' libraries, torch) when it runs, so ``--help``, usage errors and ``datasets``
@@ -273,6 +273,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in comparisons) else EXIT_INCOMPLETE
 
 
+def cmd_tools(args: argparse.Namespace) -> int:
+    from . import tools
+
+    if args.action == "build":
+        tools.build_group(args.tool, args.source)
+        return 0
+    for name in tools.RECIPES:
+        folder = tools.built(name)
+        print(f"{name:10} {folder if folder else 'not built (make ' + tools.RECIPES[name].group + ')'}")
+    return 0
+
+
 def cmd_crops(args: argparse.Namespace) -> int:
     from .crops import build_crops, parse_box
 
@@ -416,6 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance-bpp", default="0.5%",
                    help="max |bpp difference| at the same quality setting (default: %(default)s)")
     p.set_defaults(func=cmd_verify)
+
+    p = command("tools", "build external codec tools from source into the per-user tool folder, or list them")
+    p.add_argument("action", choices=["build", "list"])
+    p.add_argument("tool", nargs="?", default="vvc", choices=["vvc", "coolchic"],
+                   help="vvc (vvenc and vvdec) or coolchic (Cool-chic's decoder); default: %(default)s")
+    p.add_argument("--source", metavar="PATH",
+                   help="source tarball or folder (default: $VVC_SRC / $COOLCHIC_SRC, else ../shared/src)")
+    p.set_defaults(func=cmd_tools)
 
     p = command("crops", "rate-matched visual comparison: one crop from every codec near a bpp")
     p.add_argument("results", metavar="DIR", help="results folder of a run")
