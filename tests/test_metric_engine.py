@@ -1,5 +1,5 @@
-"""The metric engine against the libraries it replaces (pytorch-msssim, piq, CompressAI), its
-bit-equal building blocks, and the per-image cache of the original's statistics."""
+"""The metric engine against the definitions of the libraries it replaces (pytorch-msssim, piq, CompressAI)
+computed in float64, its building blocks, and the per-image cache of the original's statistics."""
 
 import io
 import math
@@ -29,18 +29,29 @@ def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
-def tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(rgb.copy()).float().unsqueeze(0).permute(0, 3, 1, 2)
+def tensor(rgb: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.from_numpy(rgb.copy()).to(dtype).unsqueeze(0).permute(0, 3, 1, 2)
 
 
-def library_values(ref: np.ndarray, rec: np.ndarray) -> dict[str, float]:
-    """The default metrics as the libraries compute them (the pre-engine implementation)."""
-    x, y = tensor(ref), tensor(rec)
-    out = compressai_metrics(ref, rec, ["psnr-rgb"])
+# The libraries' own float32 error: |float32 - float64| of the same library code on the same pair,
+# measured on Kodak x JPEG q in {5, 10, 50, 75, 95, 100} (kodim01, 04, 06, 07, 13, 20, 23): MS-SSIM
+# 4.6e-5 (kodim20, q=5), SSIM 6.3e-5 (kodim20, q=5), HaarPSI 2.7e-6 (kodim23, q=95), GMSD 2.3e-8
+# (kodim20, q=5). The cause is float32 cancellation in sigma^2 = E[x^2] - mu^2; its size depends on
+# the summation order, so on the CPU's kernels and the thread count. Our float32 engine must be as
+# close to the float64 value as the library is, with a factor 2 of margin; never bit-equal to the
+# library's float32 arithmetic (that holds on one CPU at one thread count only).
+FLOAT32_ERROR = {"ms-ssim-rgb": 1e-4, "ssim": 1.5e-4, "haarpsi": 6e-6, "gmsd": 5e-8}
+PSNR_ERROR_DB = 1e-9  # PSNR is computed in float64 on integer squared errors
+
+
+def float64_values(ref: np.ndarray, rec: np.ndarray, dtype: torch.dtype = torch.float64) -> dict[str, float]:
+    """The default metrics by the libraries' definitions, computed in ``dtype`` (float64: the reference)."""
+    x, y = tensor(ref, dtype), tensor(rec, dtype)
+    mse = np.mean((ref.astype(np.float64) - rec.astype(np.float64)) ** 2)
+    out = {"psnr-rgb": 10 * math.log10(255**2 / mse) if mse else math.inf}
     with torch.no_grad():
         if min(ref.shape[:2]) >= MS_SSIM_MIN_SIDE:
-            out["ms-ssim-rgb"] = compressai_metrics(ref, rec, ["ms-ssim-rgb"])["ms-ssim-rgb"]
-            assert out["ms-ssim-rgb"] == ms_ssim(x, y, data_range=255).item()
+            out["ms-ssim-rgb"] = ms_ssim(x, y, data_range=255).item()
         out["ssim"] = ssim(x, y, data_range=255).item()
         out["haarpsi"] = piq.haarpsi(y, x, data_range=255.0).item()
         out["gmsd"] = piq.gmsd(y, x, data_range=255.0).item()
@@ -48,14 +59,29 @@ def library_values(ref: np.ndarray, rec: np.ndarray) -> dict[str, float]:
 
 
 def assert_equal_to_libraries(ref: np.ndarray, rec: np.ndarray, **kwargs) -> dict[str, float]:
+    """Ours (float32) within the libraries' own float32 error of their definitions in float64."""
     ours = compute_metrics(ref, rec, DEFAULT_METRICS, **kwargs)
-    theirs = library_values(ref, rec)
-    for name, value in theirs.items():
+    exact = float64_values(ref, rec)
+    library32 = float64_values(ref, rec, torch.float32)
+    for name, value in exact.items():
         if math.isinf(value):
             assert ours[name] == value, name
-        else:
-            assert ours[name] == pytest.approx(value, rel=1e-6, abs=1e-12), name
+            continue
+        tolerance = FLOAT32_ERROR.get(name, PSNR_ERROR_DB)
+        assert abs(library32[name] - value) <= tolerance, f"{name}: the library's float32 error grew"
+        assert abs(ours[name] - value) <= tolerance, (name, ours[name], value)
+    if "ms-ssim-rgb" in exact and ours["ms-ssim-rgb"] < 1:
+        assert ours["ms-ssim-db"] == pytest.approx(-10 * math.log10(1 - ours["ms-ssim-rgb"]), rel=1e-9)
     return ours
+
+
+def test_psnr_equals_float64_and_compressai():
+    ref = photo(96, 128, "coffee")
+    rec = jpeg(ref, 20)
+    ours = compute_metrics(ref, rec, ("psnr-rgb",))["psnr-rgb"]
+    assert ours == pytest.approx(float64_values(ref, rec)["psnr-rgb"], abs=PSNR_ERROR_DB)
+    # CompressAI computes the MSE in float32: 8.4e-8 dB off the float64 value on this pair.
+    assert ours == pytest.approx(compressai_metrics(ref, rec, ["psnr-rgb"])["psnr-rgb"], abs=1e-5)
 
 
 def kodak_or_photo(index: int) -> np.ndarray:
@@ -102,24 +128,31 @@ def test_grey_looking_rgb_equal_to_libraries():
 def test_identical_images():
     ref = kodak_or_photo(7)
     m = assert_equal_to_libraries(ref, ref.copy())
-    assert m["psnr-rgb"] == math.inf and m["psnr-y"] == math.inf and m["ms-ssim-db"] == math.inf
-    assert m["ms-ssim-rgb"] == 1.0 and m["ssim"] == 1.0 and m["gmsd"] == 0.0
+    assert m["psnr-rgb"] == math.inf and m["psnr-y"] == math.inf
+    assert m["ms-ssim-db"] >= -10 * math.log10(FLOAT32_ERROR["ms-ssim-rgb"])  # inf, or 1 - MS-SSIM within float32 error
+    assert m["ms-ssim-rgb"] == pytest.approx(1.0, abs=FLOAT32_ERROR["ms-ssim-rgb"])
+    assert m["ssim"] == pytest.approx(1.0, abs=FLOAT32_ERROR["ssim"]) and m["gmsd"] == pytest.approx(0, abs=1e-7)
 
 
-def test_pooling_is_bit_equal_to_avg_pool2d():
+def test_pooling_equals_avg_pool2d_in_float64():
     x = torch.rand(2, 3, 37, 52) * 255
+    close = dict(rtol=0, atol=1e-4)  # float32 rounding of means of values up to 255
     for padding in [(0, 0), (1, 0), (1, 1)]:
-        assert torch.equal(engine.pool2(x, padding), F.avg_pool2d(x, kernel_size=2, padding=list(padding)))
-    assert torch.equal(engine.pool2_stride1(x), F.avg_pool2d(x, kernel_size=2, stride=1, padding=0))
+        exact = F.avg_pool2d(x.double(), kernel_size=2, padding=list(padding))
+        assert torch.allclose(engine.pool2(x, padding).double(), exact, **close)
+    exact = F.avg_pool2d(x.double(), kernel_size=2, stride=1, padding=0)
+    assert torch.allclose(engine.pool2_stride1(x).double(), exact, **close)
     cl = x.contiguous(memory_format=torch.channels_last)
-    assert torch.equal(engine.pool2(cl, (1, 1)), F.avg_pool2d(cl, kernel_size=2, padding=[1, 1]))
+    exact = F.avg_pool2d(cl.double(), kernel_size=2, padding=[1, 1])
+    assert torch.allclose(engine.pool2(cl, (1, 1)).double(), exact, **close)
 
 
-def test_yiq_channels_are_bit_equal_to_piq():
+def test_yiq_channels_equal_piq_within_float32():
     x = tensor(photo(64, 96)) / 255
-    yiq = rgb2yiq(x)
+    exact = rgb2yiq(x.double())
     for row in range(3):
-        assert torch.equal(engine.yiq_channel(x, row), yiq[:, row:row + 1])
+        assert torch.allclose(engine.yiq_channel(x, row).double(), exact[:, row:row + 1], rtol=0, atol=1e-6)
+        assert torch.allclose(rgb2yiq(x)[:, row:row + 1].double(), exact[:, row:row + 1], rtol=0, atol=1e-6)
 
 
 def test_piq_rescaling_is_the_identity_on_8_bit_values():
@@ -199,8 +232,8 @@ def test_cuda_equals_libraries_on_cpu():
     ref = photo(300, 420, "astronaut")
     rec = jpeg(ref, 35)
     cuda = compute_metrics(ref, rec, DEFAULT_METRICS, device="cuda")
-    for name, value in library_values(ref, rec).items():
-        assert cuda[name] == pytest.approx(value, rel=1e-6), name
+    for name, value in float64_values(ref, rec).items():
+        assert cuda[name] == pytest.approx(value, abs=FLOAT32_ERROR.get(name, PSNR_ERROR_DB)), name
 
 
 def test_opt_in_metrics_are_the_libraries():

@@ -31,8 +31,10 @@ def test_equal_to_compressai_compute_metrics(codec, quality, size):
     rec = CODECS[codec].decode(CODECS[codec].encode(ref, quality))
     ours = compute_metrics(ref, rec)
     theirs = compressai_metrics(ref, rec, ["psnr-rgb", "ms-ssim-rgb"])
-    assert ours["psnr-rgb"] == pytest.approx(theirs["psnr-rgb"], abs=1e-6)
-    assert ours["ms-ssim-rgb"] == pytest.approx(theirs["ms-ssim-rgb"], abs=1e-6)
+    # CompressAI computes both in float32: its own error is up to 1e-5 dB (PSNR) and 4.6e-5 (MS-SSIM,
+    # Kodak JPEG q=5; see FLOAT32_ERROR in test_metric_engine.py), depending on the CPU and thread count.
+    assert ours["psnr-rgb"] == pytest.approx(theirs["psnr-rgb"], abs=1e-5)
+    assert ours["ms-ssim-rgb"] == pytest.approx(theirs["ms-ssim-rgb"], abs=1e-4)
 
 
 def test_psnr_y_uses_bt709_luma_like_compressai():
@@ -62,7 +64,7 @@ def test_identical_images():
     ref = photo(192, 256)
     m = compute_metrics(ref, ref.copy())
     assert m["psnr-rgb"] == math.inf and m["psnr-y"] == math.inf
-    assert m["ms-ssim-rgb"] == pytest.approx(1.0, abs=1e-6)
+    assert m["ms-ssim-rgb"] == pytest.approx(1.0, abs=1e-4)  # float32
 
 
 def test_ms_ssim_db():
