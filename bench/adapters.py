@@ -848,4 +848,20 @@ def select(available: list[Adapter | Unavailable] | Catalog, specs: list[str] | 
             except AdapterError as exc:
                 raise AdapterError(f"{exc}; give this codec its own qualities with {name}:q=FROM..TO/STEP") from None
         configs.append(config)
-    return configs, skipped
+    return merge_duplicates(configs), skipped
+
+
+def merge_duplicates(configs: list[CodecConfig]) -> list[CodecConfig]:
+    """One configuration per label: a codec named twice (``jpeg,jpeg:q=5``) runs once, with the union of
+    the qualities; two different configurations under one label (``name=``) are refused."""
+    by_label: dict[str, CodecConfig] = {}
+    for config in configs:
+        first = by_label.get(config.label)
+        if first is None:
+            by_label[config.label] = config
+        elif (first.name, first.options_key) != (config.name, config.options_key):
+            raise AdapterError(f"two different codec configurations are labelled {config.label!r}: give them "
+                               "distinct names")
+        else:
+            by_label[config.label] = replace(first, qualities=tuple(dict.fromkeys(first.qualities + config.qualities)))
+    return list(by_label.values())

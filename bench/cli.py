@@ -14,6 +14,10 @@ import os
 import sys
 from pathlib import Path
 
+from .argtypes import count as _count
+from .argtypes import positive_float as _positive_float
+from .argtypes import positive_int as _positive_int
+from .argtypes import timeout as _timeout
 from .errors import BenchError
 
 EXIT_INCOMPLETE = 1
@@ -53,16 +57,6 @@ def _bpp_targets(text: str) -> list[float]:
     if bad or not values:
         raise argparse.ArgumentTypeError(f"target bpp must be positive numbers, got {text!r}")
     return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _metrics(names: list[str] | None) -> tuple[str, ...]:
@@ -144,7 +138,7 @@ def _run(args: argparse.Namespace, client) -> int:
         print(f"skipping codec {item.name}: unavailable ({item.reason})")
     if not configs:
         raise BenchError("no available codec to run")
-    out = Path(args.out or Path("results") / dataset.name)
+    out = results_folder(args.out, args.dataset, dataset)
     targets = tuple(args.target_bpp or ())
     if args.dry_run:
         from .runner import plan_run
@@ -165,6 +159,30 @@ def _run(args: argparse.Namespace, client) -> int:
                            check_decode=args.decode_check, make_executor=make_executor,
                            decode_device=args.decode_device or "")
     return _run_summary(report, out, dataset.name, bool(args.codecs) and bool(skipped))
+
+
+def results_folder(given: str | None, dataset_arg: str, dataset) -> Path:
+    """``--out``, else ``results/<dataset>`` (a folder dataset: plus a digest of its resolved path, so
+    two folders of the same name never share results). Refuses a file, and a folder inside the
+    dataset (its files would be measured as images by the next run)."""
+    if given:
+        out = Path(given)
+    elif Path(dataset_arg).is_dir():
+        import hashlib
+
+        digest = hashlib.sha256(str(Path(dataset_arg).resolve()).encode()).hexdigest()[:8]
+        out = Path("results") / f"{dataset.name}-{digest}"
+    else:
+        out = Path("results") / dataset.name
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file, not a folder")
+    folders = {str(s.path.resolve().parent) for s in dataset.sources}
+    if folders:
+        root = Path(os.path.commonpath(sorted(folders)))
+        if out.resolve().is_relative_to(root):
+            raise BenchError(f"--out {out} is inside the dataset folder {root}: choose a results folder outside it "
+                             "(its plots would be measured as images by the next run)")
+    return out
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -357,10 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-bpp", type=_bpp_targets, default=None, metavar="BPP,...",
                    help="also measure, per image and codec, the quality whose bpp is nearest each target "
                         "(e.g. 0.06,0.12,0.25,0.5,0.75); writes target_bpp.csv and target_bpp_summary.csv")
-    p.add_argument("--out", default=None, metavar="DIR", help="results folder (default: results/<dataset>)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="results folder (default: results/<dataset>; a folder dataset: results/<name>-<digest of its "
+                        "path>)")
     device_option(p)
     p.add_argument("--no-download", action="store_true", help="never download dataset files")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS",
                    help="limit per job; a job over it is a 'timeout' failure and its worker is replaced "
                         "(default: the adapter's TIMEOUT_S, else 600; 0 = no limit)")
     p.add_argument("--dry-run", action="store_true",
@@ -391,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("worker", "start Dask workers for this project on this machine (CPU and GPU)")
     p.add_argument("scheduler", help="scheduler address, e.g. tcp://host:8786")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--jobs", type=_count, default=os.cpu_count() or 1,
                    help="CPU worker processes (default: all cores, %(default)s; 0 = none)")
     p.add_argument("--gpus", default=None, metavar="I,...",
                    help="comma-separated GPU indices: one worker process per GPU")
@@ -408,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="published CompressAI-format JSON curves to overlay and compare, labelled '(published)'")
     p.add_argument("--method", default="pchip", choices=BD_METHODS,
                    help="BD interpolation shown in the tables (default: %(default)s)")
-    p.add_argument("--bootstrap", type=int, default=BD_BOOTSTRAP, metavar="N",
+    p.add_argument("--bootstrap", type=_count, default=BD_BOOTSTRAP, metavar="N",
                    help="bootstrap resamples over images for the 95 %% intervals, and sign flips for p "
                         "(default: %(default)s; 0 = none)")
     p.set_defaults(func=cmd_report)
@@ -423,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qualities", type=_qualities, default=None, metavar="Q,...",
                    help="quality settings of reference files that do not list them (applied to files with exactly "
                         "that many points), e.g. 5,10,...,95 for CompressAI's jpeg.json and webp.json")
-    p.add_argument("--tolerance-db", type=float, default=0.15,
+    p.add_argument("--tolerance-db", type=_positive_float, default=0.15,
                    help="max |PSNR-RGB difference| per point in dB (default: %(default)s)")
     p.add_argument("--tolerance-bpp", default="0.5%",
                    help="max |bpp difference| at the same quality setting (default: %(default)s)")
@@ -440,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("crops", "rate-matched visual comparison: one crop from every codec near a bpp")
     p.add_argument("results", metavar="DIR", help="results folder of a run")
     p.add_argument("--image", help="image name (default: the first image)")
-    p.add_argument("--bpp", type=float, default=0.25, help="target bits per pixel (default: %(default)s)")
+    p.add_argument("--bpp", type=_positive_float, default=0.25, help="target bits per pixel (default: %(default)s)")
     p.add_argument("--box", metavar="X,Y,W,H",
                    help="crop in pixels (default: the most detailed quarter-size window)")
     p.add_argument("--codecs", metavar="LABEL,...", help="comma-separated codec labels (default: all in the store)")

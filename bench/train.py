@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import positive_float, positive_int
 from .errors import BenchError
 
 # CompressAI's λ for its zoo qualities 1-8, per distortion metric.
@@ -228,7 +229,7 @@ def _resume(model, opt, aux_opt, path: Path, arch: str) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``train`` command's arguments (help texts name each default once)."""
     p.add_argument("--arch", default="bmshj2018-hyperprior", help="CompressAI architecture (default: %(default)s)")
-    p.add_argument("--lambda", dest="lmbda", type=float, required=True, metavar="λ",
+    p.add_argument("--lambda", dest="lmbda", type=positive_float, required=True, metavar="λ",
                    help="rate-distortion trade-off λ (required; CompressAI's MSE qualities 1-4 use "
                         "0.0018, 0.0035, 0.0067, 0.0130)")
     p.add_argument("--data", required=True, metavar="DIR",
@@ -236,24 +237,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="checkpoint folder, named after the architecture (required)")
     limit = p.add_mutually_exclusive_group(required=True)
-    limit.add_argument("--minutes", type=float, metavar="M", help="train for this many minutes (this or --steps)")
-    limit.add_argument("--steps", type=int, metavar="S", help="train for this many more steps (this or --minutes)")
+    limit.add_argument("--minutes", type=positive_float, metavar="M",
+                       help="train for this many minutes (this or --steps)")
+    limit.add_argument("--steps", type=positive_int, metavar="S",
+                       help="train for this many more steps (this or --minutes)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto (default) = cuda when torch sees a GPU")
     p.add_argument("--resume", metavar="FILE", help="training-state file to continue, or a state_dict to start from")
-    p.add_argument("--quality", type=int, metavar="Q", help="zoo quality index in the file name and for N, M "
+    p.add_argument("--quality", type=positive_int, metavar="Q", help="zoo quality index in the file name and for N, M "
                                                             "(default: the zoo quality whose λ is nearest)")
     p.add_argument("--channels", metavar="N,M",
                    help="channel counts instead of the zoo's for that quality, e.g. 64,96")
     p.add_argument("--metric", default="mse", choices=["mse", "ms-ssim"],
                    help="distortion of the loss (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=16, help="crops per step (default: %(default)s)")
-    p.add_argument("--patch-size", type=int, default=256, help="crop side in pixels (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of the model (default: %(default)s)")
-    p.add_argument("--aux-lr", type=float, default=1e-3,
+    p.add_argument("--batch-size", type=positive_int, default=16, help="crops per step (default: %(default)s)")
+    p.add_argument("--patch-size", type=positive_int, default=256, help="crop side in pixels (default: %(default)s)")
+    p.add_argument("--lr", type=positive_float, default=1e-4, help="learning rate of the model (default: %(default)s)")
+    p.add_argument("--aux-lr", type=positive_float, default=1e-3,
                    help="learning rate of the auxiliary (entropy bottleneck) loss (default: %(default)s)")
-    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping (default: %(default)s)")
-    p.add_argument("--save-minutes", type=float, default=10.0,
+    p.add_argument("--clip", type=positive_float, default=1.0, help="gradient norm clipping (default: %(default)s)")
+    p.add_argument("--save-minutes", type=positive_float, default=10.0,
                    help="minutes between checkpoints (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
