@@ -214,7 +214,7 @@ def run_benchmark(
             store.set_meta("run", run_provenance(jobs))
             execution = Execution(jobs, {c.label: timeout_for(c, timeout_s) for c in configs}, progress, log,
                                   make_executor)
-            chosen = _search_targets(store, images, configs, targets, execution) if targets else {}
+            chosen = _search_targets(store, images, configs, targets, execution, report) if targets else {}
             tasks, report.cached_jobs, report.kept_failures = plan_measurements(
                 store, images, configs, qualities, chosen, metrics, retry_failures, check_decode, decode_device)
             report.total_jobs = len(tasks) + report.cached_jobs + report.kept_failures
@@ -322,10 +322,11 @@ def _measure_all(store: Store, tasks: list[tuple[Task, float]], report: RunRepor
 
 
 def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecConfig], targets: tuple[float, ...],
-                    execution: Execution) -> dict[tuple[str, str], list[float]]:
+                    execution: Execution, report: RunReport) -> dict[tuple[str, str], list[float]]:
     """Find (and store) per image and codec the quality nearest each target bpp.
 
     Returns {(image hash, codec label): [qualities to measure]}. Searches already stored are reused.
+    A failed search is a failure of the run (``report.failures``, stage ``target-bpp search``).
     """
     tasks, chosen = plan_searches(store, images, configs, targets)
     if not tasks:
@@ -339,6 +340,7 @@ def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecCon
         task = outcome.task
         if outcome.error:
             log(f"warning: target-bpp search failed for {task.label} on {task.image.name}: {outcome.error}")
+            report.failures[(task.label, "target-bpp search", outcome.error)] += 1
         store.add_search(task.ident, outcome.probes, outcome.chosen)
         key = (task.image.image_hash, task.label)
         chosen[key] = sorted(set(chosen[key]) | set(outcome.chosen.values()))
@@ -346,6 +348,7 @@ def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecCon
     def on_failure(job: Job, stage: str, error: str) -> None:
         bar.update(1)
         log(f"warning: target-bpp search failed for {job.task.label} on {job.task.image.name}: {stage}: {error}")
+        report.failures[(job.task.label, "target-bpp search", f"{stage}: {error}")] += 1
 
     executor = execution.executor()
     for task in tasks:

@@ -77,3 +77,36 @@ def test_two_datasets_of_the_same_folder_name_get_their_own_results(tmp_path):
     out_second = results_folder(None, str(second), resolve_dataset(str(second)))
     assert out_first != out_second and out_first.name.startswith("images-") and out_second.parent == Path("results")
     assert results_folder(None, str(first), resolve_dataset(str(first))) == out_first  # stable
+
+
+PICKY = '''
+import io
+import numpy as np
+from PIL import Image
+NAME, FAMILY, DESCRIPTION, VERSION = "picky", "conventional", "JPEG that refuses qualities off its sweep", "1"
+QUALITIES = [20, 80]
+QUALITY_RANGE = (1, 100, 1)
+
+def encode(rgb, quality):
+    if quality not in QUALITIES:
+        raise ValueError(f"quality {quality} refused")
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(rgb)).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+def decode(data):
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+'''
+
+
+def test_failed_target_bpp_search_exits_1_with_the_reason(image_folder, tmp_path, capsys):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "picky.py").write_text(PICKY)
+    args = ["run", "--dataset", str(image_folder), "--codecs", "picky", "--codecs-dir", str(plugins), "--out",
+            str(tmp_path / "out"), "--quiet", "--metrics", "psnr-rgb", "--jobs", "1", "--target-bpp", "0.5"]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "target-bpp search" in out and "refused" in out
+    assert stored(tmp_path / "out") == 3 * 2, "the sweep itself is stored"
+    assert main(args) == 1, "the failed searches are tried again, and fail again"
