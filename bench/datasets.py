@@ -85,9 +85,23 @@ def folder_sources(folder: Path) -> list[ImageSource]:
         and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
         and "__MACOSX" not in p.parts
     )
-    names = [p.relative_to(folder).with_suffix("").as_posix() for p in paths]
-    clashing = {n for n in names if names.count(n) > 1}  # x.png and x.jpg: keep the extension
-    return [ImageSource(p.relative_to(folder).as_posix() if n in clashing else n, p) for n, p in zip(names, paths)]
+    names = unique_names([p.relative_to(folder).as_posix() for p in paths])
+    return [ImageSource(name, p) for name, p in zip(names, paths)]
+
+
+def unique_names(files: list[str]) -> list[str]:
+    """Image names: relative paths without extension, except where that clashes (``x.png``, ``x.jpg``,
+    ``x.png.jpg``): those keep their whole relative path, which is unique."""
+    names = [Path(f).with_suffix("").as_posix() for f in files]
+    while True:
+        seen: dict[str, int] = {}
+        for name in names:
+            seen[name] = seen.get(name, 0) + 1
+        clashing = [i for i, name in enumerate(names) if seen[name] > 1 and name != files[i]]
+        if not clashing:
+            return names
+        for i in clashing:
+            names[i] = files[i]
 
 
 def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:

@@ -139,6 +139,10 @@ def load_image(path: str | Path, name: str | None = None) -> LoadedImage:
                 raise ImageError(f"header claims {width}x{height} = {width * height / 1e6:.0f} MP, above the "
                                  f"limit of {limit / 1e6:.0f} MP (a decompression bomb, or set "
                                  "BENCH_MAX_PIXELS to accept it)")
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                raise ImageError(f"animated {img.format} image ({frames} frames): refused, as which frame to "
+                                 "measure is not defined (save the frame you want as a still image)")
             img.load()
             if bits is None and img.format == "TIFF":
                 bps = img.tag_v2.get(258)

@@ -8,13 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bench.adapters import AdapterError, discover, merge_duplicates, select
 from bench.cli import main, results_folder
 from bench.datasets import resolve_dataset
+from bench.images import ImageError, load_image
 from bench.store import DB_NAME
 
-from .conftest import write_photos
+from .conftest import photo, write_photos
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,3 +112,27 @@ def test_failed_target_bpp_search_exits_1_with_the_reason(image_folder, tmp_path
     assert "target-bpp search" in out and "refused" in out
     assert stored(tmp_path / "out") == 3 * 2, "the sweep itself is stored"
     assert main(args) == 1, "the failed searches are tried again, and fail again"
+
+
+def test_clashing_image_names_get_distinct_ids(tmp_path, capsys):
+    folder = tmp_path / "dups"
+    folder.mkdir()
+    photos = [photo(64, 80, n) for n in ("astronaut", "coffee", "chelsea")]
+    for name, rgb in zip(["dup.png", "dup.jpg", "dup.png.jpg"], photos):
+        Image.fromarray(rgb).save(folder / name, format="PNG" if name.endswith(".png") else "JPEG")
+    assert sorted(s.name for s in resolve_dataset(str(folder)).sources) == ["dup.jpg", "dup.png", "dup.png.jpg"]
+    out = tmp_path / "out"
+    assert main(["run", "--dataset", str(folder), "--codecs", "jpeg:q=50", "--out", str(out), "--quiet",
+                 "--metrics", "psnr-rgb", "--jobs", "1"]) == 0
+    assert stored(out) == 3
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
+def test_animated_images_are_refused_with_the_reason(tmp_path, fmt):
+    frames = [Image.fromarray(photo(48, 64, n)) for n in ("astronaut", "coffee")]
+    path = tmp_path / f"anim.{fmt.lower()}"
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with pytest.raises(ImageError, match=r"anim\..*animated .* \(2 frames\): refused"):
+        load_image(path)
+    Image.fromarray(photo(48, 64)).save(tmp_path / "still.png")
+    assert load_image(tmp_path / "still.png").rgb.shape == (48, 64, 3)
