@@ -3,20 +3,19 @@
 A published folder holds a codec's real bitstreams and the images its own decoder made from
 them, described by a manifest (UTF-8 TSV; see docs/published-bitstreams.md)::
 
-    # name: coolchic-3.4.1-kodak          optional header lines "# key: value"
-    # family: learned                     (name, family, version, decoder, publisher, licence, rate, ...)
-    # decoder: coolchic
-    image    rate    bitstream                      decoded                       bpp   psnr-rgb  bitstream_sha256  decoded_sha256
-    kodim01  0.0001  bitstreams/kodim01-....cool    decoded/kodim01-....png       2.12  40.487    ...               ...
+    # family: learned                  optional header lines "# key: value": family, codec,
+    # decoder: coolchic                decoder, publisher, licence, rate, ...
+    image  rate    bitstream                decoded                 bpp   psnr-rgb  bitstream_sha256  decoded_sha256
+    kodim01 0.0001 bitstreams/kodim01-...cool decoded/kodim01-...png 2.12 40.487    9ac2...           d3bb...
 
-``image`` is the image's name in the dataset (file name without extension), ``rate`` the
-publisher's rate parameter (a number; it is the codec's quality), ``bitstream``/``decoded``
-paths relative to the folder; ``bpp`` and ``psnr-rgb`` (dB) are the publisher's values, used to
+(columns separated by one tab). ``image`` is the image's name in the dataset (file name
+without extension), ``rate`` the publisher's rate parameter (a number; it is the codec's
+quality), ``bitstream``/``decoded`` paths relative to the folder; ``bpp`` and ``psnr-rgb`` (dB) are the publisher's values, used to
 check the originals and by ``verify``; the checksums, when given, are checked before a run.
 
 A folder without ``manifest.tsv`` may still be known: the project ships manifests for published
 folders it knows (``datasets/published/<folder name>.tsv``, installed as
-``bench/manifests/published/``), used only when every checksum in it matches the folder.
+``bench/manifests/published/``); a run refuses the folder unless every checksum matches.
 ``coolchic_manifest`` makes such a manifest from a folder's ``published.tsv`` (Cool-chic's table).
 """
 
@@ -137,10 +136,9 @@ def parse_manifest(text: str, path: Path, folder: Path) -> Manifest:
             raise PublishedError(f"{where}: {len(row)} fields, the header has {len(columns)}")
         cell = dict(zip(columns, (c.strip() for c in row)))
         rate = _number(cell["rate"], "rate", where)
-        key = (cell["image"], rate)
-        if key in seen:
+        if (cell["image"], rate) in seen:
             raise PublishedError(f"{where}: image {cell['image']!r} at rate {rate:g} is listed twice")
-        seen.add(key)
+        seen.add((cell["image"], rate))
         entries.append(Entry(
             image=cell["image"], rate=rate, bitstream=folder / cell["bitstream"], decoded=folder / cell["decoded"],
             bpp=_number(cell["bpp"], "bpp", where) if cell.get("bpp") else math.nan,

@@ -127,7 +127,8 @@ def family_sentences(table: pd.DataFrame, curves: dict[str, Curve], metric: str,
 def speed_points(per_image: pd.DataFrame, codecs: list[dict], table: pd.DataFrame, metric: str, method: str,
                  anchor: str) -> pd.DataFrame:
     """One row per measured codec with a BD-rate: encode/decode megapixels per second (total pixels over
-    total seconds of the sweep; NaN where not measured), devices, kMAC per pixel (learned codecs) and BD-rate (%) against the anchor."""
+    total seconds of the sweep; NaN where not measured), devices, kMAC per pixel (learned codecs) and
+    BD-rate (%) against the anchor."""
     values = bd_values(table, metric, method)
     values[anchor] = (0.0, "")
     info = {c["label"]: c for c in codecs}

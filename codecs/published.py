@@ -31,8 +31,18 @@ import numpy as np
 
 from bench import tools
 from bench.adapters import Option
-from bench.published import Entry, Manifest, PublishedError, check_files, find_manifest, image_size, \
-    missing_images, original_problems, read_rgb, short_list
+from bench.published import (
+    Entry,
+    Manifest,
+    PublishedError,
+    check_files,
+    find_manifest,
+    image_size,
+    missing_images,
+    original_problems,
+    read_rgb,
+    short_list,
+)
 
 NAME = "published"
 FAMILY = "learned"  # default; a manifest's "# family:" line sets it
@@ -189,8 +199,8 @@ def setup(dir: str = "", name: str = "", manifest: str = "", decode: str = "auto
         "qualities": m.rates,
         "family": m.header.get("family", FAMILY),
         "info": info,
-        "options": {"dir": str(folder), "name": label, "manifest": str(m.path), "decode": "here" if here else "supplied",
-                    "decoder": found if here else ""},
+        "options": {"dir": str(folder), "name": label, "manifest": str(m.path),
+                    "decode": "here" if here else "supplied", "decoder": found if here else ""},
     }
 
 
