@@ -19,12 +19,16 @@ measured. Encode time is never measured. Option ``decode=supplied`` forces the s
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import hashlib
 import importlib.machinery
 import importlib.util
+import os
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -98,13 +102,29 @@ def _load_extension(path: str) -> Callable[..., object]:
     return getattr(module, "cc_decode_" + module_name.rsplit("_", 1)[1])
 
 
+@contextlib.contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    """File descriptor 1 to /dev/null meanwhile (C and C++ output included)."""
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+
+
 def decode_coolchic(data: bytes, extension: str) -> np.ndarray:
     """Cool-chic's own C++ decoder on the bytes (through files, as its API takes paths): 8-bit RGB."""
     decode = _load_extension(extension)
     with tempfile.TemporaryDirectory(prefix="bench-coolchic-") as tmp:
         bitstream, ppm = Path(tmp) / "in.cool", Path(tmp) / "out.ppm"
         bitstream.write_bytes(data)
-        decode(str(bitstream), str(ppm), 0, 0, 0)  # bit depth and chroma from the header; quiet
+        with _stdout_silenced():  # it prints "<path> created" even when quiet
+            decode(str(bitstream), str(ppm), 0, 0, 0)  # bit depth and chroma from the header
         if not ppm.is_file():
             raise RuntimeError("Cool-chic's decoder wrote no image")
         return read_rgb(ppm)
