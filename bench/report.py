@@ -420,7 +420,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
                   for c in codecs]
     complexity = [[c["label"], f"{c['info'].get('parameters', ''):,}" if c["info"].get("parameters") else "",
                    str(c["info"].get("encoder_kmac_per_pixel", "")), str(c["info"].get("decoder_kmac_per_pixel", "")),
-                   str(c["info"].get("weights", ""))] for c in codecs if c["info"]]
+                   str(c["info"].get("weights", ""))] for c in codecs if c["info"] and not c["info"].get("source")]
     crops = sorted(out.glob("crops_*.png"))
     speed_note = (f"One point per codec: BD-rate against {anchor} (mean curves, {method}) against encode and "
                   f"decode speed in megapixels per second (total pixels / total seconds of the sweep, log scale); "
