@@ -10,8 +10,9 @@ them, described by a manifest (UTF-8 TSV; see docs/published-bitstreams.md)::
 
 (columns separated by one tab). ``image`` is the image's name in the dataset (file name
 without extension), ``rate`` the publisher's rate parameter (a number; it is the codec's
-quality), ``bitstream``/``decoded`` paths relative to the folder; ``bpp`` and ``psnr-rgb`` (dB) are the publisher's values, used to
-check the originals and by ``verify``; the checksums, when given, are checked before a run.
+quality), ``bitstream``/``decoded`` paths relative to the folder; ``bpp`` and ``psnr-rgb``
+(dB) are the publisher's values, used to check the originals and by ``verify``; the
+checksums, when given, are checked before a run.
 
 A folder without ``manifest.tsv`` may still be known: the project ships manifests for published
 folders it knows (``datasets/published/<folder name>.tsv``, installed as
