@@ -17,9 +17,19 @@ An adapter is a Python module (or any object) with these attributes::
     def encode(rgb, quality, **options) -> bytes   # rgb: numpy uint8 array H x W x 3
     def decode(data, **options) -> numpy uint8 H x W x 3
 
-    def setup(**options) -> dict     # optional: {"version", "qualities", "info", "options"} for these
-                                     # options (e.g. which weights, which binary); raising = unavailable
+    def setup(**options) -> dict     # optional: {"version", "qualities", "info", "options", "family"} for
+                                     # these options (e.g. which weights, which binary); raising = unavailable
     def prepare(quality, **options)  # optional, untimed before each encode (e.g. load a model)
+
+Optional hooks for codecs that do not encode here (e.g. published bitstreams, ``codecs/published.py``)::
+
+    def encode(rgb, quality, image_name, **options)  # an encode that names a parameter ``image_name``
+                                     # receives the image's name in the dataset (e.g. to pick its file)
+    def untimed(**options) -> ("encode", "decode")  # stages whose wall time means nothing for these
+                                     # options: stored as not measured (NaN, shown "not measured"), never 0
+    def check_decoded(data, rec, **options)  # untimed, after each decode; raising = a decode failure
+    def check_images(images, **options)  # untimed, once per run before any job: {name: read-only uint8
+                                     # H x W x 3} of the run's originals; raising AdapterError = refused
 
 Options are validated once, when a codec is selected, against their declaration (type, choices,
 validator) and passed to ``encode``/``decode`` converted to their declared type; the declaration
@@ -69,6 +79,8 @@ INSTALLED_CODECS_DIR = PACKAGE_DIR / "codecs_builtin"  # the built-ins inside an
 BUILTIN_CODECS_DIR = INSTALLED_CODECS_DIR if INSTALLED_CODECS_DIR.is_dir() else PACKAGE_DIR.parent / "codecs"
 REQUIRED = ("NAME", "FAMILY", "DESCRIPTION", "VERSION", "QUALITIES", "encode", "decode")
 QUALITY_KEY = "q"  # NAME:q=... in a codec spec sets that codec's qualities
+IMAGE_NAME = "image_name"  # an encode() parameter of this name receives the image's name
+STAGES = ("encode", "decode")  # timed stages (``untimed`` may name them)
 MAX_QUALITIES = 1000  # points one quality range may expand to
 
 
@@ -202,6 +214,10 @@ class Adapter:
     option_specs: dict[str, Option] = field(default_factory=dict, repr=False, compare=False)
     code: str = ""  # hash of the adapter's code (module file + CODE_FILES)
     timeout_s: float | None = None  # TIMEOUT_S: seconds per job unless --timeout says otherwise
+    takes_image_name: bool = False  # encode() names a parameter ``image_name``
+    untimed: Callable[..., Iterable[str]] | None = field(default=None, repr=False, compare=False)
+    check_decoded: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+    check_images: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
     def spec(self, option: str) -> Option:
         return self.option_specs.get(option) or Option(self.options[option])
@@ -288,11 +304,29 @@ class CodecConfig:
         if self.adapter.prepare is not None:
             self.adapter.prepare(native_quality(quality), **self.typed_options())
 
-    def encode(self, rgb, quality: float) -> bytes:
-        return self.adapter.encode(rgb, native_quality(quality), **self.typed_options())
+    def encode(self, rgb, quality: float, image_name: str = "") -> bytes:
+        named = {IMAGE_NAME: image_name} if self.adapter.takes_image_name else {}
+        return self.adapter.encode(rgb, native_quality(quality), **named, **self.typed_options())
 
     def decode(self, data: bytes):
         return self.adapter.decode(data, **self.typed_options())
+
+    @property
+    def untimed(self) -> frozenset[str]:
+        """Stages (``encode``, ``decode``) whose time is not measured for these options (adapter's ``untimed``)."""
+        if self.adapter.untimed is None:
+            return frozenset()
+        return frozenset(self.adapter.untimed(**self.typed_options())) & set(STAGES)
+
+    def check_decoded(self, data: bytes, rec) -> None:
+        """The adapter's untimed check of one decoded image, if it has one (raises when it fails)."""
+        if self.adapter.check_decoded is not None:
+            self.adapter.check_decoded(data, rec, **self.typed_options())
+
+    def check_images(self, images: dict) -> None:
+        """The adapter's check of a run's originals ({name: uint8 array}) before any job, if it has one."""
+        if self.adapter.check_images is not None:
+            self.adapter.check_images(images, **self.typed_options())
 
 
 def native_quality(quality: float) -> int | float:
@@ -336,15 +370,27 @@ def check_signature(fn: Callable, what: str, leading: int, options: Sequence[str
     return None
 
 
+def takes_image_name(fn: Callable) -> bool:
+    """Whether ``fn`` names a parameter ``image_name`` (then the harness passes the image's name)."""
+    try:
+        param = inspect.signature(fn).parameters.get(IMAGE_NAME)
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                inspect.Parameter.KEYWORD_ONLY)
+
+
 def _check_signatures(obj: Any, options: Sequence[str]) -> None:
-    checks = [("encode", 2), ("decode", 1), ("setup", 0), ("prepare", 1)]
+    checks = [("encode", 2), ("decode", 1), ("setup", 0), ("prepare", 1), ("untimed", 0), ("check_decoded", 2),
+              ("check_images", 1)]
     for what, leading in checks:
         fn = getattr(obj, what, None)
         if fn is None:
             continue
         if not callable(fn):
             raise AdapterError(f"{what} must be callable")
-        problem = check_signature(fn, what, leading, options)
+        named = [*options, IMAGE_NAME] if what == "encode" and takes_image_name(fn) else options
+        problem = check_signature(fn, what, leading, named)
         if problem:
             raise AdapterError(problem)
 
@@ -363,6 +409,8 @@ def adapter_from_object(obj: Any, origin: str, code: str = "") -> Adapter:
     specs = option_specs(getattr(obj, "OPTIONS", {}))
     if QUALITY_KEY in specs:
         raise AdapterError(f"option name {QUALITY_KEY!r} is reserved (NAME:{QUALITY_KEY}=... sets qualities)")
+    if IMAGE_NAME in specs:
+        raise AdapterError(f"option name {IMAGE_NAME!r} is reserved (encode() receives the image's name under it)")
     defaults = {}
     for key, spec in specs.items():
         try:
@@ -386,6 +434,10 @@ def adapter_from_object(obj: Any, origin: str, code: str = "") -> Adapter:
         option_specs=specs,
         code=code,
         timeout_s=_timeout(getattr(obj, "TIMEOUT_S", None)),
+        takes_image_name=takes_image_name(obj.encode),
+        untimed=getattr(obj, "untimed", None),
+        check_decoded=getattr(obj, "check_decoded", None),
+        check_images=getattr(obj, "check_images", None),
     )
 
 
@@ -781,6 +833,10 @@ def configure(adapter: Adapter, overrides: dict[str, str], device: str | None = 
     options.update({k: str(v) for k, v in resolved.items()})
     qualities = tuple(float(q) for q in extra.get("qualities", ()))
     version = with_code(str(extra["version"]), adapter.code) if extra.get("version") else ""
+    if extra.get("family"):  # e.g. published bitstreams: the family of the codec that made them
+        if extra["family"] not in FAMILIES:
+            raise SetupError(f"setup() returned family {extra['family']!r}, not one of {', '.join(FAMILIES)}")
+        adapter = replace(adapter, family=str(extra["family"]))
     return CodecConfig(adapter, options, version, qualities, dict(extra.get("info", {})), from_auto)
 
 

@@ -35,7 +35,8 @@ class Results:
 
     - ``per_image``: one row per image × codec configuration × quality of the sweeps: ``dataset,
       image, image_hash, codec`` (label), ``codec_name, family, options`` (JSON), ``version, quality,
-      width, height, bytes, bpp, encode_s, decode_s`` (wall seconds), ``device`` and one column per
+      width, height, bytes, bpp, encode_s, decode_s`` (wall seconds; NaN = not measured, e.g. published
+      bitstreams), ``device`` and one column per
       metric (``psnr-rgb`` in dB, ...).
     - ``summary``: arithmetic means over images per ``codec, family, quality`` with ``n_images``
       (``ms-ssim-db`` there is that of the mean MS-SSIM).

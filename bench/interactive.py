@@ -114,7 +114,7 @@ def speed_figure_json(points: pd.DataFrame, metric: str, anchor: str, title: str
                                     "domain": [(i - 1) * width + 0.04, i * width - 0.03], "anchor": f"y{suffix}"}
         layout[f"yaxis{suffix}"] = {"title": {"text": f"BD-rate vs {anchor} (%, {metric})" if i == 1 else ""},
                                     "anchor": f"x{suffix}", "zeroline": True, "range": y_range}
-        rows = learned if column == "encoder_kmac" else points
+        rows = learned if column == "encoder_kmac" else points.dropna(subset=[column])  # NaN: not measured
         columns = [("encoder_kmac", "circle"), ("decoder_kmac", "x")] if column == "encoder_kmac" else [(column, "")]
         for col, symbol in columns:
             for _, row in rows.iterrows():

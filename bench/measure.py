@@ -1,13 +1,15 @@
 """One measurement: encode, decode and score one image with one codec configuration.
 
-Owns timing (wall seconds around ``encode`` and ``decode`` only) and size (bpp = bytes * 8 /
-pixels, from the returned bytes). The adapter sees a read-only view of the original: a write
+Owns timing (wall seconds around ``encode`` and ``decode`` only; a stage the adapter declares
+``untimed`` is stored as not measured, NaN) and size (bpp = bytes * 8 / pixels, from the
+returned bytes). The adapter sees a read-only view of the original: a write
 into it fails that job instead of corrupting every later result.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import socket
 import time
 import warnings
@@ -100,8 +102,8 @@ def _is_cuda_oom(exc: BaseException | None) -> bool:
 
 
 def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key,
-            metrics: tuple[str, ...] = DEFAULT_METRICS, check_determinism: bool = False, decode_device: str = ""
-            ) -> tuple[Measurement, bytes, np.ndarray, str]:
+            metrics: tuple[str, ...] = DEFAULT_METRICS, check_determinism: bool = False, decode_device: str = "",
+            image_name: str = "") -> tuple[Measurement, bytes, np.ndarray, str]:
     """Encode, decode and score one image; raises StageError naming the failing stage.
 
     Returns the measurement, the bitstream, the reconstruction and a note ("" unless
@@ -109,16 +111,17 @@ def measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key,
     decoded twice: outputs that differ are a ``decode-mismatch`` failure. On CUDA out of memory
     the image is measured on the CPU instead, with a warning. With ``decode_device`` the bytes are
     also decoded on that device (``cross_device`` of the measurement; a difference is a warning).
+    ``image_name`` goes to adapters whose encode asks for it.
     """
     try:
-        return _measure(config, rgb, quality, key, metrics, check_determinism, decode_device)
+        return _measure(config, rgb, quality, key, metrics, check_determinism, decode_device, image_name)
     except StageError as exc:
         if not (config.device.startswith("cuda") and _is_cuda_oom(exc.__cause__)):
             raise
     warnings.warn(f"CUDA out of memory on a {rgb.shape[1]}x{rgb.shape[0]} image with {config.label}; "
                   "measured on the CPU instead", stacklevel=2)
     cpu = replace(config, options={**config.options, "device": "cpu"})
-    return _measure(cpu, rgb, quality, key, metrics, check_determinism, decode_device)
+    return _measure(cpu, rgb, quality, key, metrics, check_determinism, decode_device, image_name)
 
 
 def cross_decode(config: CodecConfig, data: bytes, rec: np.ndarray, original: np.ndarray,
@@ -140,10 +143,10 @@ def cross_decode(config: CodecConfig, data: bytes, rec: np.ndarray, original: np
     return CrossDevice(encode_device, decode_device, diff == 0, diff, psnr)
 
 
-def _encode(config: CodecConfig, rgb: np.ndarray, quality: float) -> tuple[bytes, float]:
+def _encode(config: CodecConfig, rgb: np.ndarray, quality: float, image_name: str = "") -> tuple[bytes, float]:
     try:
         start = time.perf_counter()
-        data = config.encode(rgb, quality)
+        data = config.encode(rgb, quality, image_name)
         seconds = time.perf_counter() - start
     except Exception as exc:
         raise StageError("encode", _describe(exc, config)) from exc
@@ -153,16 +156,17 @@ def _encode(config: CodecConfig, rgb: np.ndarray, quality: float) -> tuple[bytes
 
 
 def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, metric_names: tuple[str, ...],
-             check_determinism: bool, decode_device: str = "") -> tuple[Measurement, bytes, np.ndarray, str]:
+             check_determinism: bool, decode_device: str = "", image_name: str = ""
+             ) -> tuple[Measurement, bytes, np.ndarray, str]:
     original = read_only(rgb)
     try:
         config.prepare(quality)
     except Exception as exc:
         raise StageError("prepare", _describe(exc, config)) from exc
-    data, encode_s = _encode(config, original, quality)
+    data, encode_s = _encode(config, original, quality, image_name)
     note = ""
     if check_determinism:
-        again, _ = _encode(config, original, quality)
+        again, _ = _encode(config, original, quality, image_name)
         if again != data:
             note = (f"{config.label} is not deterministic: two encodes of the same image at quality {quality:g} "
                     f"gave {len(data)} and {len(again)} bytes{'' if len(data) != len(again) else ' (different content)'}")
@@ -173,6 +177,13 @@ def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, met
     except Exception as exc:
         raise StageError("decode", _describe(exc, config)) from exc
     rec = as_rgb(decoded, rgb.shape)
+    try:
+        config.check_decoded(data, rec)
+    except Exception as exc:
+        raise StageError("decode", _describe(exc, config)) from exc
+    untimed = config.untimed
+    encode_s = math.nan if "encode" in untimed else encode_s
+    decode_s = math.nan if "decode" in untimed else decode_s
     if config.adapter.family == "learned":
         try:
             again_rec = as_rgb(config.decode(data), rgb.shape)

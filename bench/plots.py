@@ -101,7 +101,7 @@ def speed_figure(points: pd.DataFrame, metric: str, anchor: str, title: str) -> 
     axes = axes[0]
     markers = {"conventional": "s", "learned": "o"}
     for ax, column, name in zip(axes, ("encode_mps", "decode_mps"), ("encode", "decode")):
-        for _, row in points.iterrows():
+        for _, row in points.dropna(subset=[column]).iterrows():  # a time not measured: no point
             ax.scatter(row[column], row["bd_rate"], marker=markers.get(row["family"], "^"), s=40,
                        color="C1" if row["family"] == "learned" else "C0")
             ax.annotate(f"{row['codec']} ({row['device']})", (row[column], row["bd_rate"]),

@@ -186,6 +186,15 @@ def target_warnings(means: pd.DataFrame, ranges: dict[str, tuple[float, float]])
             for _, r in means.iterrows() if off_target(r["mean_bpp"], r["target_bpp"])]
 
 
+NOT_MEASURED = "not measured"
+
+
+def source_marker(info: dict) -> str:
+    """`` — published bitstreams, decoded here (...)`` for codecs whose info names a source, else ``""``."""
+    source = info.get("source", "")
+    return f" — {source}" + (f", decoded: {info['decoded']}" if info.get("decoded") else "") if source else ""
+
+
 def timing_rows(per_image: pd.DataFrame) -> list[list[str]]:
     """Per codec and host: encode/decode mean and median seconds per image, and megapixels per second."""
     rows = []
@@ -194,6 +203,9 @@ def timing_rows(per_image: pd.DataFrame) -> list[list[str]]:
         pixels = float((g["width"] * g["height"]).sum())
         row = [codec, host or "?", ", ".join(sorted(set(g["device"])))]
         for col in ("encode_s", "decode_s"):
+            if g[col].isna().any():  # e.g. published bitstreams: never a made-up time
+                row += [NOT_MEASURED] * 3
+                continue
             row += [f"{g[col].mean():.4f}", f"{g[col].median():.4f}", f"{pixels / g[col].sum() / 1e6:.2f}"]
         rows.append(row)
     return rows
@@ -395,17 +407,20 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     headline = main_metrics(metrics)
     summary_table = ["codec", "family", *(f"BD-rate {metric_name(m)}" for m in headline)]
     summary_cells = summary_rows(table, headline, method, anchor, families)
+    sources = {c["label"]: c["info"]["source"] for c in codecs if c["info"].get("source")}
+    for cells in summary_cells:  # e.g. "learned (published bitstreams)": not run here
+        cells[1] += f" ({sources[cells[0]]})" if cells[0] in sources else ""
     curves_by_label = {c.label: c for c, _ in rd_curves[headline[0]]}
     sentences = family_sentences(table, curves_by_label, headline[0], method, anchor, families)
 
     built = f"Report built {time.strftime('%Y-%m-%d %H:%M:%S %Z')}."
     settings = settings_rows(dataset, n_images, images, run, anchor, method, references, ref_notes)
-    codec_rows = [[c["label"], c["family"], c["version"], options[c["label"]],
+    codec_rows = [[c["label"], c["family"], c["version"] + source_marker(c["info"]), options[c["label"]],
                    ", ".join(f"{q:g}" for q in sorted(set(per_image.loc[per_image["codec"] == c["label"], "quality"])))]
                   for c in codecs]
     complexity = [[c["label"], f"{c['info'].get('parameters', ''):,}" if c["info"].get("parameters") else "",
                    str(c["info"].get("encoder_kmac_per_pixel", "")), str(c["info"].get("decoder_kmac_per_pixel", "")),
-                   str(c["info"].get("weights", ""))] for c in codecs if c["info"]]
+                   str(c["info"].get("weights", ""))] for c in codecs if c["info"] and not c["info"].get("source")]
     crops = sorted(out.glob("crops_*.png"))
     speed_note = (f"One point per codec: BD-rate against {anchor} (mean curves, {method}) against encode and "
                   f"decode speed in megapixels per second (total pixels / total seconds of the sweep, log scale); "

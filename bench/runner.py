@@ -21,8 +21,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .adapters import CodecConfig
+from .adapters import AdapterError, CodecConfig
 from .datasets import Dataset
+from .errors import BenchError
 from .execution import Executor, Job, available_memory_bytes
 from .images import ImageError, load_image, pixel_sha256
 from .metrics import DEFAULT_METRICS
@@ -164,6 +165,21 @@ def _sigterm_as_exception() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def check_images(configs: list[CodecConfig], images: list[ImageRef]) -> None:
+    """Each codec's check of the run's originals (adapters with ``check_images``), before any job runs."""
+    checking = [c for c in configs if c.adapter.check_images is not None]
+    if not checking:
+        return
+    originals = {ref.name: np.load(ref.npy, mmap_mode="r") for ref in images}  # read-only, read on demand
+    for config in checking:
+        try:
+            config.check_images(originals)
+        except BenchError as exc:
+            raise AdapterError(f"{config.label}: {exc}") from None
+        except Exception as exc:
+            raise AdapterError(f"{config.label}: checking the originals failed: {type(exc).__name__}: {exc}") from None
+
+
 def timeout_for(config: CodecConfig, timeout_s: float | None) -> float | None:
     """Seconds a job may take: ``--timeout`` if given (0 = none), else the adapter's TIMEOUT_S, else the default."""
     if timeout_s is not None:
@@ -204,6 +220,7 @@ def run_benchmark(
         try:
             images, records, report.skipped_images = prepare_images(dataset, folder, log)
             report.images = images
+            check_images(configs, images)
             store.register_images(dataset.name, records)
             for config in configs:
                 a = config.adapter
@@ -273,7 +290,7 @@ def _measure_all(store: Store, tasks: list[tuple[Task, float]], report: RunRepor
             store.add_metrics(outcome.task.key, m.metrics, m.metric_seconds, m.cross_device)
         else:
             store.add(m)
-            report.work_s += m.encode_s + m.decode_s + m.metric_s
+            report.work_s += sum(s for s in (m.encode_s, m.decode_s, m.metric_s) if s == s)  # NaN: not measured
         report.done += 1
 
     def on_result(job: Job, result) -> None:

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     width INTEGER NOT NULL, height INTEGER NOT NULL,
     encode_s REAL NOT NULL, decode_s REAL NOT NULL, metric_s REAL NOT NULL,
     device TEXT NOT NULL, created TEXT NOT NULL, host TEXT NOT NULL DEFAULT '', machine TEXT NOT NULL DEFAULT '',
-    metric_device TEXT NOT NULL DEFAULT 'cpu',
+    metric_device TEXT NOT NULL DEFAULT 'cpu', untimed TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (image_hash, codec, options, version, quality));
 CREATE TABLE IF NOT EXISTS metrics (
     image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS cross_device (
 
 # (table, column) pairs a current store has ("" = the table itself); older stores are upgraded.
 SCHEMA_ITEMS = {("measurements", "host"), ("measurements", "machine"), ("measurements", "metric_device"),
+                ("measurements", "untimed"),
                 ("metrics", "seconds"), ("codecs", "info"), ("notes", ""), ("sweeps", ""), ("targets", ""),
                 ("probes", "")}
 IDENT_COLUMNS = ("image_hash", "codec", "options", "version")
@@ -142,7 +143,7 @@ class Measurement:
     bpp: float
     width: int
     height: int
-    encode_s: float
+    encode_s: float  # wall seconds; NaN = not measured (e.g. published bitstreams are not encoded here)
     decode_s: float
     metric_s: float
     device: str
@@ -164,6 +165,11 @@ class ImageRecord:
     height: int
     path: str
     conversions: tuple[str, ...] = ()
+
+
+def _seconds(value: float) -> float:
+    """A stored time: NaN (not measured) is kept as 0 in its NOT NULL column and named in ``untimed``."""
+    return 0.0 if math.isnan(value) else value
 
 
 def now_iso() -> str:
@@ -298,6 +304,7 @@ class Store:
         self._add_column("measurements", "host", "TEXT NOT NULL DEFAULT ''")  # stores before host provenance
         self._add_column("measurements", "machine", "TEXT NOT NULL DEFAULT ''")
         self._add_column("measurements", "metric_device", "TEXT NOT NULL DEFAULT 'cpu'")
+        self._add_column("measurements", "untimed", "TEXT NOT NULL DEFAULT ''")  # stores before untimed stages
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('writer', ?)", (json.dumps(os.getpid()),))
         self.conn.commit()
 
@@ -384,15 +391,20 @@ class Store:
                                   [(codec, options, version, float(q)) for q in qualities])
 
     def add(self, m: Measurement) -> None:
-        """Store one finished measurement and its metrics in one transaction."""
+        """Store one finished measurement and its metrics in one transaction.
+
+        A time that was not measured (NaN) is stored as 0 with its stage named in ``untimed``, and
+        read back as NaN.
+        """
         k = m.key.as_tuple()
+        untimed = ",".join(stage for stage, s in (("encode", m.encode_s), ("decode", m.decode_s)) if math.isnan(s))
         with self.conn:
             self.conn.execute(
                 "INSERT OR REPLACE INTO measurements (image_hash, codec, options, version, quality, bytes, bpp, width, "
-                "height, encode_s, decode_s, metric_s, device, created, host, machine, metric_device) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (*k, m.bytes, m.bpp, m.width, m.height, m.encode_s, m.decode_s, m.metric_s, m.device, now_iso(),
-                 m.host, m.machine, m.metric_device),
+                "height, encode_s, decode_s, metric_s, device, created, host, machine, metric_device, untimed) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*k, m.bytes, m.bpp, m.width, m.height, _seconds(m.encode_s), _seconds(m.decode_s), m.metric_s,
+                 m.device, now_iso(), m.host, m.machine, m.metric_device, untimed),
             )
             self._insert_metrics(m.key, m.metrics, m.metric_seconds)
             self._insert_cross_device(m.key, m.cross_device)
@@ -555,11 +567,14 @@ class Store:
         """
         sweep = ("JOIN sweeps s ON s.codec = m.codec AND s.options = m.options AND s.version = m.version "
                  "AND s.quality = m.quality") if sweep_only else ""
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(measurements)")}
+        untimed = "m.untimed" if "untimed" in columns else "'' AS untimed"  # a store opened read-only while an
+        # older version writes it
         cur = self.conn.execute(
             f"""
             SELECT i.dataset, i.name, m.image_hash, c.label, c.codec, c.family, m.options, m.version, m.quality,
                    m.width, m.height, m.bytes, m.bpp, m.encode_s, m.decode_s, m.metric_s, m.device, m.host, m.machine,
-                   m.metric_device
+                   m.metric_device, {untimed}
             FROM measurements m
             JOIN images i ON i.image_hash = m.image_hash AND i.dataset = ?
             JOIN codecs c ON c.codec = m.codec AND c.options = m.options AND c.version = m.version
@@ -575,6 +590,8 @@ class Store:
         for h, codec, opts, ver, q, name, value in metric_rows:
             metrics.setdefault((h, codec, opts, ver, q), {})[name] = value
         for row in rows:
+            for stage in filter(None, row.pop("untimed").split(",")):
+                row[f"{stage}_s"] = math.nan  # not measured
             key = (row["image_hash"], row["codec"], row["options"], row["version"], row["quality"])
             row.update({k: math.nan if v is None else v for k, v in metrics.get(key, {}).items()})
             yield row

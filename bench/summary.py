@@ -127,7 +127,8 @@ def family_sentences(table: pd.DataFrame, curves: dict[str, Curve], metric: str,
 def speed_points(per_image: pd.DataFrame, codecs: list[dict], table: pd.DataFrame, metric: str, method: str,
                  anchor: str) -> pd.DataFrame:
     """One row per measured codec with a BD-rate: encode/decode megapixels per second (total pixels over
-    total seconds of the sweep), devices, kMAC per pixel (learned codecs) and BD-rate (%) against the anchor."""
+    total seconds of the sweep; NaN where not measured), devices, kMAC per pixel (learned codecs) and
+    BD-rate (%) against the anchor."""
     values = bd_values(table, metric, method)
     values[anchor] = (0.0, "")
     info = {c["label"]: c for c in codecs}
@@ -141,14 +142,20 @@ def speed_points(per_image: pd.DataFrame, codecs: list[dict], table: pd.DataFram
         rows.append({
             "codec": codec, "family": info.get(codec, {}).get("family", ""),
             "device": ", ".join(sorted(set(g["device"]))), "host": hosts_text(g), "bd_rate": value,
-            "encode_mps": pixels / float(g["encode_s"].sum()) / 1e6,
-            "decode_mps": pixels / float(g["decode_s"].sum()) / 1e6,
+            "encode_mps": megapixels_per_second(pixels, g["encode_s"]),
+            "decode_mps": megapixels_per_second(pixels, g["decode_s"]),
             "encoder_kmac": float(extra.get("encoder_kmac_per_pixel", math.nan)),
             "decoder_kmac": float(extra.get("decoder_kmac_per_pixel", math.nan)),
         })
     columns = ["codec", "family", "device", "host", "bd_rate", "encode_mps", "decode_mps", "encoder_kmac",
                "decoder_kmac"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def megapixels_per_second(pixels: float, seconds: pd.Series) -> float:
+    """Total pixels / total seconds, in MP/s; NaN when any time was not measured (e.g. published bitstreams)."""
+    total = float(seconds.sum(skipna=False))
+    return pixels / total / 1e6 if math.isfinite(total) and total > 0 else math.nan
 
 
 def hosts_text(rows: pd.DataFrame) -> str:

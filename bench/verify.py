@@ -6,6 +6,10 @@ name or stem, or ``--as``). Per published point: when its quality setting is kno
 PSNR-RGB difference (dB) at that setting; otherwise the PSNR-RGB difference at the published
 bpp, our curve interpolated (PCHIP of PSNR over log bpp) — points outside our bpp range are
 not compared. Plus the BD-rate (PSNR-RGB, pchip) of ours against the published curve.
+
+Codecs measured from published bitstreams (``published:dir=...``) are checked too, per image
+and rate, against the publisher's table in their manifest: |Δbpp| < 1e-4 and |ΔPSNR-RGB| <
+0.01 dB (the same bytes and the same decoded pixels must give the published numbers).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import scipy.interpolate
 from .analysis import Curve, bd_rate
 from .errors import BenchError
 from .export import per_image_frame, summary_frame
+from .published import BPP_TOLERANCE, PSNR_TOLERANCE_DB, PublishedError, compare_rows, find_manifest
 from .report import markdown_table
 from .store import DB_NAME, Store
 
@@ -164,10 +169,87 @@ def summary_rows(comparisons: list[Comparison]) -> list[list[str]]:
     return rows
 
 
+@dataclass
+class PublishedCheck:
+    """A codec measured from published bitstreams against its manifest's table, per image and rate."""
+
+    codec: str
+    manifest: str
+    checks: list = field(default_factory=list)  # bench.published.Check
+    unmeasured: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and bool(self.checks) and not self.unmeasured and all(c.ok for c in self.checks)
+
+
+def published_checks(results_dir: str | Path) -> list[PublishedCheck]:
+    """Every published-bitstream codec of the store (its info names a manifest) against the published table."""
+    out = Path(results_dir)
+    if not (out / DB_NAME).is_file():
+        raise VerifyError(f"no result store {out / DB_NAME}; run `python -m bench run --out {out}` first")
+    with Store(out, writer=False) as store:
+        dataset = (store.get_meta("dataset") or {}).get("name")
+        codecs = [c for c in store.codecs() if c["info"].get("source") == "published bitstreams"
+                  and c["info"].get("manifest")]
+        per_image = per_image_frame(store, dataset) if dataset and codecs else None
+    results = []
+    for codec in codecs:
+        info = codec["info"]
+        check = PublishedCheck(codec["label"], info["manifest"])
+        rows = per_image[per_image["codec"] == codec["label"]].to_dict("records") if per_image is not None else []
+        if not rows:
+            continue  # registered but not measured on this dataset
+        try:
+            manifest = find_manifest(Path(info["folder"]), info["manifest"])
+        except PublishedError as exc:
+            check.error = str(exc)
+        else:
+            check.checks, check.unmeasured = compare_rows(codec["label"], manifest, rows)
+        results.append(check)
+    return results
+
+
+PUBLISHED_HEADER = ["ours", "manifest", "rows compared", "max abs Δbpp (ours − published)",
+                    "max abs ΔPSNR-RGB dB (ours − published)", "rows off", "verdict"]
+
+
+def _max_abs(values: list[float]) -> str:
+    finite = [abs(v) for v in values if math.isfinite(v)]
+    return f"{max(finite):.3g}" if finite else "—"
+
+
+def published_text(results: list[PublishedCheck]) -> list[str]:
+    rows, off = [], []
+    for r in results:
+        bad = [c for c in r.checks if not c.ok]
+        verdict = "pass" if r.ok else "FAIL" + (f" ({r.error})" if r.error else "")
+        if r.unmeasured:
+            verdict += f"; not measured: {', '.join(r.unmeasured[:5])}" + (" ..." if len(r.unmeasured) > 5 else "")
+        rows.append([r.codec, Path(r.manifest).name, str(len(r.checks)), _max_abs([c.d_bpp for c in r.checks]),
+                     _max_abs([c.d_psnr for c in r.checks]), str(len(bad)), verdict])
+        off += [[r.codec, c.image, f"{c.rate:g}", f"{c.bpp:.6f}", f"{c.published_bpp:.6f}", f"{c.psnr:.4f}",
+                 f"{c.published_psnr:.4f}"] for c in bad[:20]]
+    text = [f"Published bitstreams against the publisher's table, per image and rate: |Δbpp| < {BPP_TOLERANCE:g}, "
+            f"|ΔPSNR-RGB| < {PSNR_TOLERANCE_DB:g} dB.", "", markdown_table(PUBLISHED_HEADER, rows)]
+    if off:
+        text += ["", markdown_table(["ours", "image", "rate", "our bpp", "published bpp", "our PSNR",
+                                     "published PSNR"], off)]
+    return text
+
+
 def verify(results_dir: str | Path, references: list[str], names: list[str] | None = None,
            qualities: list[float] | None = None, tol_db: float = 0.15,
-           tol_bpp: float = 0.5) -> tuple[list[Comparison], str]:
-    """Compare every reference file with our matching curve; returns the comparisons and the text."""
+           tol_bpp: float = 0.5) -> tuple[list[Comparison | PublishedCheck], str]:
+    """Compare every reference file with our matching curve, and every published-bitstream codec with its
+    publisher's table; returns the comparisons and the text."""
+    published = published_checks(results_dir)
+    if not references:
+        if not published:
+            raise VerifyError(f"nothing to verify in {results_dir}: give --reference FILE..., or measure published "
+                              "bitstreams (--codecs published:dir=PATH)")
+        return list(published), "\n".join(published_text(published))
     if names and len(names) != len(references):
         raise VerifyError(f"--as names {len(names)} codec(s) for {len(references)} reference file(s); "
                           "give one per file, in order")
@@ -182,7 +264,9 @@ def verify(results_dir: str | Path, references: list[str], names: list[str] | No
     text = [f"Tolerances: |ΔPSNR| ≤ {tol_db:g} dB per point; |Δbpp| ≤ {tol_bpp:g} % at the same quality setting.",
             "", markdown_table(SUMMARY_HEADER, summary_rows(comparisons)), "",
             markdown_table(POINT_HEADER, [r for c in comparisons for r in c.rows])]
-    return comparisons, "\n".join(text)
+    if published:
+        text += ["", *published_text(published)]
+    return [*comparisons, *published], "\n".join(text)
 
 
 def parse_percent(text: str) -> float:

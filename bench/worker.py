@@ -112,7 +112,7 @@ def run_task(task: Task) -> Outcome:
         try:
             rgb = image(task.image.npy, task.image.image_hash)
             m, data, rec, note = measure(config(task.origin, task.options), rgb, task.quality, task.key,
-                                         task.metrics, task.check_determinism, task.decode_device)
+                                         task.metrics, task.check_determinism, task.decode_device, task.image.name)
             if pixel_sha256(rgb) != task.image.image_hash:
                 raise StageError("encode", f"the original image changed during the job (adapter {task.label!r})")
             outcome = Outcome(task, measurement=m, note=note)
@@ -164,7 +164,8 @@ def run_search(task: SearchTask) -> SearchOutcome:
         quality = round(quality, 6)
         if quality not in sizes:
             rgb = read_only(image(task.image.npy, task.image.image_hash))
-            sizes[quality] = probes[quality] = len(config(task.origin, task.options).encode(rgb, quality))
+            encoded = config(task.origin, task.options).encode(rgb, quality, task.image.name)
+            sizes[quality] = probes[quality] = len(encoded)
         return bits_per_pixel(sizes[quality], task.image.width, task.image.height)
 
     try:

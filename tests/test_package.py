@@ -62,6 +62,7 @@ def test_wheel_holds_every_adapter_and_manifest(installed):
     names = wheel_names(installed)
     adapters = {f"bench/codecs_builtin/{p.name}" for p in (REPO / "codecs").glob("*.py")}
     manifests = {f"bench/manifests/{p.name}" for p in (REPO / "datasets").glob("*.json")}
+    manifests |= {f"bench/manifests/published/{p.name}" for p in (REPO / "datasets" / "published").glob("*.tsv")}
     modules = {f"bench/{p.name}" for p in (REPO / "bench").glob("*.py")}
     assert adapters and manifests
     assert adapters | manifests | modules <= names
