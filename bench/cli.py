@@ -126,9 +126,25 @@ def cmd_run(args: argparse.Namespace) -> int:
             cluster.close()
 
 
+def absolute_paths(args: argparse.Namespace) -> Path:
+    """Resolve every path of a run against the working directory now, and return it: an adapter's
+    ``setup`` that changes the working directory cannot move the results or the dataset."""
+    cwd = Path.cwd()
+    if args.out:
+        args.out = str(cwd / args.out)
+    if Path(args.dataset).expanduser().is_dir():
+        args.dataset = str(cwd / Path(args.dataset).expanduser())
+    args.codecs_dir = [str(cwd / d) for d in args.codecs_dir]
+    if os.environ.get("BENCH_DATA"):
+        os.environ["BENCH_DATA"] = str(cwd / Path(os.environ["BENCH_DATA"]).expanduser())
+    return cwd
+
+
 def _run(args: argparse.Namespace, client) -> int:
     from .adapters import Catalog, select
     from .datasets import resolve_dataset
+
+    cwd = absolute_paths(args)
 
     metrics = _metrics(_csv(args.metrics) if args.metrics else None)
     configs, skipped = select(Catalog(args.codecs_dir), _csv(args.codecs) if args.codecs else None,
@@ -138,7 +154,7 @@ def _run(args: argparse.Namespace, client) -> int:
         print(f"skipping codec {item.name}: unavailable ({item.reason})")
     if not configs:
         raise BenchError("no available codec to run")
-    out = results_folder(args.out, args.dataset, dataset)
+    out = results_folder(args.out, args.dataset, dataset, cwd)
     targets = tuple(args.target_bpp or ())
     if args.dry_run:
         from .runner import plan_run
@@ -161,7 +177,7 @@ def _run(args: argparse.Namespace, client) -> int:
     return _run_summary(report, out, dataset.name, bool(args.codecs) and bool(skipped))
 
 
-def results_folder(given: str | None, dataset_arg: str, dataset) -> Path:
+def results_folder(given: str | None, dataset_arg: str, dataset, cwd: Path = Path()) -> Path:
     """``--out``, else ``results/<dataset>`` (a folder dataset: plus a digest of its resolved path, so
     two folders of the same name never share results). Refuses a file, and a folder inside the
     dataset (its files would be measured as images by the next run)."""
@@ -171,9 +187,9 @@ def results_folder(given: str | None, dataset_arg: str, dataset) -> Path:
         import hashlib
 
         digest = hashlib.sha256(str(Path(dataset_arg).resolve()).encode()).hexdigest()[:8]
-        out = Path("results") / f"{dataset.name}-{digest}"
+        out = cwd / "results" / f"{dataset.name}-{digest}"
     else:
-        out = Path("results") / dataset.name
+        out = cwd / "results" / dataset.name
     if out.exists() and not out.is_dir():
         raise BenchError(f"--out {out} is a file, not a folder")
     folders = {str(s.path.resolve().parent) for s in dataset.sources}
@@ -452,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = command("tools", "build external codec tools from source into the per-user tool folder, or list them")
-    p.add_argument("action", choices=["build", "list"])
+    p.add_argument("action", choices=["build", "list"],
+                   help="build: build a tool unless it is built already; list: where each built tool is")
     p.add_argument("tool", nargs="?", default="vvc", choices=["vvc", "coolchic"],
                    help="vvc (vvenc and vvdec) or coolchic (Cool-chic's decoder); default: %(default)s")
     p.add_argument("--source", metavar="PATH",

@@ -45,6 +45,7 @@ def _serve(conn: Connection, threads: int, environ: dict[str, str] | None = None
     ``environ`` and ``path``: the parent's environment and ``sys.path`` now (a forkserver child
     would otherwise have those of the moment the fork server started).
     """
+    os.setpgid(0, 0)  # its own process group: a timeout or a cancel kills the job's children too (ffmpeg, vvencapp)
     if environ is not None:
         os.environ.clear()
         os.environ.update(environ)
@@ -122,6 +123,10 @@ class _Worker:
         self._start_clock()
 
     def kill(self) -> None:
+        """Kill the worker and every process it started (its process group), e.g. an external encoder."""
+        if self.proc.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(5)

@@ -3,17 +3,25 @@
 Owns timing (wall seconds around ``encode`` and ``decode`` only; a stage the adapter declares
 ``untimed`` is stored as not measured, NaN) and size (bpp = bytes * 8 / pixels, from the
 returned bytes). The adapter sees a read-only view of the original: a write
-into it fails that job instead of corrupting every later result.
+into it fails that job instead of corrupting every later result. Encoding and each decode run
+in a fresh working directory that is also their ``TMPDIR`` (removed afterwards), so a decoder
+that reads a file its encoder left instead of its bytes fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import os
+import shutil
 import socket
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -130,7 +138,7 @@ def cross_decode(config: CodecConfig, data: bytes, rec: np.ndarray, original: np
     encode_device = config.device
     other = replace(config, options={**config.options, "device": decode_device})
     try:
-        again = as_rgb(other.decode(data), original.shape)
+        again = as_rgb(decode_fresh(other, data)[0], original.shape)
     except Exception as exc:
         warnings.warn(f"{config.label}: bitstreams encoded on {encode_device} fail to decode on {decode_device}",
                       stacklevel=2)
@@ -143,11 +151,50 @@ def cross_decode(config: CodecConfig, data: bytes, rec: np.ndarray, original: np
     return CrossDevice(encode_device, decode_device, diff == 0, diff, psnr)
 
 
+@contextlib.contextmanager
+def fresh_directory(stage: str) -> Iterator[Path]:
+    """Run one stage in a new, empty working directory that is also its ``TMPDIR``, removed afterwards
+    with whatever the adapter left in it: a decoder cannot read a file its encoder left behind."""
+    old_cwd, old_env, old_tempdir = os.getcwd(), os.environ.get("TMPDIR"), tempfile.tempdir
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{stage}-"))
+    os.chdir(folder)
+    os.environ["TMPDIR"] = tempfile.tempdir = str(folder)
+    try:
+        yield folder
+    finally:
+        os.chdir(old_cwd)
+        tempfile.tempdir = old_tempdir
+        if old_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old_env
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+FRESH_DECODE = ("decode runs in a fresh working directory and TMPDIR, without the files its encoder wrote: "
+                "it must decode from its bytes alone")
+
+
+def decode_error(exc: BaseException, config: CodecConfig) -> str:
+    """Why a decode failed; a missing file is explained (decoding never sees the encoder's files)."""
+    hint = f" ({FRESH_DECODE})" if isinstance(exc, FileNotFoundError) else ""
+    return _describe(exc, config) + hint
+
+
+def decode_fresh(config: CodecConfig, data: bytes) -> tuple[object, float]:
+    """Decode in a fresh directory; (decoded image, wall seconds of ``decode`` alone)."""
+    with fresh_directory("decode"):
+        start = time.perf_counter()
+        decoded = config.decode(data)
+        return decoded, time.perf_counter() - start
+
+
 def _encode(config: CodecConfig, rgb: np.ndarray, quality: float, image_name: str = "") -> tuple[bytes, float]:
     try:
-        start = time.perf_counter()
-        data = config.encode(rgb, quality, image_name)
-        seconds = time.perf_counter() - start
+        with fresh_directory("encode"):
+            start = time.perf_counter()
+            data = config.encode(rgb, quality, image_name)
+            seconds = time.perf_counter() - start
     except Exception as exc:
         raise StageError("encode", _describe(exc, config)) from exc
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -171,11 +218,9 @@ def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, met
             note = (f"{config.label} is not deterministic: two encodes of the same image at quality {quality:g} "
                     f"gave {len(data)} and {len(again)} bytes{'' if len(data) != len(again) else ' (different content)'}")
     try:
-        start = time.perf_counter()
-        decoded = config.decode(data)
-        decode_s = time.perf_counter() - start
+        decoded, decode_s = decode_fresh(config, data)
     except Exception as exc:
-        raise StageError("decode", _describe(exc, config)) from exc
+        raise StageError("decode", decode_error(exc, config)) from exc
     rec = as_rgb(decoded, rgb.shape)
     try:
         config.check_decoded(data, rec)
@@ -186,9 +231,9 @@ def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, met
     decode_s = math.nan if "decode" in untimed else decode_s
     if config.adapter.family == "learned":
         try:
-            again_rec = as_rgb(config.decode(data), rgb.shape)
+            again_rec = as_rgb(decode_fresh(config, data)[0], rgb.shape)
         except Exception as exc:
-            raise StageError("decode-mismatch", f"second decode of the same bytes failed: {_describe(exc, config)}") from exc
+            raise StageError("decode-mismatch", f"second decode of the same bytes failed: {decode_error(exc, config)}") from exc
         if not np.array_equal(rec, again_rec):
             diff = np.abs(rec.astype(np.int16) - again_rec).max()
             raise StageError("decode-mismatch", f"two decodes of the same bytes differ (max |diff| {diff})")

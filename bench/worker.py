@@ -18,7 +18,16 @@ import numpy as np
 
 from .adapters import CodecConfig, load_origin
 from .images import pixel_sha256
-from .measure import StageError, as_rgb, bits_per_pixel, error_location, measure, read_only, reconstruction_sha256
+from .measure import (
+    StageError,
+    as_rgb,
+    bits_per_pixel,
+    decode_fresh,
+    error_location,
+    measure,
+    read_only,
+    reconstruction_sha256,
+)
 from .planning import DecodeCheckTask, SearchTask, Task
 from .store import Measurement
 from .targets import search_quality
@@ -113,8 +122,6 @@ def run_task(task: Task) -> Outcome:
             rgb = image(task.image.npy, task.image.image_hash)
             m, data, rec, note = measure(config(task.origin, task.options), rgb, task.quality, task.key,
                                          task.metrics, task.check_determinism, task.decode_device, task.image.name)
-            if pixel_sha256(rgb) != task.image.image_hash:
-                raise StageError("encode", f"the original image changed during the job (adapter {task.label!r})")
             outcome = Outcome(task, measurement=m, note=note)
             if task.check_decode:
                 outcome.data, outcome.rec_sha256 = data, reconstruction_sha256(rec)
@@ -122,8 +129,29 @@ def run_task(task: Task) -> Outcome:
             outcome = Outcome(task, stage=exc.stage, error=str(exc))
         except Exception as exc:  # adapter loading and anything unexpected
             outcome = Outcome(task, stage="setup", error=f"{type(exc).__name__}: {exc}{error_location(exc)}")
+    if not original_intact(task):
+        outcome = Outcome(task, stage="encode", error=modified_input(task.label))
     outcome.warnings = _warnings(caught)
     return outcome
+
+
+def original_intact(task: Task | SearchTask) -> bool:
+    """Whether this worker's cached original of the task's image still holds its pixels.
+
+    An adapter can write into it past the read-only view (through ``.base`` and re-enabling
+    writes, or ctypes): then the cached copy is dropped, so the next job reloads the original
+    from its file and no innocent codec is measured on damaged pixels.
+    """
+    rgb = _IMAGES.get(task.image.npy)
+    if rgb is None or pixel_sha256(rgb) == task.image.image_hash:
+        return True
+    del _IMAGES[task.image.npy]
+    return False
+
+
+def modified_input(label: str) -> str:
+    return (f"adapter {label!r} modified its input image (the original changed during the job); the worker's copy "
+            "was dropped and is reloaded for the next job")
 
 
 @dataclass
@@ -138,7 +166,7 @@ def run_decode_check(task: DecodeCheckTask) -> DecodeCheckOutcome:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rec = as_rgb(config(task.origin, task.options).decode(task.data), shape)
+            rec = as_rgb(decode_fresh(config(task.origin, task.options), task.data)[0], shape)
     except Exception as exc:
         return DecodeCheckOutcome(task, f"decoding the bytes in a fresh process failed: {type(exc).__name__}: {exc}")
     if reconstruction_sha256(rec) != task.expected_sha256:
@@ -175,4 +203,6 @@ def run_search(task: SearchTask) -> SearchOutcome:
             chosen = {t: round(search_quality(bpp_at, t, grid, task.bounds), 6) for t in task.targets}
     except Exception as exc:
         return SearchOutcome(task, {}, probes, f"{type(exc).__name__}: {exc}{error_location(exc)}")
+    if not original_intact(task):
+        return SearchOutcome(task, {}, {}, modified_input(task.label))
     return SearchOutcome(task, chosen, probes)

@@ -1,0 +1,104 @@
+"""Trust, round 2 (issue 20): hostile adapters that reach past the harness's guards, injected for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.adapters import discover, select
+
+from .conftest import REPO
+from .test_trust import adapter, failures, run, stored
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_timeout_kills_the_jobs_children(tmp_path, image_folder):
+    """An encoder's external tool (here `sleep`) must not outlive its job's timeout."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    plugins = adapter(tmp_path / "p", "spawner",
+                      "import subprocess, time\n"
+                      f"PIDS = {str(pids)!r}\n"
+                      "def encode(rgb, quality):\n"
+                      "    child = subprocess.Popen(['sleep', '300'])\n"
+                      "    open(f'{PIDS}/{child.pid}', 'w').close()\n"
+                      "    time.sleep(3600)\n"
+                      "def decode(data):\n    return _unraw(data)\n", qualities=(1,))
+    assert run(plugins, image_folder, tmp_path / "out", "spawner", "--jobs", "2", "--timeout", "2",
+               "--metrics", "psnr-rgb") == 1
+    assert set(failures(tmp_path / "out")["stage"]) == {"timeout"}
+    children = [int(p.name) for p in pids.iterdir()]
+    assert len(children) == 3 and all(process_gone(pid) for pid in children), "no orphaned tool keeps running"
+
+
+POISON = {
+    "base": "    top = rgb\n    while top.base is not None:\n        top = top.base\n"
+            "    top.flags.writeable = True\n    top[...] = 0\n",
+    "ctypes": "    import ctypes\n    ctypes.memset(rgb.ctypes.data, 0, rgb.nbytes)\n",
+}
+
+
+@pytest.mark.parametrize("how", sorted(POISON))
+def test_adapter_poisoning_the_cached_original_is_blamed_alone(tmp_path, image_folder, capsys, how):
+    plugins = adapter(tmp_path / "p", "poison",
+                      "def encode(rgb, quality):\n" + POISON[how] + "    return _raw(rgb)\n"
+                      "def decode(data):\n    return _unraw(data)\n", qualities=(50,))
+    out = tmp_path / "out"
+    assert run(plugins, image_folder, out, "poison,jpeg", "--qualities", "50", "--jobs", "1",
+               "--metrics", "psnr-rgb") == 1
+    fails = failures(out)
+    assert set(fails["codec"]) == {"poison"} and len(fails) == 3
+    assert all("adapter 'poison' modified its input image" in e for e in fails["error"])
+    jpeg = stored(out)
+    assert set(jpeg["codec"]) == {"jpeg"} and len(jpeg) == 3
+    encoder = select(discover(), ["jpeg"])[0][0]
+    for row in jpeg.itertuples():  # each stored JPEG size equals an independent encode of the untouched file
+        path = next(p for p in image_folder.iterdir() if Image.open(p).size == (row.width, row.height))
+        assert row.bytes == len(encoder.encode(np.asarray(Image.open(path).convert("RGB")), 50))
+
+
+@pytest.mark.parametrize("where", ["cwd", "tmpdir"])
+def test_decoder_reading_its_encoders_file_fails_with_the_reason(tmp_path, image_folder, where):
+    folder = "'.'" if where == "cwd" else "tempfile.gettempdir()"
+    plugins = adapter(tmp_path / "p", "leftover",
+                      "import os, tempfile\n"
+                      "def encode(rgb, quality):\n"
+                      f"    np.save(os.path.join({folder}, 'state.npy'), np.array(rgb))\n"
+                      "    return b'x'\n"
+                      "def decode(data):\n"
+                      f"    return np.load(os.path.join({folder}, 'state.npy'))\n", qualities=(1,))
+    out = tmp_path / "out"
+    assert run(plugins, image_folder, out, "leftover", "--jobs", "1", "--metrics", "psnr-rgb") == 1
+    fails = failures(out)
+    assert set(fails["stage"]) == {"decode"} and len(fails) == 3 and stored(out).empty
+    assert all("without the files its encoder wrote" in e for e in fails["error"])
+
+
+def test_setup_that_changes_directory_does_not_move_the_results(tmp_path, image_folder):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    adapter(tmp_path / "p", "wanderer",
+            f"import os\ndef setup():\n    os.chdir({str(elsewhere)!r})\n    return {{}}\n"
+            "def encode(rgb, quality):\n    return _raw(rgb)\ndef decode(data):\n    return _unraw(data)\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    os.symlink(image_folder, work / "images")
+    result = subprocess.run([sys.executable, "-m", "bench", "run", "--dataset", "images", "--codecs", "wanderer",
+                             "--codecs-dir", str(tmp_path / "p"), "--out", "out", "--quiet", "--metrics", "psnr-rgb"],
+                            cwd=work, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(stored(work / "out")) == 6 and not (elsewhere / "out").exists()
