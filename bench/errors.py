@@ -21,3 +21,9 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     if not matches:
         return ""
     return "; did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8: lone surrogates (undecodable bytes of a file name, or an adapter's
+    exception text) escaped as ``\\udce9``, so it can be stored and printed without crashing."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

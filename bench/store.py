@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import BenchError
+from .errors import BenchError, printable
 
 DB_NAME = "results.sqlite"
 
@@ -355,8 +355,8 @@ class Store:
             self.conn.execute("DELETE FROM images WHERE dataset = ?", (dataset,))
             self.conn.executemany(
                 "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(dataset, i.name, i.image_hash, i.width, i.height, i.path, json.dumps(list(i.conversions)))
-                 for i in images],
+                [(dataset, printable(i.name), i.image_hash, i.width, i.height, printable(str(i.path)),
+                  json.dumps(list(i.conversions))) for i in images],
             )
 
     def register_codec(self, label: str, codec: str, options: str, version: str, family: str, description: str,
@@ -377,7 +377,7 @@ class Store:
     def add_codec_note(self, ident: "Ident", note: str) -> None:
         """A note about a codec configuration (e.g. non-deterministic encoder), kept and shown in its info."""
         with self.conn:
-            self.conn.execute("INSERT OR IGNORE INTO notes VALUES (?,?,?,?)", (*ident.as_tuple()[1:], note))
+            self.conn.execute("INSERT OR IGNORE INTO notes VALUES (?,?,?,?)", (*ident.as_tuple()[1:], printable(note)))
         for label, codec, options, version, family, description, info in self.conn.execute(
                 "SELECT label, codec, options, version, family, description, info FROM codecs WHERE codec=? AND "
                 "options=? AND version=?", ident.as_tuple()[1:]).fetchall():
@@ -414,7 +414,7 @@ class Store:
         with self.conn:
             self.conn.execute(
                 "INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?,?,?)",
-                (*key.as_tuple(), image_name, stage, error, now_iso()),
+                (*key.as_tuple(), printable(image_name), stage, printable(error), now_iso()),
             )
 
     def discard_configuration(self, codec: str, options: str, version: str, stage: str, error: str) -> int:
@@ -425,7 +425,7 @@ class Store:
             self.conn.execute(f"""INSERT OR REPLACE INTO failures SELECT m.image_hash, m.codec, m.options, m.version,
                                   m.quality, COALESCE(i.name, m.image_hash), ?, ?, ? FROM measurements m
                                   LEFT JOIN images i ON i.image_hash = m.image_hash WHERE m.{where.replace(' AND ', ' AND m.')}
-                                  GROUP BY m.image_hash, m.quality""", (stage, error, now_iso(), *ident))
+                                  GROUP BY m.image_hash, m.quality""", (stage, printable(error), now_iso(), *ident))
             count = self.conn.execute(f"DELETE FROM measurements WHERE {where}", ident).rowcount
             self.conn.execute(f"DELETE FROM metrics WHERE {where}", ident)
             self.conn.execute(f"DELETE FROM cross_device WHERE {where}", ident)

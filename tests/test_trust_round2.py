@@ -13,7 +13,7 @@ from PIL import Image
 
 from bench.adapters import discover, select
 
-from .conftest import REPO
+from .conftest import REPO, photo
 from .test_trust import adapter, failures, run, stored
 
 
@@ -102,3 +102,23 @@ def test_setup_that_changes_directory_does_not_move_the_results(tmp_path, image_
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(stored(work / "out")) == 6 and not (elsewhere / "out").exists()
+
+
+def test_undecodable_file_names_and_exception_text_are_stored_escaped(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(photo(48, 64, "coffee")).save(os.fsdecode(bytes(images) + b"/caf\xe9.png"))
+    Image.fromarray(photo(48, 64, "chelsea")).save(images / "plain.png")
+    plugins = adapter(tmp_path / "p", "mumbler", "def encode(rgb, quality):\n"
+                      "    raise ValueError('bad \\udcff text ' + repr(b'\\xff\\xfe'))\n"
+                      "def decode(data):\n    return _unraw(data)\n", qualities=(1,))
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "bench", "run", "--dataset", str(images), "--codecs",
+                             "mumbler,jpeg:q=50", "--codecs-dir", str(plugins), "--out", str(out), "--quiet",
+                             "--metrics", "psnr-rgb", "--jobs", "1"], cwd=REPO, capture_output=True, timeout=300,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 1 and b"Traceback" not in result.stderr
+    assert b"bad \\udcff text b'\\xff\\xfe'" in result.stdout
+    assert len(stored(out)) == 2 and len(failures(out)) == 2, "both images measured by jpeg, both failed by mumbler"
+    assert "bad \\udcff text" in failures(out)["error"][0]
+    assert "caf\\udce9" in (out / "per_image.csv").read_text(encoding="utf-8")
