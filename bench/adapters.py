@@ -495,14 +495,18 @@ def _module_name_for(path: Path) -> str:
 
 
 def import_file(path: Path):
-    """Import a codec module from its file (once per process)."""
+    """Import a codec module from its file: once per process and content (an edited file is imported
+    again, so a process never runs an older version of the code than the one its results are keyed by)."""
     name = _module_name_for(path)
-    if name in sys.modules:
-        return sys.modules[name]
+    source = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__bench_source__", source) == source:
+        return loaded
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise AdapterError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
+    module.__bench_source__ = source  # type: ignore[attr-defined]
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)

@@ -8,9 +8,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+STAGING_PREFIX = ".staging-"  # folders of a multi-file export being written (bench.export)
+
+
+def remove_partial_files(folder: Path) -> list[Path]:
+    """Delete what interrupted writes left in ``folder`` (``.NAME.XXXX.tmp*`` files of ``atomic_path``,
+    staging folders of an export). Call it only while holding the folder's lock (a run's store)."""
+    removed = [p for p in Path(folder).glob(".*.tmp*") if p.is_file()]
+    removed += [p for p in Path(folder).glob(STAGING_PREFIX + "*") if p.is_dir()]
+    for path in removed:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return removed
 
 
 @contextlib.contextmanager

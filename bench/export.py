@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from .adapters import native_quality
-from .atomic import atomic_path, write_text_atomic
+from .atomic import STAGING_PREFIX, atomic_path, write_text_atomic
 from .metrics import METRICS, ms_ssim_db
 from .store import Store
 
@@ -121,23 +124,33 @@ class Exported:
 
 
 def export_results(store: Store, dataset: str, out_dir: str | Path) -> Exported:
-    """Write per_image.csv, summary.csv and one ``<codec>.json`` per codec."""
+    """Write per_image.csv, summary.csv and one ``<codec>.json`` per codec, all or nothing.
+
+    Every file is written into a staging folder first and moved into place only when all of them
+    were written: a failure (full disk, an error) leaves the previous files untouched.
+    """
     out = Path(out_dir)
     per_image = per_image_frame(store, dataset)
     summary = summary_frame(per_image)
     n_images = store.image_count(dataset)
-    written = [write_csv(per_image, out / "per_image.csv"), write_csv(summary, out / "summary.csv")]
-    for codec in store.codecs():
-        if codec["label"] not in set(summary["codec"]):
-            continue
-        path = out / f"{file_stem(codec['label'])}.json"
-        write_text_atomic(path, json.dumps(compressai_json(summary, codec, n_images, dataset), indent=2) + "\n")
-        written.append(path)
     target_rows, target_means = target_frames(store, dataset, per_image_frame(store, dataset, sweep_only=False))
-    if not target_rows.empty:
-        written += [write_csv(target_rows, out / "target_bpp.csv"),
-                    write_csv(target_means, out / "target_bpp_summary.csv")]
-    return Exported(per_image, summary, n_images, written, target_means)
+    stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+    try:
+        staged = [write_csv(per_image, stage / "per_image.csv"), write_csv(summary, stage / "summary.csv")]
+        for codec in store.codecs():
+            if codec["label"] not in set(summary["codec"]):
+                continue
+            path = stage / f"{file_stem(codec['label'])}.json"
+            write_text_atomic(path, json.dumps(compressai_json(summary, codec, n_images, dataset), indent=2) + "\n")
+            staged.append(path)
+        if not target_rows.empty:
+            staged += [write_csv(target_rows, stage / "target_bpp.csv"),
+                       write_csv(target_means, stage / "target_bpp_summary.csv")]
+        for path in staged:
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return Exported(per_image, summary, n_images, [out / p.name for p in staged], target_means)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:

@@ -27,5 +27,16 @@ def current_export(out: Path, fingerprint: str) -> list[Path] | None:
     return files
 
 
-def record_export(out: Path, fingerprint: str, files: list[Path]) -> None:
-    write_text_atomic(out / STATE_FILE, json.dumps({"fingerprint": fingerprint, "files": [f.name for f in files]}))
+def record_export(out: Path, fingerprint: str, files: list[Path]) -> list[Path]:
+    """Record an export; remove the files of the previous export that this one did not write again
+    (e.g. the JSON of a codec whose current version has no result): no stale file looks current."""
+    try:
+        previous = json.loads((out / STATE_FILE).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        previous = []
+    current = [f.name for f in files]
+    stale = [out / name for name in previous if name not in current and Path(name).name == name]
+    write_text_atomic(out / STATE_FILE, json.dumps({"fingerprint": fingerprint, "files": current}))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

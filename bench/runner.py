@@ -8,6 +8,7 @@ needed is ``bench.planning``; processes are ``bench.execution``.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .adapters import AdapterError, CodecConfig
+from .atomic import remove_partial_files
 from .datasets import Dataset
 from .errors import BenchError
 from .execution import Executor, Job, available_memory_bytes
@@ -93,33 +95,49 @@ def default_jobs() -> int:
 
 
 # --- images ------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
+IMAGES_LOCK = ".lock"  # held (flock) by the run that owns an image folder, for as long as it runs
+UNLOCKED_GRACE_S = 60.0  # a folder without its lock file is another run's only this long after its creation
+
+
+def _owned_by_a_live_run(folder: Path) -> bool:
+    """Whether a run still holds the folder's lock: works across PID namespaces, unlike a pid check."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(folder / IMAGES_LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        try:
+            return time.time() - folder.stat().st_mtime < UNLOCKED_GRACE_S
+        except OSError:
+            return False
+    except OSError:
+        return True  # not ours to judge (permissions)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return False
-    except PermissionError:
+    except BlockingIOError:
         return True
-    return True
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temp_dirs() -> None:
-    """Remove image folders left by runs that were killed (their pid is in the folder name)."""
+    """Remove image folders left by runs that were killed: those whose lock no process holds."""
     for folder in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*"):
-        pid = folder.name[len(TMP_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if folder.is_dir() and not _owned_by_a_live_run(folder):
             shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
 def image_folder() -> Iterator[Path]:
-    """A temporary folder for the workers' image files, named with this pid, removed at the end."""
+    """A temporary folder for the workers' image files, locked by this run, removed at the end."""
     remove_stale_temp_dirs()
     folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
+    lock = os.open(folder / IMAGES_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        os.close(lock)
 
 
 def prepare_images(dataset: Dataset, folder: Path, log: Log) -> tuple[list[ImageRef], list[ImageRecord], list[str]]:
@@ -215,6 +233,7 @@ def run_benchmark(
     jobs = max(1, jobs or default_jobs())
     started = time.perf_counter()
     with Store(out_dir) as store, image_folder() as folder, _sigterm_as_exception():
+        remove_partial_files(Path(out_dir))  # left by a killed run: this run holds the folder's lock now
         store.claim_dataset(dataset.name, dataset.description)
         report = RunReport([], [])
         try:

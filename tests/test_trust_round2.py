@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from bench.adapters import discover, select
+from bench.runner import IMAGES_LOCK, TMP_PREFIX, remove_stale_temp_dirs
+from bench.store import DB_NAME
 
 from .conftest import REPO, photo
 from .test_trust import adapter, failures, run, stored
@@ -122,3 +125,70 @@ def test_undecodable_file_names_and_exception_text_are_stored_escaped(tmp_path):
     assert len(stored(out)) == 2 and len(failures(out)) == 2, "both images measured by jpeg, both failed by mumbler"
     assert "bad \\udcff text" in failures(out)["error"][0]
     assert "caf\\udce9" in (out / "per_image.csv").read_text(encoding="utf-8")
+
+
+def test_stale_codec_file_is_removed_when_the_current_version_has_no_result(tmp_path, image_folder):
+    plugins = adapter(tmp_path / "p", "fickle", "def encode(rgb, quality):\n    return _raw(rgb)\n"
+                      "def decode(data):\n    return _unraw(data)\n", qualities=(1,))
+    out = tmp_path / "out"
+    assert run(plugins, image_folder, out, "fickle,jpeg", "--qualities", "1", "--metrics", "psnr-rgb") == 0
+    assert (out / "fickle.json").is_file() and (out / "jpeg.json").is_file()
+    adapter(plugins, "fickle", "def encode(rgb, quality):\n    raise RuntimeError('broken edit')\n"
+            "def decode(data):\n    return _unraw(data)\n", qualities=(1,))
+    assert run(plugins, image_folder, out, "fickle,jpeg", "--qualities", "1", "--metrics", "psnr-rgb") == 1
+    assert not (out / "fickle.json").exists(), "the old version's file does not pass for the current one"
+    assert (out / "jpeg.json").is_file() and "fickle" not in set(pd.read_csv(out / "per_image.csv")["codec"])
+
+
+def test_an_export_failing_midway_changes_no_file(tmp_path, image_folder, monkeypatch, capsys):
+    out = tmp_path / "out"
+    assert run(tmp_path, image_folder, out, "jpeg,webp", "--qualities", "50", "--metrics", "psnr-rgb") == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    from bench import export
+
+    def fail_on_webp(summary, codec, *args):
+        if codec["label"] == "webp":
+            raise OSError(28, "No space left on device")
+        return real(summary, codec, *args)
+
+    real = export.compressai_json
+    monkeypatch.setattr(export, "compressai_json", fail_on_webp)
+    assert run(tmp_path, image_folder, out, "jpeg,webp", "--qualities", "50,60", "--metrics", "psnr-rgb") == 1
+    assert "No space left on device" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != DB_NAME + "-wal"}
+    changed = {n for n in before if n.endswith((".csv", ".json")) and before[n] != after.get(n)}
+    assert not changed, f"new CSVs were written beside old JSONs: {changed}"
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging-") or ".tmp" in p.name]
+
+
+def test_temporary_files_of_a_killed_run_are_removed_by_the_next(tmp_path, image_folder):
+    out = tmp_path / "out"
+    assert run(tmp_path, image_folder, out, "jpeg", "--qualities", "50", "--metrics", "psnr-rgb") == 0
+    (out / ".per_image.csv.k1ll3d.tmp.csv").write_text("half")
+    (out / ".staging-abc123").mkdir()
+    assert run(tmp_path, image_folder, out, "jpeg", "--qualities", "50", "--metrics", "psnr-rgb") == 0
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging-") or ".tmp" in p.name]
+
+
+def test_image_folders_are_owned_by_their_lock_not_a_pid(tmp_path, image_folder, monkeypatch):
+    """A live run in another PID namespace (its pid unknown here) keeps its folder; a dead run's goes."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    live, dead = tmp_path / "tmp" / f"{TMP_PREFIX}999999-live", tmp_path / "tmp" / f"{TMP_PREFIX}1-dead"
+    for folder in (live, dead):
+        folder.mkdir()
+        (folder / IMAGES_LOCK).touch()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               f"f = open({str(live / IMAGES_LOCK)!r})\nfcntl.flock(f, fcntl.LOCK_EX)\n"
+                               "print('locked', flush=True)\ntime.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        import tempfile
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+        remove_stale_temp_dirs()
+        assert live.is_dir() and not dead.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    remove_stale_temp_dirs()
+    assert not live.exists()
