@@ -9,8 +9,10 @@ answer at once. User errors (``BenchError``) are printed once, in ``main``, with
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -513,6 +515,25 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(args.interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
+    except (sqlite3.Error, OSError) as exc:
+        if args.debug or not storage_error(exc):
+            raise
+        print(f"error: {storage_message(exc, getattr(args, 'out', None) or getattr(args, 'results', None))}",
+              file=sys.stderr)
+        return EXIT_USAGE
+
+
+def storage_error(exc: BaseException) -> bool:
+    """A full disk, a read-only file system or a damaged store: the user's to fix, said in one line."""
+    if isinstance(exc, sqlite3.Error):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)
+
+
+def storage_message(exc: BaseException, folder: str | None) -> str:
+    from .store import DB_NAME, storage_problem
+
+    return storage_problem(exc, Path(folder or ".") / DB_NAME)
 
 
 if __name__ == "__main__":

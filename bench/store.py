@@ -9,11 +9,13 @@ family and description, so analysis never needs to import the adapters.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import math
 import os
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -192,6 +194,26 @@ def _close_inherited_locks() -> None:
 os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
+FULL_DISK_BYTES = 1 << 20  # less free space than this: a storage error is taken for a full disk
+
+
+def storage_problem(exc: BaseException, path: Path) -> str:
+    """One line for a storage error of the store at ``path``: full disk, read-only folder, or damage."""
+    folder = path.parent
+    text = str(exc)
+    try:
+        full = shutil.disk_usage(folder).free < FULL_DISK_BYTES
+    except OSError:
+        full = False
+    if full or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or "full" in text:
+        return (f"the disk holding {folder} is full ({text}): every measurement stored before is kept in {path}; "
+                "free some space and run the same command again")
+    if (folder.is_dir() and not os.access(folder, os.W_OK)) or "readonly" in text or "read-only" in text:
+        return f"{folder} is read-only ({text}): make it writable, or use --out with another folder"
+    return (f"{path} is damaged ({text}): move it away (finished results may be recoverable with "
+            f"`sqlite3 {path} .recover | sqlite3 recovered.sqlite`), or use --out with another folder")
+
+
 class Store:
     """SQLite result store in ``<results dir>/results.sqlite``.
 
@@ -214,7 +236,11 @@ class Store:
         if self.path.is_file() and self.path.stat().st_size == 0:
             raise StoreError(f"{self.path} is empty (0 bytes), not a result store: move it away, or use --out "
                              "with another folder")
+        read_only = self.directory.is_dir() and not os.access(self.directory, os.W_OK)
         if writer:
+            if read_only:
+                raise StoreError(f"results folder {self.directory} is read-only: a run stores its measurements "
+                                 "there; make it writable, or use --out with another folder")
             self.directory.mkdir(parents=True, exist_ok=True)
             self._lock()
         else:
@@ -222,12 +248,13 @@ class Store:
             if self.live_writer is None and self._outdated():
                 Store(self.directory, writer=True).close()  # bring a store of an older version up to date
         try:
-            self.conn = sqlite3.connect(self.path, timeout=60)
+            # A read-only folder has no live writer and cannot hold SQLite's shared-memory file: read it as is.
+            target = f"file:{self.path}?mode=ro&immutable=1" if read_only else str(self.path)
+            self.conn = sqlite3.connect(target, timeout=60, uri=read_only)
             self._open()
         except sqlite3.DatabaseError as exc:
             self._unlock()
-            raise StoreError(f"{self.path} is damaged ({exc}): move it away (finished results may be recoverable "
-                             "with `sqlite3 results.sqlite .recover`), or use --out with another folder") from None
+            raise StoreError(storage_problem(exc, self.path)) from None
 
     # --- opening and locking -------------------------------------------------------------
     def _lock(self) -> None:
@@ -281,6 +308,14 @@ class Store:
         return None
 
     def _open(self) -> None:
+        if self.path.is_file():  # a damaged page is found now, as one line, not by a later query
+            result = self.conn.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                problems = [line for line in result.splitlines() if not line.startswith("***")]
+                raise sqlite3.DatabaseError(f"quick check: {(problems or [result])[0]}")
+        if not self.writer and not os.access(self.directory, os.W_OK):
+            self.conn.execute("BEGIN")
+            return
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive a killed process
         if not self.writer:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 from PIL import Image
 
 from bench.adapters import discover, select
+from bench.cli import main
 from bench.runner import IMAGES_LOCK, TMP_PREFIX, remove_stale_temp_dirs
 from bench.store import DB_NAME
 
@@ -192,3 +196,71 @@ def test_image_folders_are_owned_by_their_lock_not_a_pid(tmp_path, image_folder,
         holder.wait()
     remove_stale_temp_dirs()
     assert not live.exists()
+
+
+@contextlib.contextmanager
+def mounted(folder: Path, *options: str):
+    """A real mount (tmpfs, or a read-only bind): the suite runs as root in CI; skip where mounting is refused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = subprocess.run(["mount", *options, str(folder)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount here ({made.stderr.strip() or 'mount failed'}): the fault needs a real file system")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_read_only_results_folder_is_reported_as_read_only(tmp_path, image_folder, capsys):
+    out = tmp_path / "out"
+    assert run(tmp_path, image_folder, out, "jpeg", "--qualities", "50", "--metrics", "psnr-rgb") == 0
+    with mounted(out, "--bind", str(out)):
+        remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(out)], capture_output=True, text=True)
+        if remount.returncode != 0:
+            pytest.skip(f"cannot remount read-only: {remount.stderr.strip()}")
+        capsys.readouterr()
+        assert run(tmp_path, image_folder, out, "jpeg", "--qualities", "50,60", "--metrics", "psnr-rgb") == 2
+        err = capsys.readouterr().err
+        assert "is read-only" in err and "damaged" not in err and len(err.strip().splitlines()) == 1
+        assert main(["report", str(out), "--bootstrap", "0"]) == 2
+        err = capsys.readouterr().err
+        assert "is read-only" in err and "damaged" not in err
+        assert len(__import__("bench").load(out).per_image) == 3, "the store is still readable"
+
+
+def test_full_disk_is_one_line_and_the_store_stays_intact(tmp_path, image_folder, capsys):
+    with mounted(tmp_path / "small", "-t", "tmpfs", "-o", "size=2m", "tmpfs") as disk:
+        out = disk / "out"
+        assert run(tmp_path, image_folder, out, "jpeg", "--qualities", "50", "--metrics", "psnr-rgb") == 0
+        (disk / "filler").write_bytes(b"\0" * (disk_free(disk) - 200_000))
+        capsys.readouterr()
+        code = run(tmp_path, image_folder, out, "jpeg:q=1..100/1,webp:q=1..100/1", "--metrics", "psnr-rgb",
+                   "--jobs", "1")
+        err = capsys.readouterr().err
+        assert code == 2 and "is full" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        (disk / "filler").unlink()
+        with sqlite3.connect(out / DB_NAME) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            kept = conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+        assert kept >= 3, "what was stored before the disk filled is kept"
+
+
+def disk_free(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def test_damaged_page_found_after_opening_is_one_line_with_the_recovery_command(tmp_path, image_folder, capsys):
+    out = tmp_path / "out"
+    assert run(tmp_path, image_folder, out, "jpeg", "--qualities", "10..90/10", "--metrics", "psnr-rgb") == 0
+    with sqlite3.connect(out / DB_NAME) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    data = bytearray((out / DB_NAME).read_bytes())
+    page = len(data) // pages
+    for n in range(2, pages):  # every page but the schema's: the store opens, its reads hit the damage
+        data[page * n + 8: page * n + 100] = os.urandom(92)
+    (out / DB_NAME).write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["report", str(out), "--bootstrap", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is damaged" in err and ".recover" in err and str(out) in err
