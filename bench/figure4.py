@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -104,6 +105,39 @@ PUBLICATIONS: tuple[tuple[str, Publication], ...] = (
     (r"factorized", FACTORIZED),
     (r"hyperprior", HYPERPRIOR),
 )
+
+
+# `python -m bench figure4`'s published curves when no --reference is given: one per End2End
+# milestone, plus the VVC anchor at 4:4:4 (CompressAI's Kodak files, ../shared/reference/README.md).
+DEFAULT_REFERENCES = (
+    "paper-bmshj2018-factorized.json",  # 2016, the paper's curve
+    "paper-bmshj2018-hyperprior.json",  # 2018
+    "paper-mbt2018.json",  # 2018
+    "compressai-cheng2020-attn_mse_cuda.json",  # 2020: CompressAI's trained cheng2020-attn (no paper file)
+    "paper-elic2022_mse.json",  # 2022
+    "vtm.json",  # VTM, 4:4:4: the VVC anchor when no vvc rows were measured
+)
+REFERENCE_FOLDER = Path("shared") / "reference" / "compressai-kodak"
+
+
+def default_reference_dirs() -> list[Path]:
+    """Where the default published curves are looked for: ``shared/reference/compressai-kodak`` beside the
+    working directory, then beside the checkout."""
+    return [Path.cwd().parent / REFERENCE_FOLDER, Path(__file__).resolve().parent.parent.parent / REFERENCE_FOLDER]
+
+
+def default_references(folder: str | Path | None = None) -> tuple[list[Path], str]:
+    """(the DEFAULT_REFERENCES files found, one line saying where they came from or why there are none)."""
+    folders = [Path(folder)] if folder else default_reference_dirs()
+    for place in folders:
+        files = [place / name for name in DEFAULT_REFERENCES if (place / name).is_file()]
+        if files:
+            missing = len(DEFAULT_REFERENCES) - len(files)
+            lacking = f"; {missing} of its files are missing" if missing else ""
+            return files, (f"Figure 4: {len(files)} published curves from {place} (the default set{lacking}; "
+                           "--reference replaces it)")
+    return [], (f"Figure 4: no published curves ({' or '.join(str(p) for p in folders)} not found); only the codecs "
+                "measured here are shown (pass --reference FILE ... to add published curves)")
 
 
 def normalised(label: str) -> str:

@@ -457,8 +457,8 @@ def figure4_view(out: Path, per_image: pd.DataFrame, summary: pd.DataFrame, n_im
         ("caption", f"Table F1. BD-rate (%) on the mean curves against VVC and against JPEG; negative = fewer bits "
                     f"at equal quality. Interpolation: {method}; {scope}."),
         ("p", "Brackets: 95 % bootstrap interval over images (as Table 1). no CI: published curve, no per-image "
-              "data. —: the metric is not in a published file (they hold PSNR-RGB and MS-SSIM; PSNR-Y only for "
-              "codecs run here). The VVC row of vvenc is 4:2:0 and the published VTM curve 4:4:4: see the chroma "
+              "data. —: the metric is not in the published file of the curve or of the anchor (they hold PSNR-RGB "
+              "and at most MS-SSIM; PSNR-Y only for codecs run here). The VVC row of vvenc is 4:2:0 and the published VTM curve 4:4:4: see the chroma "
               "column and compare PSNR-Y."),
         ("table", table_header({n: a for n, a in anchors.items()}), rows),
         ("caption", "Timeline points (figure4_timeline.csv): each End2End curve by its year of publication."),
