@@ -1,4 +1,5 @@
-"""Fair-comparison checks: codecs that miss a target bit rate, and published curves of other datasets."""
+"""Fair-comparison checks: codecs that miss a target bit rate, published curves of other datasets, and the
+chroma format each codec codes."""
 
 from __future__ import annotations
 
@@ -41,12 +42,14 @@ def target_flag(codec: str, achieved: float, target: float, ranges: dict[str, tu
 
 
 def reference_dataset(path: str | Path) -> tuple[str | None, int | None]:
-    """(dataset name, image count) that a CompressAI-format JSON declares; None where it does not."""
+    """(dataset name, image count) that a CompressAI-format JSON declares (at the top, or in ``meta`` as
+    CompressAI's newer paper files do); None where it does not."""
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None, None
-    dataset, n_images = doc.get("dataset"), doc.get("n_images")
+    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}  # CompressAI's newer paper-*.json
+    dataset, n_images = doc.get("dataset", meta.get("dataset")), doc.get("n_images", meta.get("n_images"))
     return (dataset if isinstance(dataset, str) else None), (n_images if isinstance(n_images, int) else None)
 
 

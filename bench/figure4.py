@@ -190,9 +190,10 @@ def curve_infos(codecs: list[dict], measured: set[str], ref_labels: list[str]) -
 
 
 def source_text(info: CurveInfo) -> str:
-    """``measured``, ``published curve`` or ``published bitstreams, decoded here (...)``."""
+    """``measured``, ``published curve``, ``published bitstreams, decoded here (...)`` or
+    ``published bitstreams, supplied images (...)`` (the row's ``info["decoded"]``)."""
     if info.source == BITSTREAMS and info.decoded:
-        return f"{BITSTREAMS}, decoded {info.decoded}"
+        return f"{BITSTREAMS}, " + (f"decoded {info.decoded}" if info.decoded.startswith("here") else info.decoded)
     return info.source
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import Curve
-from .plots import ZOOM_MAX_BPP, axis_label, legend_label, zoom_range
+from .plots import TIMELINE_CAP, ZOOM_MAX_BPP, axis_label, legend_label, zoom_range
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -181,7 +181,8 @@ def family_rd_json(curves: list[tuple[Curve, list[str]]], names: dict[str, str],
 
 def timeline_json(points: pd.DataFrame, anchors: list[tuple[str, str]], metric: str, title: str) -> dict:
     """BD-rate (%) of End2End codecs by year, one panel per anchor ((name, label)): measured points filled
-    diamonds with their 95 % interval, published ones hollow circles; a line at 0 = the anchor."""
+    diamonds with their 95 % interval, published ones hollow circles; a line at 0 = the anchor. Points
+    above ``TIMELINE_CAP`` sit on it as triangles with their value in the label (and the hover)."""
     layout: dict = {"title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
                     "hovermode": "closest", "showlegend": False, "margin": {"l": 60, "r": 10, "t": 50, "b": 50},
                     "shapes": [], "annotations": []}
@@ -209,15 +210,19 @@ def timeline_json(points: pd.DataFrame, anchors: list[tuple[str, str]], metric: 
                      + f"<br>{html.escape(r['citation'])}" for (_, r), c in zip(sub.iterrows(), ci)]
             traces.append({
                 "type": "scatter", "mode": "markers+text", "name": f"{source} vs {name}",
-                "x": [int(y) for y in sub["year"]], "y": [float(v) for v in sub["bd_rate"]],
-                "text": [str(v).removesuffix(" (published)") for v in sub["label"]], "textposition": "middle right",
+                "x": [int(y) for y in sub["year"]], "y": [min(float(v), TIMELINE_CAP) for v in sub["bd_rate"]],
+                "text": [str(label).removesuffix(" (published)")
+                         + (f" ({v:+.0f} %, off the axis)" if v > TIMELINE_CAP else "")
+                         for label, v in zip(sub["label"], sub["bd_rate"])], "textposition": "middle right",
                 "hovertext": texts, "hovertemplate": "%{hovertext}<extra></extra>",
                 "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "meta": list(sub["source"]),
-                "marker": {"size": 12, "color": "#d62728", "symbol": symbol},
+                "marker": {"size": 12, "color": "#d62728",
+                           "symbol": [("triangle-up" + symbol.removeprefix("circle").removeprefix("diamond"))
+                                      if v > TIMELINE_CAP else symbol for v in sub["bd_rate"]]},
                 **({"error_y": {"type": "data", "symmetric": False,
-                                "array": [float(h - v) if c else 0.0 for h, v, c in
+                                "array": [float(h - v) if c and v <= TIMELINE_CAP else 0.0 for h, v, c in
                                           zip(sub["ci_high"], sub["bd_rate"], ci)],
-                                "arrayminus": [float(v - lo) if c else 0.0 for lo, v, c in
+                                "arrayminus": [float(v - lo) if c and v <= TIMELINE_CAP else 0.0 for lo, v, c in
                                                zip(sub["ci_low"], sub["bd_rate"], ci)]}}
                    if ci.any() else {}),
             })

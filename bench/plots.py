@@ -23,6 +23,7 @@ from .metrics import METRICS  # noqa: E402
 
 ZOOM_MAX_BPP = 2.0
 LINESTYLES = {"conventional": "--", "learned": "-"}
+TIMELINE_CAP = 150.0  # % BD-rate: the timeline's y axis ends here; points above sit on it, labelled with their value
 METRIC_LABELS = {"ms-ssim-db": "MS-SSIM (dB) = −10·log10(1 − MS-SSIM)"}
 
 plt.rcParams["svg.hashsalt"] = "codec-bench"  # deterministic SVG ids
@@ -160,7 +161,8 @@ def family_rd_figure(curves: list[tuple[Curve, str, str, str]], metric: str, tit
 def timeline_figure(points: pd.DataFrame, anchors: list[tuple[str, str]], metric: str, title: str) -> Figure:
     """BD-rate (%) of End2End codecs by year of publication, one panel per anchor ((name, label));
     ``points``: ``figure4.timeline_points``'s rows for ``metric``. Measured points are filled (with their
-    95 % interval), published ones hollow; below 0 the codec needs fewer bits than the anchor."""
+    95 % interval), published ones hollow; below 0 the codec needs fewer bits than the anchor. A point
+    above ``TIMELINE_CAP`` is drawn on it as a triangle, its value in its label."""
     fig, axes = plt.subplots(1, len(anchors), figsize=(6.2 * len(anchors), 4.8), layout="constrained",
                              squeeze=False)
     for ax, (name, label) in zip(axes[0], anchors):
@@ -172,14 +174,17 @@ def timeline_figure(points: pd.DataFrame, anchors: list[tuple[str, str]], metric
                     textcoords="offset points", fontsize=8)
         for _, row in rows.iterrows():
             published = row["source"] == "published curve"
-            if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
-                ax.errorbar(row["year"], row["bd_rate"], yerr=[[row["bd_rate"] - row["ci_low"]],
-                                                               [row["ci_high"] - row["bd_rate"]]],
+            y = min(row["bd_rate"], TIMELINE_CAP)  # far-off points sit on the cap, their value in the label
+            label = row["label"].removesuffix(" (published)")
+            if row["bd_rate"] > TIMELINE_CAP:
+                label += f" ({row['bd_rate']:+.0f} %, off the axis)"
+            elif pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
+                ax.errorbar(row["year"], y, yerr=[[row["bd_rate"] - row["ci_low"]], [row["ci_high"] - row["bd_rate"]]],
                             color="C3", capsize=3, linewidth=1)
-            ax.scatter(row["year"], row["bd_rate"], s=55, color="C3", marker="o" if published else "D",
-                       facecolors="none" if published else "C3", zorder=3)
-            ax.annotate(f"{row['label'].removesuffix(' (published)')}", (row["year"], row["bd_rate"]),
-                        textcoords="offset points", xytext=(5, 2), fontsize=7.5)
+            marker = "^" if row["bd_rate"] > TIMELINE_CAP else "o" if published else "D"
+            ax.scatter(row["year"], y, s=55, color="C3", marker=marker, facecolors="none" if published else "C3",
+                       zorder=3)
+            ax.annotate(label, (row["year"], y), textcoords="offset points", xytext=(5, 2), fontsize=7.5)
         ax.set_xlabel("year of publication")
         ax.set_ylabel(f"BD-rate vs {name} (%, {metric}); below 0 = beats {name}")
         ax.grid(True, alpha=0.3)

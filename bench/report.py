@@ -379,7 +379,7 @@ def chroma_warning(chroma: dict[str, tuple[str, str]], infos: dict[str, CurveInf
     formats: dict[str, list[str]] = {}
     for label, (fmt, _) in sorted(chroma.items()):
         if infos[label].source != PUBLISHED:
-            formats.setdefault(fmt, []).append(label)
+            formats.setdefault(fmt.split(" (")[0], []).append(label)
     if len(formats) < 2:
         return []
     listed = "; ".join(f"{fmt}: {', '.join(labels)}" for fmt, labels in sorted(formats.items()))

@@ -138,7 +138,7 @@ def test_timeline_years_and_marks(f4_run):
         assert p["bd_rate"] == pytest.approx(hit["value"].iloc[0], abs=1e-9)
     fig = data["figure4"]["timeline-psnr-rgb"]
     published = [t for t in fig["data"] if t["name"].startswith("published")]
-    assert published and all(t["marker"]["symbol"] == "circle-open" for t in published)
+    assert published and all(set(t["marker"]["symbol"]) == {"circle-open"} for t in published)
     assert sum(len(t["x"]) for t in fig["data"]) == len(points[points["metric"] == "psnr-rgb"])
     assert {tuple(sorted(t["x"])) for t in published} <= {(2016, 2018)}
     assert (out / "figure4_timeline_psnr-rgb.png").stat().st_size > 0
@@ -206,6 +206,26 @@ def test_years_table():
 
 def infos(*items: tuple[str, str, str, str]) -> dict:
     return {label: figure4.CurveInfo(label, family, source, codec) for label, family, source, codec in items}
+
+
+def test_published_bitstream_rows_are_end2end_and_marked():
+    """Rows of the published codec (codec info as it stores them) are End2End, marked, and dated."""
+    codecs = [{"label": "coolchic-3.4.1-kodak", "codec": "published", "family": "learned",
+               "info": {"source": "published bitstreams", "decoded": "here (Cool-chic 3.4.1 decoder)"}},
+              {"label": "other", "codec": "published", "family": "learned",
+               "info": {"source": "published bitstreams", "decoded": "supplied images (times not measured)"}},
+              {"label": "jpeg", "codec": "jpeg", "family": "conventional", "info": {}},
+              {"label": "gone", "codec": "webp", "family": "conventional", "info": {}}]
+    found = figure4.curve_infos(codecs, {"coolchic-3.4.1-kodak", "other", "jpeg"}, ["VTM (published)"])
+    assert set(found) == {"coolchic-3.4.1-kodak", "other", "jpeg", "VTM (published)"}
+    cool = found["coolchic-3.4.1-kodak"]
+    assert cool.source == figure4.BITSTREAMS and cool.family == "learned"
+    assert figure4.source_text(cool) == "published bitstreams, decoded here (Cool-chic 3.4.1 decoder)"
+    assert figure4.source_text(found["other"]) == "published bitstreams, supplied images (times not measured)"
+    assert figure4.display_name(cool) == "coolchic-3.4.1-kodak (published bitstreams)"
+    assert figure4.publication(cool.label, cool.codec_name).year == 2025
+    assert found["VTM (published)"].family == "conventional" and found["jpeg"].source == figure4.MEASURED
+    assert figure4.undated(found) == ["other"]
 
 
 def test_anchor_choice():
@@ -329,5 +349,5 @@ def test_measured_hyperprior_on_the_timeline(tmp_path, monkeypatch):
     assert mine.loc["JPEG", "bd_rate"] == pytest.approx(expected, abs=1e-6)
     fig = page_data(out)["figure4"]["timeline-psnr-rgb"]
     traces = {t["name"]: t for t in fig["data"]}
-    assert traces["measured vs JPEG"]["marker"]["symbol"] == "diamond" and "error_y" in traces["measured vs JPEG"]
+    assert traces["measured vs JPEG"]["marker"]["symbol"] == ["diamond"] and "error_y" in traces["measured vs JPEG"]
     assert "error_y" not in traces["measured vs VVC"], "against the published VTM curve: no interval"
