@@ -472,7 +472,8 @@ def figure4_view(out: Path, per_image: pd.DataFrame, summary: pd.DataFrame, n_im
     ]
     intro = F4_INTRO.format(method=method, scope=scope)
     md = [("h2", "Conventional vs End2End"), ("p", intro), ("list", notes), *md_figures, *blocks]
-    html_text = figure4_section(list(figures), html_body([("p", intro), ("list", notes)]), html_body(blocks))
+    html_text = figure4_section(list(figures), blocks_html=html_body(blocks),
+                                intro_html=html_body([("p", intro), ("list", notes)]))
     return Figure4View(md, html_text, figures, written, chroma_warning(chroma, infos))
 
 

@@ -142,6 +142,10 @@ def test_timeline_years_and_marks(f4_run):
     assert sum(len(t["x"]) for t in fig["data"]) == len(points[points["metric"] == "psnr-rgb"])
     assert {tuple(sorted(t["x"])) for t in published} <= {(2016, 2018)}
     assert (out / "figure4_timeline_psnr-rgb.png").stat().st_size > 0
+    page = (out / "report.html").read_text()
+    section = page[page.index("<section id='figure4'>"):]
+    assert section.index("The article&#x27;s claim") < section.index("id='f4-rd-psnr-rgb'") \
+        < section.index("id='f4-timeline-psnr-rgb'") < section.index("Table F1.") < section.index("</section>")
     md = (out / "report.md").read_text()
     assert "| official bmshj2018-factorized (published) | 2016 | factorized prior (Ballé et al.) |" in md
     assert "ICLR 2017 (arXiv:1611.01704" in md
