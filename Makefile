@@ -1,4 +1,5 @@
-# Two commands: `make bench` (the benchmark) and `make test` (the test suite); `make lint` checks style,
+# Two commands: `make bench` (the benchmark) and `make test` (the test suite); `make figure4` rebuilds the report
+# with the Conventional vs End2End view's published curves; `make lint` checks style,
 # types and the import graph (ruff, mypy, import-linter).
 # Each creates .venv and installs the project (editable, with test extras) on first use.
 PYTHON ?= python3
@@ -12,6 +13,9 @@ CROP_BPP ?= 0.25
 CROP_IMAGE ?= $(if $(filter kodak,$(DATASET)),kodim23,)
 BENCH_ARGS ?=
 REPORT_ARGS ?=
+# Published bitstreams measured with the others (codec published:dir=...); left out, with one line, when absent.
+# PUBLISHED= (empty) leaves them out; PUBLISHED=DIR measures another folder.
+PUBLISHED ?= ../shared/published/coolchic-3.4.1-kodak
 
 # make train: one checkpoint per λ (CompressAI's λ for qualities 1-4) into $(CKPT)/$(ARCH)/,
 # usable with BENCH_CHECKPOINTS=$(CKPT).
@@ -22,7 +26,7 @@ CKPT ?= checkpoints
 MINUTES ?= 60
 TRAIN_ARGS ?=
 
-.PHONY: bench test lint perf train venv clean-venv vvc coolchic
+.PHONY: bench figure4 test lint perf train venv clean-venv vvc coolchic
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,9 +37,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 bench: $(STAMP)
-	$(PY) -m bench run --dataset $(DATASET) --out $(OUT) --target-bpp $(TARGETS) $(BENCH_ARGS)
+	$(PY) -m bench run --dataset $(DATASET) --out $(OUT) --target-bpp $(TARGETS) \
+		$(foreach d,$(PUBLISHED),--published $(d)) $(BENCH_ARGS)
 	$(PY) -m bench crops $(OUT) --bpp $(CROP_BPP) $(if $(CROP_IMAGE),--image $(CROP_IMAGE),)
-	$(PY) -m bench report $(OUT) $(REPORT_ARGS)
+	$(PY) -m bench figure4 $(OUT) $(REPORT_ARGS)
+
+# The report of $(OUT) again, with the Conventional vs End2End view's published curves (make bench ends with it).
+figure4: $(STAMP)
+	$(PY) -m bench figure4 $(OUT) $(REPORT_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest

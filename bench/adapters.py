@@ -18,7 +18,8 @@ An adapter is a Python module (or any object) with these attributes::
     def decode(data, **options) -> numpy uint8 H x W x 3
 
     def setup(**options) -> dict     # optional: {"version", "qualities", "info", "options", "family"} for
-                                     # these options (e.g. which weights, which binary); raising = unavailable
+                                     # these options (e.g. which weights, which binary); raising = unavailable;
+                                     # info["chroma"] (e.g. "420") names the chroma format it codes
     def prepare(quality, **options)  # optional, untimed before each encode (e.g. load a model)
 
 Optional hooks for codecs that do not encode here (e.g. published bitstreams, ``codecs/published.py``)::

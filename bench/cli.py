@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {codecs,datasets,run,worker,report,verify,tools,crops,train} ...``.
+"""Command line: ``python -m bench {codecs,datasets,run,worker,report,figure4,verify,tools,crops,train} ...``.
 
 Only light modules are imported here: each command imports what it needs (pandas, matplotlib,
 the selected codecs' libraries, torch) when it runs, so ``--help``, usage errors and ``datasets``
@@ -149,9 +149,20 @@ def _run(args: argparse.Namespace, client) -> int:
     cwd = absolute_paths(args)
 
     metrics = _metrics(_csv(args.metrics) if args.metrics else None)
-    configs, skipped = select(Catalog(args.codecs_dir), _csv(args.codecs) if args.codecs else None,
-                              device=args.device, qualities=args.qualities)
+    catalog = Catalog(args.codecs_dir)
+    specs = _csv(args.codecs) if args.codecs else None
+    known = set(catalog.names())
+    published, left_out = published_specs(args.published or [], known)
+    configs, skipped = select(catalog, specs, device=args.device, qualities=args.qualities)
+    if published:
+        more, more_skipped = select(catalog, published, device=args.device)
+        configs, skipped = configs + more, skipped + more_skipped
+    if specs is None:  # every available codec: say which built tools' codecs are left out
+        skipped = [u for u in skipped if u.name != PUBLISHED_KIND]  # a kind that needs dir=, not a codec
+        left_out += tool_lines(known, {c.name for c in configs})
     dataset = resolve_dataset(args.dataset, allow_download=not args.no_download)
+    for line in left_out:
+        print(line)
     for item in skipped:
         print(f"skipping codec {item.name}: unavailable ({item.reason})")
     if not configs:
@@ -201,6 +212,41 @@ def results_folder(given: str | None, dataset_arg: str, dataset, cwd: Path = Pat
             raise BenchError(f"--out {out} is inside the dataset folder {root}: choose a results folder outside it "
                              "(its plots would be measured as images by the next run)")
     return out
+
+
+PUBLISHED_KIND = "published"  # the codec kind that measures a folder of published bitstreams (published:dir=)
+TOOL_CODECS = {"vvc": ("vvenc", "vvc")}  # codec -> (tool it needs, `make` target that builds it)
+
+
+def published_specs(folders: list[str], known: set[str]) -> tuple[list[str], list[str]]:
+    """``published:dir=FOLDER`` for each folder that exists, and one line for each folder left out and why."""
+    specs, lines = [], []
+    for folder in folders:
+        if not folder:
+            continue
+        name = Path(folder).name
+        if not Path(folder).is_dir():
+            lines.append(f"{name}: {folder} not found (published bitstreams left out; set PUBLISHED=DIR or "
+                         f"--published DIR)")
+        elif PUBLISHED_KIND not in known:
+            lines.append(f"{name}: left out, this checkout has no '{PUBLISHED_KIND}' codec kind")
+        else:
+            specs.append(f"{PUBLISHED_KIND}:dir={folder}")
+    return specs, lines
+
+
+def tool_lines(known: set[str], selected: set[str], built=None) -> list[str]:
+    """``vvc: not built (make vvc)`` for a codec built from source that is not run and has no adapter to
+    say why (an adapter that is present but unavailable says so itself)."""
+    if built is None:
+        from .tools import built
+    lines = []
+    for codec, (tool, target) in TOOL_CODECS.items():
+        if codec in selected or codec in known:
+            continue
+        lines.append(f"{codec}: not built (make {target})" if built(tool) is None
+                     else f"{codec}: {tool} is built, but this checkout has no {codec} adapter")
+    return lines
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -282,6 +328,19 @@ def _run_summary(report, out: Path, dataset: str, requested_skipped: bool) -> in
     return 0 if complete else EXIT_INCOMPLETE
 
 
+def cmd_figure4(args: argparse.Namespace) -> int:
+    """``report`` with the Figure-4 default published curves when no ``--reference`` is given."""
+    from .figure4 import default_references
+
+    if args.reference is None:
+        files, line = default_references(args.reference_dir)
+        print(line)
+        args.reference = [str(f) for f in files]
+    elif args.reference_dir:
+        raise BenchError("give --reference FILE ... or --reference-dir DIR, not both")
+    return cmd_report(args)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
     from .store import Store
@@ -291,8 +350,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"note: a run (pid {store.live_writer}) is writing to {args.results}; this report shows a "
                   "consistent snapshot of what it has stored so far")
     try:
-        written = build_report(args.results, anchor=args.anchor, references=args.reference, method=args.method,
-                               bootstrap=args.bootstrap)
+        written = build_report(args.results, anchor=args.anchor, references=args.reference or [],
+                               method=args.method, bootstrap=args.bootstrap)
     except KeyError as exc:  # bench.analysis: the anchor has no complete curve for a metric
         raise BenchError(str(exc.args[0]) if exc.args else str(exc)) from None
     report = next(p for p in written if p.name == "report.html")
@@ -422,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-device", default=None, metavar="DEVICE",
                    help="learned codecs also decode each bitstream on this torch device (cpu, cuda, cuda:1, ...) "
                         "and the report tabulates whether it gives the same image")
+    p.add_argument("--published", action="append", default=[], metavar="DIR",
+                   help="also measure the published bitstreams in DIR (codec published:dir=DIR), repeatable; a DIR "
+                        "that does not exist is left out with one line (make bench: PUBLISHED=DIR)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     codecs_dir(p)
     p.set_defaults(func=cmd_run, interrupted="interrupted: every finished measurement is saved; "
@@ -438,18 +500,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "machine runs other work, as more threads than cores make OpenMP spin")
     p.set_defaults(func=cmd_worker)
 
+    def report_options(p: argparse.ArgumentParser, reference_help: str, reference_default: list | None) -> None:
+        p.add_argument("results", metavar="DIR", help="results folder of a run (holds results.sqlite)")
+        p.add_argument("--anchor", default="jpeg",
+                       help="codec (or published curve) the others are compared against (default: %(default)s)")
+        p.add_argument("--reference", nargs="*", default=reference_default, metavar="FILE", help=reference_help)
+        p.add_argument("--method", default="pchip", choices=BD_METHODS,
+                       help="BD interpolation shown in the tables (default: %(default)s)")
+        p.add_argument("--bootstrap", type=_count, default=BD_BOOTSTRAP, metavar="N",
+                       help="bootstrap resamples over images for the 95 %% intervals, and sign flips for p "
+                            "(default: %(default)s; 0 = none)")
+
     p = command("report", "rebuild BD-rate tables, RD plots and report.md/.html from stored results")
-    p.add_argument("results", metavar="DIR", help="results folder of a run (holds results.sqlite)")
-    p.add_argument("--anchor", default="jpeg",
-                   help="codec (or published curve) the others are compared against (default: %(default)s)")
-    p.add_argument("--reference", nargs="*", default=[], metavar="FILE",
-                   help="published CompressAI-format JSON curves to overlay and compare, labelled '(published)'")
-    p.add_argument("--method", default="pchip", choices=BD_METHODS,
-                   help="BD interpolation shown in the tables (default: %(default)s)")
-    p.add_argument("--bootstrap", type=_count, default=BD_BOOTSTRAP, metavar="N",
-                   help="bootstrap resamples over images for the 95 %% intervals, and sign flips for p "
-                        "(default: %(default)s; 0 = none)")
+    report_options(p, "published CompressAI-format JSON curves to overlay and compare, labelled '(published)'", [])
     p.set_defaults(func=cmd_report)
+
+    p = command("figure4", "the report, with the Conventional vs End2End view's published curves "
+                           "(End2End milestones and VTM) added by default")
+    report_options(p, "published CompressAI-format JSON curves (default: the Figure-4 set, "
+                      "paper-bmshj2018-factorized, paper-bmshj2018-hyperprior, paper-mbt2018, "
+                      "compressai-cheng2020-attn_mse_cuda, paper-elic2022_mse and vtm.json, from --reference-dir)",
+                   None)
+    p.add_argument("--reference-dir", default=None, metavar="DIR",
+                   help="folder of CompressAI's Kodak result files (default: ../shared/reference/compressai-kodak "
+                        "beside the working directory or the checkout, when present)")
+    p.set_defaults(func=cmd_figure4)
 
     p = command("verify", "compare our curves with published CompressAI-format curves, and codecs measured from "
                           "published bitstreams with their publisher's table; exit 0 if within tolerance, 1 if "

@@ -1,8 +1,10 @@
-"""Fair-comparison checks: codecs that miss a target bit rate, and published curves of other datasets."""
+"""Fair-comparison checks: codecs that miss a target bit rate, published curves of other datasets, and the
+chroma format each codec codes."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -40,12 +42,14 @@ def target_flag(codec: str, achieved: float, target: float, ranges: dict[str, tu
 
 
 def reference_dataset(path: str | Path) -> tuple[str | None, int | None]:
-    """(dataset name, image count) that a CompressAI-format JSON declares; None where it does not."""
+    """(dataset name, image count) that a CompressAI-format JSON declares (at the top, or in ``meta`` as
+    CompressAI's newer paper files do); None where it does not."""
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None, None
-    dataset, n_images = doc.get("dataset"), doc.get("n_images")
+    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}  # CompressAI's newer paper-*.json
+    dataset, n_images = doc.get("dataset", meta.get("dataset")), doc.get("n_images", meta.get("n_images"))
     return (dataset if isinstance(dataset, str) else None), (n_images if isinstance(n_images, int) else None)
 
 
@@ -60,3 +64,54 @@ def reference_warning(path: str | Path, label: str, dataset: str, n_images: int)
     if ref_images is not None and ref_images != n_images:
         return f"{label}: {ref_images} images of {dataset}, this run has {n_images}"
     return ""
+
+
+# --- chroma format of each codec ------------------------------------------------------------------
+# What a codec codes when neither its info nor its options say (read from each adapter's code).
+CHROMA_BY_CODEC = {
+    "webp": "Y'CbCr 4:2:0 (lossy WebP is always 4:2:0)",
+    "jxl": "XYB, no chroma subsampling",
+    "jpeg2000": "RGB → Y'CbCr (irreversible colour transform), 4:4:4",
+    "vvc": "Y'CbCr 4:2:0, 10-bit (vvenc 1.9.1 takes 4:2:0 only)",
+}
+# Published curves, by the first word of their name (../shared/reference/README.md: how they were made).
+CHROMA_PUBLISHED = {
+    "vtm": "Y'CbCr 4:4:4 (CompressAI's published VTM anchor)",
+    "hm": "Y'CbCr 4:4:4 (CompressAI's published HM anchor)",
+    "bpg": "Y'CbCr 4:4:4 (CompressAI's published BPG anchor)",
+    "av1": "Y'CbCr 4:4:4 (CompressAI's published AV1 anchor)",
+    "jpeg": "Y'CbCr 4:2:0 (Pillow's default)",
+    "webp": "Y'CbCr 4:2:0 (lossy WebP)",
+}
+CHROMA_OPTIONS = ("chroma", "subsampling")  # adapter options that set the chroma format
+
+
+def chroma_text(value: str) -> str:
+    """``444`` / ``4:4:4`` -> ``Y'CbCr 4:4:4``; other text unchanged."""
+    digits = value.replace(":", "")
+    return f"Y'CbCr {digits[0]}:{digits[1]}:{digits[2]}" if digits.isdigit() and len(digits) == 3 else value
+
+
+def chroma_format(codec_name: str, family: str, options: dict, info: dict) -> tuple[str, str]:
+    """(chroma format, where it was read) of a measured codec: the adapter's ``info["chroma"]`` first,
+    then its ``chroma``/``subsampling`` option, then what the adapter is known to code."""
+    if info.get("chroma"):
+        return chroma_text(str(info["chroma"])), "adapter info"
+    for option in CHROMA_OPTIONS:
+        if options.get(option):
+            return chroma_text(str(options[option])), f"option {option}={options[option]}"
+    if codec_name in CHROMA_BY_CODEC:
+        return CHROMA_BY_CODEC[codec_name], "adapter (fixed)"
+    if str(info.get("source", "")).lower() == "published bitstreams":
+        return "not stated (the publisher's format)", "published bitstreams"
+    if family == "learned":
+        return "RGB, no subsampling (the model codes RGB)", "learned codec"
+    return "not stated", "unknown: set info['chroma'] in the adapter"
+
+
+def published_chroma(label: str, family: str) -> str:
+    """Chroma format of a published curve, from its name (conventional anchors) or family."""
+    words = re.findall(r"[a-z0-9]+", label.lower().removeprefix("official "))
+    if family == "learned":
+        return "RGB (published End2End model)"
+    return CHROMA_PUBLISHED.get(words[0] if words else "", "not stated (published curve)")

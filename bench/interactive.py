@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import Curve
-from .plots import ZOOM_MAX_BPP, axis_label, legend_label, zoom_range
+from .plots import TIMELINE_CAP, ZOOM_MAX_BPP, axis_label, legend_label, zoom_range
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -94,12 +94,14 @@ def rd_figure_json(curves: list[tuple[Curve, list[str]]], families: dict[str, st
 
 
 def speed_figure_json(points: pd.DataFrame, metric: str, anchor: str, title: str, palette: dict[str, str]) -> dict:
-    """BD-rate against encode and decode MP/s (log x); learned codecs also against kMAC/pixel."""
+    """BD-rate against encode and decode time per megapixel on one panel (log x; encode filled, decode
+    hollow, joined per codec; decode only where the encode time was not measured); learned codecs also
+    against kMAC/pixel."""
     learned = points.dropna(subset=["encoder_kmac"])
-    panels = [("encode_mps", "encode speed (MP/s, log)", "log"), ("decode_mps", "decode speed (MP/s, log)", "log")]
+    panels = [("time", "seconds per megapixel (log): filled = encode, hollow = decode", "log")]
     if not learned.empty:
         panels.append(("encoder_kmac", "encoder / decoder kMAC per pixel (learned)", "linear"))
-    width = 1 / len(panels)
+    bounds = [0.0, 0.6, 1.0] if len(panels) == 2 else [0.0, 1.0]
     low, high = float(min(points["bd_rate"].min(), 0)), float(max(points["bd_rate"].max(), 0))
     pad = 0.08 * (high - low or 1.0)
     y_range = [low - pad, high + pad]  # the same BD-rate axis on every panel
@@ -111,25 +113,119 @@ def speed_figure_json(points: pd.DataFrame, metric: str, anchor: str, title: str
         suffix = "" if i == 1 else str(i)
         layout[f"xaxis{suffix}"] = {"title": {"text": axis_title}, "type": kind,
                                     **({"rangemode": "tozero"} if kind == "linear" else {}),
-                                    "domain": [(i - 1) * width + 0.04, i * width - 0.03], "anchor": f"y{suffix}"}
+                                    "domain": [bounds[i - 1] + 0.04, bounds[i] - 0.03], "anchor": f"y{suffix}"}
         layout[f"yaxis{suffix}"] = {"title": {"text": f"BD-rate vs {anchor} (%, {metric})" if i == 1 else ""},
                                     "anchor": f"x{suffix}", "zeroline": True, "range": y_range}
-        rows = learned if column == "encoder_kmac" else points.dropna(subset=[column])  # NaN: not measured
-        columns = [("encoder_kmac", "circle"), ("decoder_kmac", "x")] if column == "encoder_kmac" else [(column, "")]
-        for col, symbol in columns:
-            for _, row in rows.iterrows():
-                what = {"encoder_kmac": "encoder kMAC/pixel", "decoder_kmac": "decoder kMAC/pixel"}.get(col, "MP/s")
-                host = f"<br>host: {html.escape(row['host'])}" if row.get("host") else ""
-                text = (f"<b>{html.escape(row['codec'])}</b> ({row['family']}, {row['device']}){host}<br>"
-                        f"{col.replace('_mps', '')}: {row[col]:.4g} {what}<br>BD-rate: {row['bd_rate']:+.1f} %")
+        axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
+        if column == "time":
+            traces += [_time_trace(row, palette, axes) for _, row in points.iterrows()]
+            continue
+        for col, symbol in (("encoder_kmac", "circle"), ("decoder_kmac", "x")):
+            for _, row in learned.iterrows():
+                what = "encoder" if col == "encoder_kmac" else "decoder"
+                text = (f"<b>{html.escape(row['codec'])}</b> ({row['family']}, {row['device']})<br>"
+                        f"{what}: {row[col]:.4g} kMAC/pixel<br>BD-rate: {row['bd_rate']:+.1f} %")
                 traces.append({
                     "type": "scatter", "mode": "markers+text", "x": [float(row[col])], "y": [float(row["bd_rate"])],
                     "text": [row["codec"] if symbol != "x" else ""], "textposition": "top center",
                     "hovertext": [text], "hovertemplate": "%{hovertext}<extra></extra>", "name": row["codec"],
-                    "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
-                    "marker": {"size": 11, "color": palette.get(row["codec"], "#444"),
-                               "symbol": symbol or ("circle" if row["family"] == "learned" else "square")},
+                    **axes, "marker": {"size": 11, "color": palette.get(row["codec"], "#444"), "symbol": symbol},
                 })
+    return {"data": traces, "layout": layout}
+
+
+def _time_trace(row: pd.Series, palette: dict[str, str], axes: dict[str, str]) -> dict:
+    """One codec on the time panel: encode (filled) and decode (hollow) seconds per megapixel at its
+    BD-rate, joined by a line; decode only when the encode time was not measured."""
+    shape = "circle" if row["family"] == "learned" else "square"
+    points = [(kind, float(row[f"{kind}_s_per_mp"])) for kind in ("encode", "decode")
+              if pd.notna(row[f"{kind}_s_per_mp"])]
+    host = f"<br>host: {html.escape(row['host'])}" if row.get("host") else ""
+    texts = []
+    for kind, seconds in points:
+        text = (f"<b>{html.escape(row['codec'])}</b> ({row['family']}, {row['device']}){host}<br>"
+                f"{kind}: {seconds:.4g} s per megapixel<br>BD-rate: {row['bd_rate']:+.1f} %")
+        if len(points) == 1:
+            text += "<br>encode time not measured" + (f" ({html.escape(row['source'])})" if row.get("source") else "")
+        texts.append(text)
+    colour = palette.get(row["codec"], "#444")
+    return {
+        "type": "scatter", "mode": "lines+markers+text", "x": [s for _, s in points],
+        "y": [float(row["bd_rate"])] * len(points), "name": row["codec"],
+        "text": [row["codec"] + (" (decode only)" if len(points) == 1 else "")] + [""] * (len(points) - 1),
+        "textposition": "top center", "hovertext": texts, "hovertemplate": "%{hovertext}<extra></extra>", **axes,
+        "line": {"color": colour, "width": 1}, "meta": [kind for kind, _ in points],
+        "marker": {"size": 11, "color": colour, "symbol": [shape if kind == "encode" else f"{shape}-open"
+                                                             for kind, _ in points]},
+    }
+
+
+def family_rd_json(curves: list[tuple[Curve, list[str]]], names: dict[str, str], families: dict[str, str],
+                   palette: dict[str, str], metric: str, title: str) -> dict:
+    """The Conventional vs End2End RD figure: colour by family (``palette``), legend grouped by family
+    (conventional first), published curves dashed with hollow markers, measured ones solid."""
+    traces = []
+    for curve, texts in sorted(curves, key=lambda c: (families.get(c[0].label) != "conventional", c[0].label)):
+        family = families.get(curve.label, "learned")
+        trace = rd_trace(curve, family, palette[curve.label], names.get(curve.label, curve.label), False, texts)
+        trace["line"]["dash"] = "dash" if curve.published else "solid"
+        trace["marker"]["symbol"] = ("square" if family == "conventional" else "circle") + (
+            "-open" if curve.published else "")
+        trace["legendgroup"] = family
+        trace["legendgrouptitle"] = {"text": "Conventional" if family == "conventional" else "End2End"}
+        traces.append(trace)
+    layout = rd_layout(metric, title, zoom_range([c for c, _ in curves]))
+    layout["legend"]["groupclick"] = "toggleitem"
+    return {"data": traces, "layout": layout}
+
+
+def timeline_json(points: pd.DataFrame, anchors: list[tuple[str, str]], metric: str, title: str) -> dict:
+    """BD-rate (%) of End2End codecs by year, one panel per anchor ((name, label)): measured points filled
+    diamonds with their 95 % interval, published ones hollow circles; a line at 0 = the anchor. Points
+    above ``TIMELINE_CAP`` sit on it as triangles with their value in the label (and the hover)."""
+    layout: dict = {"title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
+                    "hovermode": "closest", "showlegend": False, "margin": {"l": 60, "r": 10, "t": 50, "b": 50},
+                    "shapes": [], "annotations": []}
+    traces = []
+    width = 1 / max(len(anchors), 1)
+    for i, (name, label) in enumerate(anchors, 1):
+        suffix = "" if i == 1 else str(i)
+        rows = points[(points["anchor"] == name) & (points["metric"] == metric)].sort_values(["year", "label"])
+        layout[f"xaxis{suffix}"] = {"title": {"text": "year of publication"}, "dtick": 1,
+                                    "domain": [(i - 1) * width + 0.05, i * width - 0.02], "anchor": f"y{suffix}"}
+        layout[f"yaxis{suffix}"] = {"title": {"text": f"BD-rate vs {name} (%, {metric})"}, "anchor": f"x{suffix}",
+                                    "zeroline": True, "zerolinewidth": 2, "zerolinecolor": "#000"}
+        layout["annotations"].append({"text": f"= {html.escape(name)} ({html.escape(label)}); below: fewer bits",
+                                      "x": 0, "xref": f"x{suffix} domain", "y": 0, "yref": f"y{suffix}",
+                                      "showarrow": False, "xanchor": "left", "yanchor": "bottom",
+                                      "font": {"size": 10}})
+        for source, symbol in (("measured", "diamond"), ("published", "circle-open")):
+            sub = rows[(rows["source"] == "published curve") == (source == "published")]
+            if sub.empty:
+                continue
+            ci = sub["ci_low"].notna() & sub["ci_high"].notna()
+            texts = [f"<b>{html.escape(r['label'])}</b> ({r['source']})<br>{html.escape(r['method'])}, {r['year']}"
+                     f"<br>BD-rate vs {html.escape(name)}: {r['bd_rate']:+.1f} %"
+                     + (f" [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if c else " (no CI)")
+                     + f"<br>{html.escape(r['citation'])}" for (_, r), c in zip(sub.iterrows(), ci)]
+            traces.append({
+                "type": "scatter", "mode": "markers+text", "name": f"{source} vs {name}",
+                "x": [int(y) for y in sub["year"]], "y": [min(float(v), TIMELINE_CAP) for v in sub["bd_rate"]],
+                "text": [str(label).removesuffix(" (published)")
+                         + (f" ({v:+.0f} %, off the axis)" if v > TIMELINE_CAP else "")
+                         for label, v in zip(sub["label"], sub["bd_rate"])], "textposition": "middle right",
+                "hovertext": texts, "hovertemplate": "%{hovertext}<extra></extra>",
+                "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "meta": list(sub["source"]),
+                "marker": {"size": 12, "color": "#d62728",
+                           "symbol": [("triangle-up" + symbol.removeprefix("circle").removeprefix("diamond"))
+                                      if v > TIMELINE_CAP else symbol for v in sub["bd_rate"]]},
+                **({"error_y": {"type": "data", "symmetric": False,
+                                "array": [float(h - v) if c and v <= TIMELINE_CAP else 0.0 for h, v, c in
+                                          zip(sub["ci_high"], sub["bd_rate"], ci)],
+                                "arrayminus": [float(v - lo) if c and v <= TIMELINE_CAP else 0.0 for lo, v, c in
+                                               zip(sub["ci_low"], sub["bd_rate"], ci)]}}
+                   if ci.any() else {}),
+            })
     return {"data": traces, "layout": layout}
 
 
@@ -176,7 +272,8 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 select.metric{max-width:16em}
 .controls{display:flex;gap:.8em;align-items:center;flex-wrap:wrap;margin:.3em 0}
 .hint{color:#666;font-size:.85em;margin:.2em 0}
-.plot{width:100%;height:560px}.speed{width:100%;height:470px}
+.plot{width:100%;height:560px}.f4grid{display:grid;grid-template-columns:1fr 1fr;gap:1em}
+@media (max-width:1100px){.f4grid{grid-template-columns:1fr}}.speed{width:100%;height:470px}
 .imageview{display:grid;grid-template-columns:400px 1fr;gap:1em;align-items:start}
 .thumb{max-width:384px;border:1px solid #ccc}.missing{color:#b03a2e}
 img.figure{max-width:100%}.caption{font-weight:bold}.notes{font-size:90%}
@@ -226,6 +323,10 @@ document.getElementById('zoom-low').addEventListener('click', () => {
   Plotly.relayout('rd-plot', update);
 });
 setMetric(metric);
+Object.keys(D.figure4 || {}).forEach(id => {
+  const fig = D.figure4[id];
+  Plotly.react('f4-' + id, fig.data, JSON.parse(JSON.stringify(fig.layout)), CONFIG);
+});
 })();
 """
 
@@ -272,3 +373,14 @@ def speed_section(metrics: list[str], note: str) -> str:
     return ("<section id='speed'><h2>Speed against coding efficiency</h2><div class='controls'>"
             f"{metric_select(metrics, 'speed-metric')}</div><div id='speed-plot' class='speed'></div>"
             f"<p class='hint'>{html.escape(note)}</p></section>")
+
+
+def figure4_section(ids: list[str], blocks_html: str, intro_html: str) -> str:
+    """The Conventional vs End2End section: an introduction, a plot div per figure id (``f4-<id>``,
+    drawn from ``D.figure4``; RD plots two by two), then the tables and notes."""
+    rd = "".join(f"<div id='f4-{html.escape(i)}' class='plot'></div>" for i in ids if i.startswith("rd-"))
+    others = "".join(f"<div id='f4-{html.escape(i)}' class='speed'></div>" for i in ids if not i.startswith("rd-"))
+    return (f"<section id='figure4'><h2>Conventional vs End2End</h2>{intro_html}<div class='f4grid'>{rd}</div>"
+            f"{others}<p class='hint'>Blue: conventional codecs; red/orange: End2End. Solid: measured here; "
+            "dashed with hollow markers: published curves. Click a legend entry to hide or show that curve.</p>"
+            f"{blocks_html}</section>")

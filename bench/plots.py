@@ -1,12 +1,13 @@
 """Static figures (PNG and SVG, for papers): RD curves and speed against coding efficiency.
 
 RD: one figure per metric, bpp on x, quality on y, full range and a 0-2 bpp zoom; each legend
-entry carries the codec's BD-rate against the anchor. Speed: BD-rate against encode and decode
-speed (megapixels per second, log scale), and for learned codecs against kMAC per pixel.
+entry carries the codec's BD-rate against the anchor. Speed: BD-rate against encode
+and decode time per megapixel (log scale, one panel), and for learned codecs against kMAC per pixel.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,7 @@ from .metrics import METRICS  # noqa: E402
 
 ZOOM_MAX_BPP = 2.0
 LINESTYLES = {"conventional": "--", "learned": "-"}
+TIMELINE_CAP = 150.0  # % BD-rate: the timeline's y axis ends here; points above sit on it, labelled with their value
 METRIC_LABELS = {"ms-ssim-db": "MS-SSIM (dB) = −10·log10(1 − MS-SSIM)"}
 
 plt.rcParams["svg.hashsalt"] = "codec-bench"  # deterministic SVG ids
@@ -88,28 +90,37 @@ def zoom_range(curves: list[Curve], max_bpp: float = ZOOM_MAX_BPP) -> tuple[floa
 
 
 def speed_figure(points: pd.DataFrame, metric: str, anchor: str, title: str) -> Figure:
-    """BD-rate against encode and decode speed (MP/s, log x); learned codecs also against kMAC/pixel.
+    """BD-rate against encode and decode time per megapixel on one panel (s/MP, log x; encode filled,
+    decode hollow, joined per codec); learned codecs also against kMAC/pixel.
 
-    Each point is labelled with its codec and device. ``points``: one row per codec with ``codec``,
-    ``family``, ``device``, ``bd_rate`` (%), ``encode_mps``,
-    ``decode_mps``, ``encoder_kmac`` and ``decoder_kmac`` (NaN where unknown).
+    Each codec is labelled with its device; a codec without a measured encode time (published
+    bitstreams) shows its decode time only. ``points``: ``summary.speed_points``'s rows (``codec``,
+    ``family``, ``device``, ``bd_rate`` in %, ``encode_s_per_mp``, ``decode_s_per_mp``,
+    ``encoder_kmac``, ``decoder_kmac``; NaN where unknown).
     """
     learned = points.dropna(subset=["encoder_kmac"])
-    panels = 3 if not learned.empty else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), layout="constrained", squeeze=False,
-                             sharey=True)
+    panels = 2 if not learned.empty else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.8 + 4.6 * (panels - 1), 4.8), layout="constrained",
+                             squeeze=False, sharey=True, width_ratios=[1.5, 1][:panels])
     axes = axes[0]
-    markers = {"conventional": "s", "learned": "o"}
-    for ax, column, name in zip(axes, ("encode_mps", "decode_mps"), ("encode", "decode")):
-        for _, row in points.dropna(subset=[column]).iterrows():  # a time not measured: no point
-            ax.scatter(row[column], row["bd_rate"], marker=markers.get(row["family"], "^"), s=40,
-                       color="C1" if row["family"] == "learned" else "C0")
-            ax.annotate(f"{row['codec']} ({row['device']})", (row[column], row["bd_rate"]),
+    ax = axes[0]
+    for _, row in points.iterrows():
+        colour = "C1" if row["family"] == "learned" else "C0"
+        times = [(row[c], kind) for c, kind in (("encode_s_per_mp", "encode"), ("decode_s_per_mp", "decode"))
+                 if pd.notna(row[c])]
+        if len(times) == 2:
+            ax.plot([t for t, _ in times], [row["bd_rate"]] * 2, color=colour, linewidth=0.8, alpha=0.6)
+        for t, kind in times:
+            ax.scatter(t, row["bd_rate"], s=40, color=colour, marker="o" if row["family"] == "learned" else "s",
+                       facecolors=colour if kind == "encode" else "none")
+        if times:
+            note = "" if len(times) == 2 else " (decode only)"
+            ax.annotate(f"{row['codec']} ({row['device']}){note}", (times[0][0], row["bd_rate"]),
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{name} speed (megapixels per second, log scale)")
-    if panels == 3:
-        ax = axes[2]
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per megapixel (log): filled = encode, hollow = decode")
+    if panels == 2:
+        ax = axes[1]
         for column, marker, name in (("encoder_kmac", "o", "encoder"), ("decoder_kmac", "x", "decoder")):
             ax.scatter(learned[column], learned["bd_rate"], marker=marker, color="C1", label=name)
             for _, row in learned.iterrows() if column == "encoder_kmac" else ():
@@ -122,6 +133,65 @@ def speed_figure(points: pd.DataFrame, metric: str, anchor: str, title: str) -> 
         ax.set_ylabel(f"BD-rate vs {anchor} (%, {metric}); lower is better")
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.grid(True, alpha=0.3, which="both")
+    fig.suptitle("\n".join(textwrap.wrap(title, 60 + 50 * (panels - 1))), fontsize=10)
+    return fig
+
+
+def family_rd_figure(curves: list[tuple[Curve, str, str, str]], metric: str, title: str) -> Figure:
+    """The Conventional vs End2End RD figure: ``curves`` = (curve, legend name, colour, family); the
+    colour comes from the family (blues conventional, reds End2End), published curves are dashed with
+    hollow markers, measured ones solid; the legend lists conventional codecs first."""
+    fig, ax = plt.subplots(figsize=(9.5, 6.2), layout="constrained")
+    for curve, name, colour, family in sorted(curves, key=lambda c: (c[3] != "conventional", c[1])):
+        order = curve.bpp.argsort()
+        style = dict(color=colour, label=name, linewidth=1.6, markersize=4.5,
+                     marker="s" if family == "conventional" else "o")
+        if curve.published:
+            style.update(linestyle="--", markerfacecolor="none")
+        ax.plot(curve.bpp[order], curve.quality[order], **style)
+    ax.set_xlabel("bits per pixel (bpp)")
+    ax.set_ylabel(axis_label(metric))
+    ax.set_xlim(left=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7.5, loc="lower right", ncols=2)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def timeline_figure(points: pd.DataFrame, anchors: list[tuple[str, str]], metric: str, title: str) -> Figure:
+    """BD-rate (%) of End2End codecs by year of publication, one panel per anchor ((name, label));
+    ``points``: ``figure4.timeline_points``'s rows for ``metric``. Measured points are filled (with their
+    95 % interval), published ones hollow; below 0 the codec needs fewer bits than the anchor. A point
+    above ``TIMELINE_CAP`` is drawn on it as a triangle, its value in its label."""
+    fig, axes = plt.subplots(1, len(anchors), figsize=(6.2 * len(anchors), 4.8), layout="constrained",
+                             squeeze=False)
+    for ax, (name, label) in zip(axes[0], anchors):
+        rows = points[(points["anchor"] == name) & (points["metric"] == metric)].sort_values(["year", "label"])
+        ax.axhline(0, color="black", linewidth=1.0)
+        ax.axhspan(min(-5.0, float(rows["bd_rate"].min()) * 1.15) if len(rows) else -5.0, 0, color="#2ca02c",
+                   alpha=0.06)
+        ax.annotate(f"= {name} ({label})", (0.01, 0.0), xycoords=("axes fraction", "data"), xytext=(0, 3),
+                    textcoords="offset points", fontsize=8)
+        for _, row in rows.iterrows():
+            published = row["source"] == "published curve"
+            y = min(row["bd_rate"], TIMELINE_CAP)  # far-off points sit on the cap, their value in the label
+            label = row["label"].removesuffix(" (published)")
+            if row["bd_rate"] > TIMELINE_CAP:
+                label += f" ({row['bd_rate']:+.0f} %, off the axis)"
+            elif pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
+                ax.errorbar(row["year"], y, yerr=[[row["bd_rate"] - row["ci_low"]], [row["ci_high"] - row["bd_rate"]]],
+                            color="C3", capsize=3, linewidth=1)
+            marker = "^" if row["bd_rate"] > TIMELINE_CAP else "o" if published else "D"
+            ax.scatter(row["year"], y, s=55, color="C3", marker=marker, facecolors="none" if published else "C3",
+                       zorder=3)
+            ax.annotate(label, (row["year"], y), textcoords="offset points", xytext=(5, 2), fontsize=7.5)
+        ax.set_xlabel("year of publication")
+        ax.set_ylabel(f"BD-rate vs {name} (%, {metric}); below 0 = beats {name}")
+        ax.grid(True, alpha=0.3)
+        ax.set_title(f"against {name}: ◆ measured here, ○ published curve", fontsize=9)
+        years = list(points["year"]) + [2016]  # the same years on every panel, from the first End2End codec
+        ax.set_xlim(min(years) - 1, max(years) + 1.5)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title, fontsize=10)
     return fig
 

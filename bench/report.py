@@ -2,17 +2,20 @@
 
 Reads only the result store (and published reference JSONs given with ``--reference``); never
 encodes. Writes per_image.csv, summary.csv, <codec>.json, bd_rate.csv, bd_rate.md,
-rd_<metric>.png/.svg, speed_<metric>.png/.svg, report.md and the interactive, self-contained
-report.html. Rebuilding gives identical files apart from the build date line.
+rd_<metric>.png/.svg, speed_<metric>.png/.svg, the Conventional vs End2End files (figure4_bd_rate.csv,
+figure4_timeline.csv, figure4_rd_<metric>, figure4_timeline_<metric>, figure4_cost_psnr-rgb .png/.svg),
+report.md and the interactive, self-contained report.html. Rebuilding gives identical files apart from the build date line.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -34,9 +37,27 @@ from .atomic import write_text_atomic
 from .cross_device import report_blocks as cross_device_blocks
 from .errors import BenchError
 from .export import export_results, write_csv
-from .fairness import bpp_ranges, off_target, reference_warning, target_flag
+from .fairness import bpp_ranges, chroma_format, off_target, published_chroma, reference_warning, target_flag
+from .figure4 import (
+    PUBLISHED,
+    TIMELINE_METRICS,
+    Anchor,
+    CurveInfo,
+    curve_infos,
+    display_name,
+    family_colours,
+    pick_anchor,
+    publication,
+    table_header,
+    table_rows,
+    timeline_points,
+    timeline_sentences,
+    undated,
+)
 from .interactive import (
     colours,
+    family_rd_json,
+    figure4_section,
     hover_texts,
     page,
     per_image_section,
@@ -44,9 +65,10 @@ from .interactive import (
     speed_figure_json,
     speed_section,
     thumbnail,
+    timeline_json,
 )
 from .metrics import METRICS
-from .plots import rd_figure, save_figure, speed_figure
+from .plots import family_rd_figure, rd_figure, save_figure, speed_figure, timeline_figure
 from .provenance import git_commit
 from .stats import ALPHA, SEED
 from .store import DB_NAME, Store
@@ -203,10 +225,11 @@ def timing_rows(per_image: pd.DataFrame) -> list[list[str]]:
         pixels = float((g["width"] * g["height"]).sum())
         row = [codec, host or "?", ", ".join(sorted(set(g["device"])))]
         for col in ("encode_s", "decode_s"):
-            if g[col].isna().any():  # e.g. published bitstreams: never a made-up time
+            times = pd.to_numeric(g[col], errors="coerce")
+            if times.isna().any() or not times.sum() > 0:  # published bitstreams: encode time not measured
                 row += [NOT_MEASURED] * 3
                 continue
-            row += [f"{g[col].mean():.4f}", f"{g[col].median():.4f}", f"{pixels / g[col].sum() / 1e6:.2f}"]
+            row += [f"{times.mean():.4f}", f"{times.median():.4f}", f"{pixels / times.sum() / 1e6:.2f}"]
         rows.append(row)
     return rows
 
@@ -305,6 +328,164 @@ def image_figures(per_image: pd.DataFrame, metric: str, families: dict[str, str]
     return figures
 
 
+F4_INTRO = ("The article's claim, End2End image compression beat DCT coding (JPEG) from 2016 and now beats VVC on "
+            "still images, as figures anyone can check: RD curves coloured by family (blue: conventional, red: "
+            "End2End), BD-rate against VVC and against JPEG on the mean curves ({method}; in brackets the 95 % "
+            "bootstrap interval over images; published curves have no per-image data: no CI), and a timeline of "
+            "the End2End methods by year of publication. Sources: measured = run here on {scope}; published "
+            "bitstreams = a publisher's real bitstreams measured here (encode time not measured); published "
+            "curve = a CompressAI-format file given with --reference (measured elsewhere, by its publisher).")
+F4_TIMELINE_HEADER = ["curve", "year", "method", "source", "anchor", "metric", "BD-rate %", "95 % interval"]
+F4_YEARS_HEADER = ["curve", "year", "method", "citation"]
+
+
+@dataclass
+class Figure4View:
+    """The Conventional vs End2End section: Markdown blocks, HTML, Plotly figures, files and warnings."""
+
+    md: list[tuple]
+    html: str
+    figures: dict[str, dict]
+    written: list[Path]
+    warnings: list[str]
+
+
+def figure4_anchor_tables(anchors: dict[str, Anchor], table: pd.DataFrame, anchor: str, per_image: pd.DataFrame,
+                          summary: pd.DataFrame, n_images: int, refs: list[dict[str, Curve]],
+                          ref_notes: dict[str, str], bootstrap: int) -> dict[str, pd.DataFrame]:
+    """The BD table against each Figure-4 anchor (the report's own table when it is the same anchor);
+    an anchor without a complete curve is replaced in ``anchors`` by a note saying so."""
+    tables = {}
+    for name, a in list(anchors.items()):
+        if a.label is None:
+            continue
+        if a.label == anchor:
+            tables[name] = table
+            continue
+        try:
+            tables[name] = add_notes(anchored_bd_table(per_image, summary, n_images, a.label, refs, bootstrap),
+                                     ref_notes)
+        except KeyError as exc:
+            anchors[name] = Anchor(name, None, f"No {name} anchor: {exc.args[0] if exc.args else exc}.")
+    return tables
+
+
+def chroma_notes(codecs: list[dict], infos: dict[str, CurveInfo]) -> dict[str, tuple[str, str]]:
+    """label -> (chroma format, where it was read) for every Figure-4 curve."""
+    out = {}
+    for c in codecs:
+        if c["label"] in infos:
+            options = json.loads(c["options"]) if isinstance(c["options"], str) else dict(c["options"] or {})
+            out[c["label"]] = chroma_format(c["codec"], c["family"], options, c.get("info") or {})
+    for label, info in infos.items():
+        if info.source == PUBLISHED:
+            out[label] = (published_chroma(label, info.family), "published curve")
+    return out
+
+
+def chroma_warning(chroma: dict[str, tuple[str, str]], infos: dict[str, CurveInfo]) -> list[str]:
+    """One warning when the codecs measured here code different chroma formats."""
+    formats: dict[str, list[str]] = {}
+    for label, (fmt, _) in sorted(chroma.items()):
+        if infos[label].source != PUBLISHED:
+            formats.setdefault(fmt.split(" (")[0], []).append(label)
+    if len(formats) < 2:
+        return []
+    listed = "; ".join(f"{fmt}: {', '.join(labels)}" for fmt, labels in sorted(formats.items()))
+    return [f"chroma formats differ ({listed}): PSNR-RGB counts the chroma a 4:2:0 codec drops, so compare "
+            "PSNR-Y too (Conventional vs End2End table)"]
+
+
+def figure4_view(out: Path, per_image: pd.DataFrame, summary: pd.DataFrame, n_images: int, codecs: list[dict],
+                 refs: list[dict[str, Curve]], ref_notes: dict[str, str], table: pd.DataFrame, anchor: str,
+                 method: str, bootstrap: int, rd_curves: dict[str, list[tuple[Curve, list[str]]]], scope: str,
+                 host: str) -> Figure4View:
+    """Conventional vs End2End: RD curves by family, BD-rate against VVC and JPEG, the timeline, the
+    encoder/decoder cost against VVC, years and chroma formats. Reads only what the report computed."""
+    measured = set(per_image["codec"])
+    ref_labels = [next(iter(r.values())).label for r in refs if r]
+    infos = curve_infos(codecs, measured, ref_labels)
+    anchors = {name: pick_anchor(name, infos) for name in ("VVC", "JPEG")}
+    tables = figure4_anchor_tables(anchors, table, anchor, per_image, summary, n_images, refs, ref_notes, bootstrap)
+    written: list[Path] = []
+    tidy = [t[(t["aggregation"] == "mean-curve") & (t["kind"] == "bd-rate")].assign(anchor_name=name)
+            for name, t in tables.items()]
+    if tidy:
+        write_csv(pd.concat(tidy, ignore_index=True), out / "figure4_bd_rate.csv")
+        written.append(out / "figure4_bd_rate.csv")
+    chroma = chroma_notes(codecs, infos)
+    rows = table_rows(infos, tables, anchors, method, bd_cell, {k: v[0] for k, v in chroma.items()})
+    points = timeline_points(infos, tables, anchors, method)
+    write_csv(points, out / "figure4_timeline.csv")
+    written.append(out / "figure4_timeline.csv")
+    palette = family_colours(infos)
+    families = {label: info.family for label, info in infos.items()}
+    names = {label: display_name(info) for label, info in infos.items()}
+    with_anchor = [(name, a.label) for name, a in anchors.items() if a.label is not None and name in tables]
+    figures: dict[str, dict] = {}
+    md_figures: list[tuple] = []
+    for metric in TIMELINE_METRICS:
+        if metric not in rd_curves:
+            continue
+        curves = rd_curves[metric]
+        title = f"{scope}: {metric_name(metric)}, conventional vs End2End"
+        fig = family_rd_figure([(c, names[c.label], palette[c.label], families[c.label]) for c, _ in curves],
+                               metric, title)
+        paths = save_figure(fig, out / f"figure4_rd_{metric}")
+        written += paths
+        md_figures.append(("figure", f"figure4_rd_{metric}", paths[0]))
+        figures[f"rd-{metric}"] = family_rd_json(curves, names, families, palette, metric, title)
+        if with_anchor and (points["metric"] == metric).any():
+            title = f"End2End by year of publication: BD-rate ({metric_name(metric)}, mean curves, {method})"
+            paths = save_figure(timeline_figure(points, with_anchor, metric, title), out / f"figure4_timeline_{metric}")
+            written += paths
+            md_figures.append(("figure", f"figure4_timeline_{metric}", paths[0]))
+            figures[f"timeline-{metric}"] = timeline_json(points, with_anchor, metric, title)
+    cost_anchor = next(((name, anchors[name].label) for name in ("VVC", "JPEG") if name in tables), None)
+    if cost_anchor and "psnr-rgb" in rd_curves:
+        name, label = cost_anchor
+        cost = speed_points(per_image, codecs, tables[name], "psnr-rgb", method, str(label))
+        if len(cost):
+            title = f"Encoder vs decoder cost: BD-rate (PSNR-RGB) vs {label} against time per megapixel; host {host}"
+            paths = save_figure(speed_figure(cost, "psnr-rgb", str(label), title), out / "figure4_cost_psnr-rgb")
+            written += paths
+            md_figures.append(("figure", "figure4_cost_psnr-rgb", paths[0]))
+            figures["cost-psnr-rgb"] = speed_figure_json(cost, "psnr-rgb", str(label), title, palette)
+
+    notes = [a.note for a in anchors.values()] + timeline_sentences(points)
+    missing_year = undated(infos)
+    if missing_year:
+        notes.append(f"Not on the timeline (no year in bench/figure4.py PUBLICATIONS): {', '.join(missing_year)}.")
+    timeline_rows = [[r["label"], str(r["year"]), r["method"], r["source"], f"{r['anchor']} ({r['anchor_label']})",
+                      r["metric"], f"{r['bd_rate']:+.2f}",
+                      f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" if pd.notna(r["ci_low"]) else "no CI"]
+                     for _, r in points.iterrows()]
+    years = sorted({(pub.year, label, pub.method, pub.citation) for label, info in infos.items()
+                    if info.family == "learned" and (pub := publication(label, info.codec_name))})
+    blocks: list[tuple] = [
+        ("caption", f"Table F1. BD-rate (%) on the mean curves against VVC and against JPEG; negative = fewer bits "
+                    f"at equal quality. Interpolation: {method}; {scope}."),
+        ("p", "Brackets: 95 % bootstrap interval over images (as Table 1). no CI: published curve, no per-image "
+              "data. —: the metric is not in the published file of the curve or of the anchor (they hold PSNR-RGB "
+              "and at most MS-SSIM; PSNR-Y only for codecs run here). The VVC row of vvenc is 4:2:0 and the published VTM curve 4:4:4: see the chroma "
+              "column and compare PSNR-Y."),
+        ("table", table_header({n: a for n, a in anchors.items()}), rows),
+        ("caption", "Timeline points (figure4_timeline.csv): each End2End curve by its year of publication."),
+        ("table", F4_TIMELINE_HEADER, timeline_rows),
+        ("caption", "Years of publication (bench/figure4.py, PUBLICATIONS): the year a method was first "
+                    "published (arXiv or proceedings), which places it on the timeline."),
+        ("table", F4_YEARS_HEADER, [[label, str(year), method_, citation] for year, label, method_, citation in years]),
+        ("caption", "Fairness notes: the chroma format of every codec (read from the codec's info, else its "
+                    "chroma/subsampling option, else what the adapter codes)."),
+        ("list", [f"{label}: {fmt} ({where})" for label, (fmt, where) in sorted(chroma.items())]),
+    ]
+    intro = F4_INTRO.format(method=method, scope=scope)
+    md = [("h2", "Conventional vs End2End"), ("p", intro), ("list", notes), *md_figures, *blocks]
+    html_text = figure4_section(list(figures), blocks_html=html_body(blocks),
+                                intro_html=html_body([("p", intro), ("list", notes)]))
+    return Figure4View(md, html_text, figures, written, chroma_warning(chroma, infos))
+
+
 def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list[str] | None = None,
                  method: str = "pchip", bootstrap: int = BOOTSTRAP) -> list[Path]:
     """Rebuild every table, plot and the report from the store in ``results_dir``."""
@@ -394,6 +575,11 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     if not exported.targets.empty:
         warnings_list += target_warnings(exported.targets, ranges)
     warnings_list += mixed_host_warnings(per_image)
+    f4 = figure4_view(out, per_image, summary, n_images, codecs, refs, ref_notes, table, anchor, method, bootstrap,
+                      rd_curves, scope, host)
+    written += f4.written
+    warnings_list += f4.warnings
+    data["figure4"] = f4.figures
 
     # --- the opening: what was compared, warnings, BD-rate against the anchor, one line per family
     by_family: dict[str, list[str]] = {}
@@ -422,8 +608,9 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
                    str(c["info"].get("encoder_kmac_per_pixel", "")), str(c["info"].get("decoder_kmac_per_pixel", "")),
                    str(c["info"].get("weights", ""))] for c in codecs if c["info"] and not c["info"].get("source")]
     crops = sorted(out.glob("crops_*.png"))
-    speed_note = (f"One point per codec: BD-rate against {anchor} (mean curves, {method}) against encode and "
-                  f"decode speed in megapixels per second (total pixels / total seconds of the sweep, log scale); "
+    speed_note = (f"One line per codec: BD-rate against {anchor} (mean curves, {method}) against encode (filled) and "
+                  f"decode (hollow) time in seconds per megapixel (total seconds / total megapixels of the sweep, "
+                  f"log scale; decode only where the encode time was not measured, e.g. published bitstreams); "
                   f"learned codecs also against kMAC per pixel. Measured on {host}; devices per codec in the hover "
                   "and the timing table.")
 
@@ -448,6 +635,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     if speed_plots:
         md += [("h2", "Speed against coding efficiency"), ("p", speed_note),
                *[("figure", n, p) for n, p in speed_plots]]
+    md += f4.md
     write_text_atomic(out / "report.md", render_markdown([*md, *tail, ("p", built)]))
 
     header = (f"<h1>Codec benchmark: {html.escape(scope)}</h1>")
@@ -455,9 +643,10 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     sections = [per_image_section(metrics, data["images"])]
     if data["speed"]:
         sections.append(speed_section(metrics, speed_note))
+    sections.append(f4.html)
     static = [("h2", "Static figures (PNG and SVG, for papers)"),
               ("links", [p.name for _, p in plots] + [p.with_suffix(".svg").name for _, p in plots]
-               + [p.name for _, p in speed_plots])]
+               + [p.name for _, p in speed_plots] + [p.name for p in f4.written if p.suffix == ".png"])]
     sections.append(html_body([*tail[:-3], *static, *tail[-3:]]))
     write_text_atomic(out / "report.html",
                page(f"Codec benchmark: {dataset}", header, top, sections, data, html.escape(built)))

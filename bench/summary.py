@@ -127,8 +127,9 @@ def family_sentences(table: pd.DataFrame, curves: dict[str, Curve], metric: str,
 def speed_points(per_image: pd.DataFrame, codecs: list[dict], table: pd.DataFrame, metric: str, method: str,
                  anchor: str) -> pd.DataFrame:
     """One row per measured codec with a BD-rate: encode/decode megapixels per second (total pixels over
-    total seconds of the sweep; NaN where not measured), devices, kMAC per pixel (learned codecs) and
-    BD-rate (%) against the anchor."""
+    total seconds of the sweep) and seconds per megapixel (its inverse), devices, kMAC per pixel (learned
+    codecs) and BD-rate (%) against the anchor. A codec whose encode time was not measured (published
+    bitstreams: NaN) has NaN encode columns; its decode time stands alone."""
     values = bd_values(table, metric, method)
     values[anchor] = (0.0, "")
     info = {c["label"]: c for c in codecs}
@@ -139,23 +140,28 @@ def speed_points(per_image: pd.DataFrame, codecs: list[dict], table: pd.DataFram
             continue
         pixels = float((g["width"] * g["height"]).sum())
         extra = info.get(codec, {}).get("info", {})
+        encode_mps, decode_mps = (_mps(pixels, g[col]) for col in ("encode_s", "decode_s"))
         rows.append({
             "codec": codec, "family": info.get(codec, {}).get("family", ""),
             "device": ", ".join(sorted(set(g["device"]))), "host": hosts_text(g), "bd_rate": value,
-            "encode_mps": megapixels_per_second(pixels, g["encode_s"]),
-            "decode_mps": megapixels_per_second(pixels, g["decode_s"]),
+            "encode_mps": encode_mps, "decode_mps": decode_mps,
+            "encode_s_per_mp": 1 / encode_mps, "decode_s_per_mp": 1 / decode_mps,
             "encoder_kmac": float(extra.get("encoder_kmac_per_pixel", math.nan)),
             "decoder_kmac": float(extra.get("decoder_kmac_per_pixel", math.nan)),
+            "source": str(extra.get("source", "")),
         })
-    columns = ["codec", "family", "device", "host", "bd_rate", "encode_mps", "decode_mps", "encoder_kmac",
-               "decoder_kmac"]
+    columns = ["codec", "family", "device", "host", "bd_rate", "encode_mps", "decode_mps", "encode_s_per_mp",
+               "decode_s_per_mp", "encoder_kmac", "decoder_kmac", "source"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def megapixels_per_second(pixels: float, seconds: pd.Series) -> float:
-    """Total pixels / total seconds, in MP/s; NaN when any time was not measured (e.g. published bitstreams)."""
-    total = float(seconds.sum(skipna=False))
-    return pixels / total / 1e6 if math.isfinite(total) and total > 0 else math.nan
+def _mps(pixels: float, seconds: pd.Series) -> float:
+    """Megapixels per second over a sweep; NaN when any time is missing (not measured) or the total is 0."""
+    times = pd.to_numeric(seconds, errors="coerce")
+    total = float(times.sum())
+    if times.isna().any() or total <= 0:
+        return math.nan
+    return pixels / total / 1e6
 
 
 def hosts_text(rows: pd.DataFrame) -> str:
