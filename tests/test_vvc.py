@@ -156,3 +156,52 @@ def test_reproduces_readme_vvc_kodim01(kodak_dir):
     data = c.encode(rgb, 32)
     assert len(data) == 59_450
     assert psnr(rgb, c.decode(data)) == pytest.approx(33.751, abs=0.0005)
+
+
+# --- verify: vvenc against the published VTM curve is judged by a BD-rate band ---------------------
+def test_verify_expected_band_for_vvc_against_vtm(tmp_path):
+    from bench.verify import Published, expected_difference
+
+    vtm = Published(tmp_path / "vtm.json", "VTM", np.array([0.1, 1.0]), np.array([28.0, 38.0]), None)
+    medium = expected_difference(vtm, "vvc", {"preset": "medium"})
+    assert medium is not None and medium.low < 8.9 < medium.high and "4:2:0" in medium.reason
+    assert "faster encoder than VTM" in medium.reason
+    assert expected_difference(vtm, "vvc", {"preset": "slower"}) is None, "no measured band: checked per point"
+    assert expected_difference(vtm, "jpeg", {}) is None
+    hm = Published(tmp_path / "hm.json", "HM", vtm.bpp, vtm.psnr, None)
+    assert expected_difference(hm, "vvc", {"preset": "medium"}) is None
+
+
+def test_verify_judges_a_known_difference_by_its_band(tmp_path, monkeypatch, capsys):
+    """A real stored run (jpeg on two photos); the published file is our curve with 10 % fewer bits,
+    declared a known difference of +8..+13 % BD-rate: pass with the reason, and fail outside."""
+    import json
+
+    import bench.verify as verify
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, (h, w) in {"astronaut": (176, 208), "coffee": (192, 256)}.items():
+        Image.fromarray(photo(h, w, name)).save(folder / f"{name}.png")
+    out = tmp_path / "out"
+    assert main(["run", "--dataset", str(folder), "--codecs", "jpeg:q=20/40/60/80", "--jobs", "1", "--out", str(out),
+                 "--quiet", "--metrics", "psnr-rgb"]) == 0
+    results = json.loads((out / "jpeg.json").read_text())["results"]
+    published = tmp_path / "vtm.json"
+    published.write_text(json.dumps({"name": "VTM", "results": {"bpp": [b / 1.1 for b in results["bpp"]],
+                                                                 "psnr-rgb": results["psnr-rgb"]}}))
+    seen = []
+
+    def known(pub, codec_name, options, band=(8.0, 13.0)):
+        seen.append((pub.path.name, codec_name, options))
+        return verify.Expected(*band, "a test band", "the test says so")
+
+    monkeypatch.setattr(verify, "expected_difference", known)
+    assert main(["verify", str(out), "--reference", str(published), "--as", "jpeg"]) == 0
+    text = capsys.readouterr().out
+    assert seen == [("vtm.json", "jpeg", {"subsampling": "4:2:0"})]
+    assert "BD-rate +10.00 % is within the expected band +8.0 … +13.0 %" in text
+    assert "Why it differs: the test says so" in text and "| pass |" in text and "DIFFERS" not in text
+    monkeypatch.setattr(verify, "expected_difference", lambda *a: known(*a, band=(20.0, 30.0)))
+    assert main(["verify", str(out), "--reference", str(published), "--as", "jpeg"]) == 1
+    assert "is OUTSIDE the expected band" in capsys.readouterr().out
