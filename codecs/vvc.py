@@ -50,7 +50,7 @@ QUALITIES = [47, 42, 37, 32, 27, 22]  # --qp; slice QP 44 ... 19; ~0.08-1.8 bpp 
 QUALITY_RANGE = (0, 63, 1)
 TIMEOUT_S = 3600  # slower at QP 0 on a large image takes minutes
 CODE_FILES = ["bench.codec_tools"]  # the colour conversion
-BUILD_HINT = "make vvc (python -m bench tools build vvc)"
+BUILD_HINT = "make vvc"
 CROP_LAST_COLUMN, CROP_LAST_ROW = 1, 2  # bits of the leading byte that odd-sized pictures carry
 
 
@@ -64,8 +64,8 @@ def find_app(value: str, env: str, tool: str, app: str) -> str:
     found = shutil.which(app)
     if found:
         return os.path.abspath(found)
-    raise FileNotFoundError(f"vvenc/vvdec not built: {app} not found (build it with {BUILD_HINT}, "
-                            f"or set {env} to its path)")
+    raise FileNotFoundError(f"vvenc/vvdec not built: {BUILD_HINT} (= python -m bench tools build vvc) builds "
+                            f"{app}; or set {env} to its path")
 
 
 def setup(preset: str, vvencapp: str, vvdecapp: str) -> dict:

@@ -96,7 +96,7 @@ def test_source_folder_is_not_written_into(tool_env, tmp_path, monkeypatch):
 
 def test_no_source_names_vvc_src(tool_env, tmp_path, monkeypatch):
     monkeypatch.setattr(tools, "default_source_dirs", lambda: [tmp_path / "nothing"])
-    with pytest.raises(ToolBuildError, match="no vvenc source found in .*nothing: set VVC_SRC"):
+    with pytest.raises(ToolBuildError, match=r"no vvenc source found in .*nothing: set VVC_SRC"):
         build_tool("vvenc")
     # A source named explicitly is looked for only there, and a vvenc tarball is no vvdec source.
     monkeypatch.setenv("VVC_SRC", str(tarball(tmp_path / "a")))
