@@ -75,7 +75,8 @@ def setup(preset: str, vvencapp: str, vvdecapp: str) -> dict:
                f"{tool_version([decoder, '--version'])} ({Path(decoder).name} {file_sha256(decoder)}); "
                f"4:2:0 {BITS}-bit BT.601 full range")
     return {"version": version, "options": {"vvencapp": encoder, "vvdecapp": decoder},
-            "info": f"vvenc preset {preset}, --qpa 0, one thread; chroma 4:2:0"}
+            "info": {"encoder": f"vvenc preset {preset}, --qpa 0, one thread",
+                     "chroma": f"4:2:0, {BITS}-bit, BT.601 full range"}}
 
 
 def pad_even(rgb: np.ndarray) -> tuple[np.ndarray, int]:
