@@ -12,14 +12,16 @@ building again is a no-op and another source builds beside it. The build runs in
 ``<tools>/.build/`` and the result is renamed into place only when complete, so a killed build
 leaves no half-installed tool (its build folder is reused by the next attempt).
 
-Sources are looked up in ``$<GROUP>_SRC`` (``VVC_SRC``, ``COOLCHIC_SRC``: a tarball, a source
-folder, or a folder holding the tarballs), ``$<TOOL>_SRC`` (``VVENC_SRC``, ``VVDEC_SRC``), then
-``shared/src`` beside the checkout (``../shared/src``), where the project's developers and CI
-find them.
+Sources are looked up in ``--source``, ``$<TOOL>_SRC`` (``VVENC_SRC``, ``VVDEC_SRC``) and
+``$<GROUP>_SRC`` (``VVC_SRC``, ``COOLCHIC_SRC``): a tarball, a source folder (a git clone), or a
+folder holding the tarballs. Only when none is set, in ``shared/src`` beside the checkout
+(``../shared/src``), where the project's developers and CI find them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -29,10 +31,11 @@ import sys
 import sysconfig
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .errors import BenchError
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -134,9 +137,14 @@ GROUPS = {"vvc": ("vvenc", "vvdec"), "coolchic": ("coolchic",)}
 
 
 # --- sources ---------------------------------------------------------------------------------------
-def _candidates(recipe: Recipe, place: Path) -> list[Path]:
-    """A tarball or source folder of ``recipe`` at ``place`` (itself, or inside a folder of sources)."""
-    if place.is_file() or (place.is_dir() and place.name.startswith(recipe.name) and _looks_like_source(place)):
+def _candidates(recipe: Recipe, place: Path, specific: bool = False) -> list[Path]:
+    """A tarball or source folder of ``recipe`` at ``place`` (itself, or inside a folder of sources).
+
+    ``specific``: ``place`` was named for this tool alone (``$VVENC_SRC``), so any name will do;
+    otherwise a file or folder must be named after the tool (``vvenc-1.9.1.tar.gz``, ``vvenc/``).
+    """
+    named = specific or place.name.startswith(recipe.name)
+    if named and (place.is_file() or (place.is_dir() and _looks_like_source(place))):
         return [place]
     if place.is_dir():
         found = sorted(place.glob(f"{recipe.name}-*.tar.gz")) + sorted(place.glob(f"{recipe.name}-*.tgz"))
@@ -150,17 +158,21 @@ def _looks_like_source(folder: Path) -> bool:
 
 
 def find_source(recipe: Recipe, given: str | None = None) -> Path:
-    """The source of ``recipe``: ``given``, ``$<TOOL>_SRC``, ``$<GROUP>_SRC``, then ``shared/src``."""
-    places = [given] if given else []
-    places += [os.environ.get(recipe.env), os.environ.get(f"{recipe.group.upper()}_SRC")]
-    looked = []
-    for place in [Path(p).expanduser() for p in places if p] + default_source_dirs():
-        found = _candidates(recipe, place)
+    """The source of ``recipe``: ``given``, ``$<TOOL>_SRC``, ``$<GROUP>_SRC``, else ``shared/src``.
+
+    A source named explicitly (``given`` or a variable) is looked for only there: a wrong
+    ``VVC_SRC`` is an error, not a silent fallback to another source.
+    """
+    named = [(str(given), "--source")] if given else []
+    named += [(os.environ[v], v) for v in (recipe.env, f"{recipe.group.upper()}_SRC") if os.environ.get(v)]
+    places = [(Path(p).expanduser(), why) for p, why in named] or [(d, "") for d in default_source_dirs()]
+    for place, why in places:
+        found = _candidates(recipe, place, specific=why == recipe.env)
         if found:
             return found[0].resolve()
-        looked.append(str(place))
-    raise ToolBuildError(f"no {recipe.name} source found (looked in {', '.join(looked)}): set "
-                         f"{recipe.group.upper()}_SRC to a folder holding {recipe.name}-*.tar.gz or its git clone")
+    looked = ", ".join(f"{place} ({why})" if why else str(place) for place, why in places)
+    raise ToolBuildError(f"no {recipe.name} source found in {looked}: set {recipe.group.upper()}_SRC to a folder "
+                         f"holding {recipe.name}-*.tar.gz, to the tarball, or to its git clone")
 
 
 SKIPPED_DIRS = {".git", "build", "bin", "lib", "CCLIB", "__pycache__"}
@@ -216,6 +228,17 @@ def _unpack(source: Path, work: Path, copy: bool) -> Path:
     return tops[0]
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (two builds of one tool wait for each other, not collide)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def build_tool(name: str, source: str | None = None, echo: Callable[[str], None] = print) -> Path:
     """Build tool ``name`` unless it is built already; return its install folder (``bin/`` inside)."""
     recipe = RECIPES[name]
@@ -227,22 +250,26 @@ def build_tool(name: str, source: str | None = None, echo: Callable[[str], None]
         return dest
     work = tools_dir() / ".build" / f"{name}-{dest.name.rsplit('-', 1)[1]}"
     work.mkdir(parents=True, exist_ok=True)
-    log = work / "build.log"
-    echo(f"{name}: building from {src} in {work} (log: {log}) ...")
-    start = time.monotonic()
-    built = recipe.build(_unpack(src, work, recipe.in_tree), work, log)
-    staging = tools_dir() / f".{dest.name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "bin").mkdir(parents=True)
-    for path in built:
-        shutil.copy2(path, staging / "bin" / path.name)
-    record = {"tool": name, "version": source_version(src), "source": str(src), "source_sha256": sha256,
-              "abi": recipe.abi, "seconds": round(time.monotonic() - start, 1), "built": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "files": sorted(p.name for p in built)}
-    (staging / "BUILD.json").write_text(json.dumps(record, indent=2) + "\n")
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(staging, dest)
-    shutil.rmtree(work, ignore_errors=True)
+    with _locked(work.parent / f"{work.name}.lock"):
+        if (dest / "BUILD.json").is_file():  # another process built it while we waited
+            echo(f"{name}: built already in {dest}")
+            return dest
+        log = work / "build.log"
+        echo(f"{name}: building from {src} in {work} (log: {log}) ...")
+        start = time.monotonic()
+        built = recipe.build(_unpack(src, work, recipe.in_tree), work, log)
+        staging = tools_dir() / f".{dest.name}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "bin").mkdir(parents=True)
+        for path in built:
+            shutil.copy2(path, staging / "bin" / path.name)
+        record = {"tool": name, "version": source_version(src), "source": str(src), "source_sha256": sha256,
+                  "abi": recipe.abi, "seconds": round(time.monotonic() - start, 1),
+                  "built": time.strftime("%Y-%m-%d %H:%M:%S"), "files": sorted(p.name for p in built)}
+        write_text_atomic(staging / "BUILD.json", json.dumps(record, indent=2) + "\n")
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(staging, dest)  # complete, or not there at all
+        shutil.rmtree(work, ignore_errors=True)
     echo(f"{name}: built in {record['seconds']:.0f} s -> {dest}")
     return dest
 

@@ -57,6 +57,7 @@ class Comparison:
     bd_rate: float | None = None
     bd_note: str = ""
     ok: bool = False
+    expected: Expected | None = None  # a curve known to differ: judged by its BD-rate band
 
 
 def load_published(path: str | Path, qualities: list[float] | None) -> Published:
@@ -163,7 +164,7 @@ def summary_rows(comparisons: list[Comparison]) -> list[list[str]]:
         bd = "n/a" if c.bd_rate is None else f"{c.bd_rate:+.2f}"
         if c.bd_note:
             bd += f" ({c.bd_note})"
-        verdict = "pass" if c.ok else ("no comparable point" if not c.db_diffs else "FAIL")
+        verdict = "pass" if c.ok else ("no comparable point" if not c.db_diffs and c.expected is None else "FAIL")
         rows.append([f"{c.published.name} ({c.published.path.name})", c.codec, " + ".join(sorted(c.modes)) or "—",
                      points, _range(c.bpp_diffs, 3), _range(c.db_diffs, 3), bd, verdict])
     return rows
@@ -239,6 +240,74 @@ def published_text(results: list[PublishedCheck]) -> list[str]:
     return text
 
 
+# --- curves known to differ: judged by a BD-rate band, with the reason -------------------------
+@dataclass(frozen=True)
+class Expected:
+    """Our codec is known not to reproduce a published curve point by point: its BD-rate against it
+    (%, ours vs published) must lie in ``low``..``high``; ``reason`` says why it differs."""
+
+    low: float
+    high: float
+    measured: str  # where the band comes from
+    reason: str
+
+
+VTM_BAND_POINTS = 1.5  # BD-rate tolerance (percentage points) around the measured vvenc-vs-VTM value
+VVENC_VS_VTM = {"faster": 26.8, "medium": 8.9}  # BD-rate %, 24 Kodak images, QP 22-47 (README-vvc.md)
+VVENC_VS_VTM_REASON = ("vvenc is a faster encoder than VTM (preset {preset}: fewer coding tools and a smaller "
+                       "RD search than VTM's all-intra configuration), and it codes Y'CbCr 4:2:0 (10-bit BT.601) "
+                       "while vtm.json is VTM at 4:4:4 (8-bit BT.709): chroma at a quarter of the resolution "
+                       "costs PSNR-RGB")
+
+
+def expected_difference(published: Published, codec_name: str, options: dict) -> Expected | None:
+    """The known difference between our ``codec_name`` with ``options`` and a published curve, if any."""
+    if codec_name == "vvc" and published.path.stem.lower() == "vtm":
+        preset = str(options.get("preset", ""))
+        if preset in VVENC_VS_VTM:
+            value = VVENC_VS_VTM[preset]
+            return Expected(value - VTM_BAND_POINTS, value + VTM_BAND_POINTS,
+                            f"{value:+.1f} % measured with preset {preset} on the 24 Kodak images, --qp 22-47",
+                            VVENC_VS_VTM_REASON.format(preset=preset))
+    return None
+
+
+def codec_identities(results_dir: str | Path) -> dict[str, tuple[str, dict]]:
+    """codec label -> (codec name, options) of the measured codecs."""
+    with Store(Path(results_dir), writer=False) as store:
+        dataset = (store.get_meta("dataset") or {}).get("name")
+        frame = per_image_frame(store, dataset) if dataset else None
+    if frame is None or frame.empty:
+        return {}
+    firsts = frame.drop_duplicates("codec")
+    return {str(r["codec"]): (str(r["codec_name"]), json.loads(r["options"])) for _, r in firsts.iterrows()}
+
+
+def apply_expected(c: Comparison, expected: Expected) -> None:
+    """Judge ``c`` by its BD-rate band instead of per point (the points stay listed, marked so)."""
+    c.expected = expected
+    c.ok = c.bd_rate is not None and expected.low <= c.bd_rate <= expected.high
+    for row in c.rows:
+        if row[-1] in ("ok", "DIFFERS"):
+            row[-1] = "known to differ (BD-rate band)"
+
+
+def expected_lines(comparisons: list[Comparison]) -> list[str]:
+    """One paragraph per curve judged by a BD-rate band: value, band, where it comes from, and why."""
+    lines = []
+    for c in comparisons:
+        if c.expected is None:
+            continue
+        e = c.expected
+        value = "n/a" if c.bd_rate is None else f"{c.bd_rate:+.2f} %"
+        verdict = "within" if c.ok else "OUTSIDE"
+        lines += [f"{c.codec} vs {c.published.name} ({c.published.path.name}): known to differ, so judged by its "
+                  f"BD-rate, not per point. BD-rate {value} is {verdict} the expected band {e.low:+.1f} … "
+                  f"{e.high:+.1f} % ({e.measured}; tolerance ±{(e.high - e.low) / 2:g} points). Why it differs: "
+                  f"{e.reason}.", ""]
+    return lines
+
+
 def verify(results_dir: str | Path, references: list[str], names: list[str] | None = None,
            qualities: list[float] | None = None, tol_db: float = 0.15,
            tol_bpp: float = 0.5) -> tuple[list[Comparison | PublishedCheck], str]:
@@ -256,13 +325,18 @@ def verify(results_dir: str | Path, references: list[str], names: list[str] | No
     if tol_db < 0 or tol_bpp < 0 or not (math.isfinite(tol_db) and math.isfinite(tol_bpp)):
         raise VerifyError("tolerances must be finite and non-negative")
     ours = our_curves(results_dir)
+    identities = codec_identities(results_dir)
     comparisons = []
     for i, path in enumerate(references):
         pub = load_published(path, qualities)
         codec = match_codec(pub, list(ours), names[i] if names else None)
         comparisons.append(compare(codec, ours[codec], pub, tol_db, tol_bpp))
+        expected = expected_difference(pub, *identities.get(codec, (codec, {})))
+        if expected is not None:
+            apply_expected(comparisons[-1], expected)
     text = [f"Tolerances: |ΔPSNR| ≤ {tol_db:g} dB per point; |Δbpp| ≤ {tol_bpp:g} % at the same quality setting.",
-            "", markdown_table(SUMMARY_HEADER, summary_rows(comparisons)), "",
+            "", *expected_lines(comparisons),
+            markdown_table(SUMMARY_HEADER, summary_rows(comparisons)), "",
             markdown_table(POINT_HEADER, [r for c in comparisons for r in c.rows])]
     if published:
         text += ["", *published_text(published)]
