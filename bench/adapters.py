@@ -63,6 +63,7 @@ import importlib.util
 import inspect
 import json
 import math
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -91,6 +92,22 @@ class AdapterError(BenchError):
 
 class SetupError(AdapterError):
     """An adapter's ``setup`` refused a configuration (e.g. no weights): the codec is unavailable."""
+
+
+# --- the run's working directory ----------------------------------------------------------------
+_RUN_DIRECTORIES: list[str] = []  # pushed by bench.measure while a stage runs in a fresh directory
+
+
+def run_directory() -> Path:
+    """The run's working directory. ``encode`` and ``decode`` run in fresh, empty working directories
+    (``bench.measure``), so an adapter resolves a relative path given in an option against this."""
+    return Path(_RUN_DIRECTORIES[-1] if _RUN_DIRECTORIES else os.getcwd())
+
+
+def in_run_directory(path: str | Path) -> Path:
+    """``path`` (``~`` expanded) against the run's working directory when it is relative."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else run_directory() / path
 
 
 # --- declared options --------------------------------------------------------------------------

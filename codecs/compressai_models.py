@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 from compressai.zoo import image as zoo
 
-from bench.adapters import Option, import_file
+from bench.adapters import Option, import_file, in_run_directory
 
 # codec name -> CompressAI architecture; CODEC_NAMES lets the harness find them without importing torch.
 CODEC_NAMES = ("bmshj2018-factorized", "hyperprior", "mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn",
@@ -112,7 +112,7 @@ def checkpoint_folder(architecture: str, checkpoints: str) -> Path | None:
     """The folder of ``architecture``'s checkpoints within ``checkpoints``, or None."""
     if not checkpoints:
         return None
-    root = Path(checkpoints).expanduser()
+    root = in_run_directory(checkpoints)
     if (root / architecture).is_dir():
         return root / architecture
     if root.is_dir() and root.name == architecture:
@@ -182,23 +182,23 @@ def weight_files(weights: str) -> list[Path]:
     (its ``.pth.tar``/``.pth``/``.pt``/``.tar`` files in name order).
     """
     if "+" in weights:
-        files = [Path(p).expanduser() for p in weights.split("+") if p.strip()]
+        files = [in_run_directory(p) for p in weights.split("+") if p.strip()]
         for path in files:
             if not path.is_file():
                 raise CheckpointError(f"weights: checkpoint file {path} does not exist")
     elif glob.has_magic(weights):
-        files = sorted((Path(p) for p in glob.glob(os.path.expanduser(weights)) if Path(p).is_file()),
+        files = sorted((Path(p) for p in glob.glob(str(in_run_directory(weights))) if Path(p).is_file()),
                        key=lambda p: (p.name, str(p)))
         if not files:
             raise CheckpointError(f"weights: the pattern {weights} matches no file")
-    elif Path(weights).expanduser().is_dir():
-        folder = Path(weights).expanduser()
+    elif in_run_directory(weights).is_dir():
+        folder = in_run_directory(weights)
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(CHECKPOINT_SUFFIXES))
         if not files:
             raise CheckpointError(f"weights: folder {folder} holds no checkpoint file "
                                   f"({', '.join('*' + s for s in CHECKPOINT_SUFFIXES)})")
-    elif Path(weights).expanduser().is_file():
-        files = [Path(weights).expanduser()]
+    elif in_run_directory(weights).is_file():
+        files = [in_run_directory(weights)]
     else:
         raise CheckpointError(f"weights: {weights} is no file, folder or pattern that exists")
     if len(files) > MAX_QUALITIES:
@@ -220,7 +220,7 @@ def model_module(spec: str):
     if not sep or not target or not attr.isidentifier():
         raise ValueError(f"model={spec!r}: expected MODULE:NAME or path/to/file.py:NAME")
     if target.endswith(".py") or "/" in target or os.sep in target:
-        path = Path(target).expanduser().resolve()
+        path = in_run_directory(target).resolve()
         if not path.is_file():
             raise ValueError(f"model={spec!r}: file {path} does not exist")
         module = import_file(path)  # once per process, as the harness imports adapter files
