@@ -269,17 +269,30 @@ def cmd_worker(args: argparse.Namespace) -> int:
                          env))
     if not commands:
         raise BenchError("nothing to start (--jobs 0 and no --gpus)")
+    import signal
+
+    terminated = []
+
+    def stop(signum, frame) -> None:  # SIGTERM stops the Dask workers (and so their jobs) like Ctrl-C
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     procs = [subprocess.Popen(cmd, env=env) for cmd, env in commands]
     print(f"started {len(procs)} dask worker command(s) for {args.scheduler}: "
-          f"{args.jobs} CPU worker(s), GPUs {args.gpus or 'none'}; Ctrl-C stops them")
+          f"{args.jobs} CPU worker(s), GPUs {args.gpus or 'none'}; Ctrl-C or SIGTERM stops them")
     try:
         return max(p.wait() for p in procs)
     except KeyboardInterrupt:
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait()
-        return EXIT_INTERRUPTED
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 def _run_summary(report, out: Path, dataset: str, requested_skipped: bool) -> int:

@@ -315,3 +315,38 @@ def test_job_that_kills_its_worker_is_found_in_its_batch(image_folder, tmp_path,
     assert "KilledWorker" in fails["error"][0]
     assert sorted(rows(tmp_path / "out", "measurements")["quality"]) == [1.0, 3.0, 4.0]
     assert report.failed == 1
+
+
+def _descendants(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(c) for c in children] + [d for c in children for d in _descendants(int(c))]
+
+
+def test_sigterm_to_bench_worker_ends_its_dask_workers():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as started, Client(started) as client:
+        proc = subprocess.Popen([sys.executable, "-m", "bench", "worker", started.scheduler_address, "--jobs", "1",
+                                 "--threads", "1"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            client.wait_for_workers(1, timeout=60)
+            started_processes = _descendants(proc.pid)
+            assert started_processes, "the Dask worker processes run under bench worker"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 143
+            deadline = time.time() + 30
+            while any(_alive(p) for p in started_processes) and time.time() < deadline:
+                time.sleep(0.2)
+            assert not [p for p in started_processes if _alive(p)], "no Dask worker outlives bench worker"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
