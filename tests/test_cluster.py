@@ -26,6 +26,7 @@ from bench.runner import plan_run, run_benchmark  # noqa: E402
 from bench.store import DB_NAME  # noqa: E402
 
 from .conftest import REPO  # noqa: E402
+from .test_trust import _alive  # noqa: E402
 
 VALUES = ["image", "codec", "quality", "bytes", "bpp", "psnr-rgb", "ms-ssim-rgb"]
 FAKE = """import os, time
@@ -253,14 +254,18 @@ def _worker_settings() -> tuple:
     return os.environ.get("BENCH_THREADS"), dask.config.get("distributed.worker.profile.enabled")
 
 
+def bench_worker(address: str) -> subprocess.Popen:
+    """`python -m bench worker ADDRESS --jobs 1 --threads 1` in its own session."""
+    return subprocess.Popen([sys.executable, "-m", "bench", "worker", address, "--jobs", "1", "--threads", "1"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 def test_bench_worker_command_starts_configured_workers():
     """`python -m bench worker`: a Dask worker with the CPU resource, its threads and Dask settings."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as started, Client(started) as client:
-        proc = subprocess.Popen([sys.executable, "-m", "bench", "worker", started.scheduler_address, "--jobs", "1",
-                                 "--threads", "1"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = bench_worker(started.scheduler_address)
         try:
             client.wait_for_workers(1, timeout=60)
             [info] = client.scheduler_info(n_workers=-1)["workers"].values()
@@ -326,9 +331,7 @@ def test_sigterm_to_bench_worker_ends_its_dask_workers():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as started, Client(started) as client:
-        proc = subprocess.Popen([sys.executable, "-m", "bench", "worker", started.scheduler_address, "--jobs", "1",
-                                 "--threads", "1"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = bench_worker(started.scheduler_address)
         try:
             client.wait_for_workers(1, timeout=60)
             started_processes = _descendants(proc.pid)
@@ -344,9 +347,3 @@ def test_sigterm_to_bench_worker_ends_its_dask_workers():
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
