@@ -72,6 +72,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .code_identity import Files, digest
 from .errors import BenchError, did_you_mean
 
 FAMILIES = ("conventional", "learned")
@@ -231,6 +232,7 @@ class Adapter:
     quality_range: tuple[float, float, float] | None = None
     option_specs: dict[str, Option] = field(default_factory=dict, repr=False, compare=False)
     code: str = ""  # hash of the adapter's code (module file + CODE_FILES)
+    code_files: Files = field(default=(), repr=False, compare=False)  # the same, file by file
     timeout_s: float | None = None  # TIMEOUT_S: seconds per job unless --timeout says otherwise
     takes_image_name: bool = False  # encode() names a parameter ``image_name``
     untimed: Callable[..., Iterable[str]] | None = field(default=None, repr=False, compare=False)
@@ -413,7 +415,7 @@ def _check_signatures(obj: Any, options: Sequence[str]) -> None:
             raise AdapterError(problem)
 
 
-def adapter_from_object(obj: Any, origin: str, code: str = "") -> Adapter:
+def adapter_from_object(obj: Any, origin: str, code: str = "", code_files: Files = ()) -> Adapter:
     """Validate an adapter namespace (module or object) and wrap it."""
     missing = [a for a in REQUIRED if not hasattr(obj, a)]
     if missing:
@@ -451,6 +453,7 @@ def adapter_from_object(obj: Any, origin: str, code: str = "") -> Adapter:
         quality_range=_quality_range(getattr(obj, "QUALITY_RANGE", None)),
         option_specs=specs,
         code=code,
+        code_files=code_files,
         timeout_s=_timeout(getattr(obj, "TIMEOUT_S", None)),
         takes_image_name=takes_image_name(obj.encode),
         untimed=getattr(obj, "untimed", None),
@@ -493,17 +496,21 @@ def _code_file(entry: str | Path, base: Path) -> Path:
     raise AdapterError(f"CODE_FILES entry {str(entry)!r} not found (relative to {base}, or as a module)")
 
 
-def code_identity(module: ModuleType) -> str:
-    """SHA-256 (12 hex digits) of an adapter module's source file and its declared ``CODE_FILES``."""
+def code_identity(module: ModuleType) -> tuple[str, Files]:
+    """SHA-256 (12 hex digits) of an adapter module's source file and its declared ``CODE_FILES``,
+    and the digest of each of those files."""
     source = getattr(module, "__file__", None)
     if not source:
-        return ""
+        return "", ()
     path = Path(source)
     files = [path] + [_code_file(e, path.parent) for e in getattr(module, "CODE_FILES", ())]
-    digest = hashlib.sha256()
+    combined = hashlib.sha256()
+    each = []
     for file in files:
-        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+        data = file.read_bytes()
+        combined.update(file.name.encode() + b"\0" + data + b"\0")
+        each.append((file.name, digest(data)))
+    return combined.hexdigest()[:12], tuple(sorted(each))
 
 
 # --- importing modules --------------------------------------------------------------------------
@@ -536,11 +543,11 @@ def import_file(path: Path):
 
 def _adapters_in(obj: Any, origin: str, module: ModuleType | None = None) -> list[Adapter]:
     module = module or (obj if isinstance(obj, ModuleType) else sys.modules.get(getattr(obj, "__module__", "")))
-    code = code_identity(module) if module is not None else ""
+    code, files = code_identity(module) if module is not None else ("", ())
     items = getattr(obj, "ADAPTERS", None)
     if items is None:
-        return [adapter_from_object(obj, origin, code)]
-    return [adapter_from_object(item, f"{origin}#{item.NAME}", code) for item in items]
+        return [adapter_from_object(obj, origin, code, files)]
+    return [adapter_from_object(item, f"{origin}#{item.NAME}", code, files) for item in items]
 
 
 def _guarded(load: Callable[[], list[Adapter]], names: Sequence[str], origin: str) -> list[Adapter | Unavailable]:

@@ -109,17 +109,19 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    scheduler = args.scheduler or os.environ.get("BENCH_SCHEDULER")
+    if args.dry_run or not (scheduler or args.scheduler_file or args.cluster):
+        return _run(args, None)
+    from .cluster import connect, gpu_available, one_line_when_lost, wait_for_workers
+
     client = cluster = None
     try:
-        scheduler = args.scheduler or os.environ.get("BENCH_SCHEDULER")
-        if not args.dry_run and (scheduler or args.scheduler_file or args.cluster):
-            from .cluster import connect, gpu_available, wait_for_workers
-
-            client, cluster = connect(scheduler, args.scheduler_file, args.cluster, args.jobs, args.workers,
-                                      args.adaptive, print)
-            wait_for_workers(client)
-            if args.device == "auto":  # CUDA when any worker advertises a GPU
-                args.device = "cuda" if gpu_available(client) else "cpu"
+        client, cluster = connect(scheduler, args.scheduler_file, args.cluster, args.jobs, args.workers,
+                                  args.adaptive, print)
+        one_line_when_lost()
+        wait_for_workers(client)
+        if args.device == "auto":  # CUDA when any worker advertises a GPU
+            args.device = "cuda" if gpu_available(client) else "cpu"
         return _run(args, client)
     finally:
         if client is not None:
@@ -177,10 +179,9 @@ def _run(args: argparse.Namespace, client) -> int:
         return 0
     make_executor = None
     if client is not None:
-        from .cluster import DaskExecutor, check_versions
+        from .cluster import DaskExecutor
 
-        allowed = check_versions(client, configs, print)
-        make_executor = lambda: DaskExecutor(client, allowed)  # noqa: E731
+        make_executor = lambda: DaskExecutor(client)  # noqa: E731
     from .runner import run_benchmark
 
     report = run_benchmark(dataset, configs, out, jobs=args.jobs, progress=not args.quiet, metrics=metrics,
@@ -597,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_status
     except KeyboardInterrupt:
         if args.debug:
             raise

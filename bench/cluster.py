@@ -15,13 +15,18 @@ only writer of ``results.sqlite``).
   dies as a whole (machine lost, SIGKILL) has its tasks retried elsewhere by Dask; a task that
   kills workers again and again (Dask's ``allowed-failures``) is split into its jobs, and a job
   that does so on its own is one ``crash`` row.
-* Workers whose resolved codec versions (library versions, adapter code, binaries, weights)
-  differ from the client's get no job of that codec, and the run says which worker and version.
+* Every task carries the client's code identity (``bench.code_identity``): the worker resolves
+  the codec's version itself (library, binaries, weights: the adapter's ``setup``, once per worker
+  process and configuration) and its job process compares the harness and adapter files. A worker
+  that differs refuses the task, the run says which worker and file, and the job runs on another
+  worker; when no worker is left for it, the run ends with exit status 1.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import math
 import os
 import time
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .atomic import atomic_path
+from .code_identity import CodeMismatch, Refused
 from .errors import BenchError
 from .execution import POOLS, Executor, Job
 
@@ -72,7 +78,17 @@ def local_cluster(jobs: int, dashboard_address: str | None):
 
 
 class ClusterError(BenchError):
-    """The cluster cannot be used (no scheduler, no suitable worker, scheduler lost)."""
+    """The cluster cannot be used (no scheduler, no suitable worker)."""
+
+
+class SchedulerLost(ClusterError):
+    """The scheduler went away during the run: what finished is stored, the rest is not measured."""
+
+    exit_status = 1
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(f"lost the Dask scheduler{f' ({detail})' if detail else ''}; every finished measurement "
+                         "is saved: run the same command again to continue")
 
 
 @dataclass(frozen=True)
@@ -91,12 +107,20 @@ LOCAL_IMAGE_FILES = 8  # image files kept per worker (its child process caches a
 
 def run_isolated(func: Callable, tasks: list, rgb, timeout_s: float | None, pool: str) -> list:
     """On a Dask worker: run jobs one by one, each in a child process of this worker (kept between
-    tasks); one result or ``TaskFailed`` per job.
+    tasks); one result, ``TaskFailed`` or ``Refused`` per job.
 
     The child reads the image from a file in the worker's local directory (written once per image),
     rather than receiving it through the pipe with every job.
     """
     global _ISOLATION
+    from distributed import get_worker
+
+    address = get_worker().address
+    first = tasks[0]  # a batch's jobs share one codec configuration and image
+    version = worker_version(first.origin, first.options)
+    if version != first.code.version:
+        return [Refused(f"its {first.label} version is {version!r}, the client's {first.code.version!r}",
+                        address)] * len(tasks)
     if _ISOLATION is None:
         # Dask's worker processes are daemonic, and multiprocessing refuses children to daemons. The
         # children here die with this worker anyway (parent-death signal), which is what daemon means.
@@ -106,12 +130,16 @@ def run_isolated(func: Callable, tasks: list, rgb, timeout_s: float | None, pool
         _ISOLATION = Executor(1, threads=int(os.environ.get("BENCH_THREADS", "1")))
         _ISOLATION.prestart("fresh")  # the decode-check process starts while the first jobs run
     npy = str(_local_image_file(tasks[0].image.image_hash, rgb))  # a batch's jobs share one image
-    out = []
+    out: list[Any] = []
     for task in tasks:
         local = replace(task, image=replace(task.image, npy=npy))
         result, failure = _ISOLATION.run_one(Job(func, local, timeout_s, pool))
-        # every outcome names its task: give back the client's (its image path is the client's)
-        out.append(TaskFailed(*failure) if failure else replace(result, task=task))
+        if failure:
+            out.append(TaskFailed(*failure))
+        elif isinstance(result, Refused):
+            out.append(replace(result, worker=address))
+        else:  # every outcome names its task: give back the client's (its image path is the client's)
+            out.append(replace(result, task=task))
     return out
 
 
@@ -136,17 +164,23 @@ def _local_image_file(image_hash: str, rgb) -> Path:
     return path
 
 
-def worker_versions(codecs: list[tuple[str, str, dict[str, str]]]) -> dict[str, str]:
-    """On a worker: label -> resolved version of each (label, origin, options), or ``error: ...``."""
+_VERSIONS: dict[tuple[str, str], str] = {}  # (origin, key options) -> this worker's resolved version
+
+
+def worker_version(origin: str, options: dict[str, str]) -> str:
+    """On a worker: its own resolved version of a codec configuration (its library, binaries and
+    weights: the adapter's ``setup`` runs here, once per worker process), or ``error: ...``."""
     from .adapters import configure, load_origin
 
-    out = {}
-    for label, origin, options in codecs:
+    key = (origin, repr(sorted(options.items())))
+    if key not in _VERSIONS:
         try:
-            out[label] = configure(load_origin(origin), dict(options)).version
-        except Exception as exc:  # a worker that cannot even load the codec gets no job of it
-            out[label] = f"error: {type(exc).__name__}: {exc}"
-    return out
+            adapter = load_origin(origin)
+            keyed = {k: v for k, v in options.items() if k in adapter.key_options}  # it finds its own binaries
+            _VERSIONS[key] = configure(adapter, keyed).version
+        except Exception as exc:  # a worker that cannot even load the codec runs none of its jobs
+            _VERSIONS[key] = f"error: {type(exc).__name__}: {exc}"
+    return _VERSIONS[key]
 
 
 # --- client side -------------------------------------------------------------------------
@@ -189,34 +223,59 @@ class DaskExecutor:
     ``batch_size``): Dask's own cost per task, a few milliseconds of scheduler and client time,
     would otherwise be a noticeable part of jobs that take tens of milliseconds. Each job in a task
     still runs in its own child process and gets its own result or failure.
+
+    A worker that refuses a codec's jobs (its code differs from the client's) gets none of them
+    again; they run on the other workers (Dask's ``workers=`` restriction).
     """
 
-    def __init__(self, client, allowed: dict[str, list[str] | None] | None = None):
+    def __init__(self, client, log: Callable[[str], None] = print):
         self.client = client
-        self.allowed = allowed or {}  # codec label -> worker addresses allowed (None: any)
+        self.log = log
+        self.refused: dict[str, dict[str, str]] = {}  # codec label -> {worker address: reason}
         self.pending: dict[str, deque[Job]] = {p: deque() for p in POOLS}
         self.solo: set[int] = set()  # id() of jobs to run alone: their batch killed workers
         self.images: dict[str, Any] = {}  # image hash -> scattered future, while jobs in flight need it
         self.image_users: Counter[str] = Counter()
-        self._slots_cache: tuple[float, dict[str, int]] | None = None
+        self._workers_cache: tuple[float, dict[str, list[str]]] | None = None
 
     def submit(self, job: Job) -> None:
         self.pending[job.pool].append(job)
 
-    def _slots(self) -> dict[str, int]:
-        """Task slots per resource kind among the connected workers (asked at most every POLL_S seconds)."""
+    def _workers(self) -> dict[str, list[str]]:
+        """Resource kind -> connected workers' addresses, one per task slot (asked at most every POLL_S seconds)."""
         now = time.monotonic()
-        if self._slots_cache is None or now - self._slots_cache[0] > POLL_S:
-            self._slots_cache = (now, self._count_slots())
-        return self._slots_cache[1]
+        if self._workers_cache is None or now - self._workers_cache[0] > POLL_S:
+            slots: dict[str, list[str]] = {"CPU": [], "GPU": []}
+            for address, info in self.client.scheduler_info(n_workers=-1)["workers"].items():
+                for name, amount in (info.get("resources") or {}).items():
+                    if name in slots:
+                        slots[name] += [address] * int(amount)
+            self._workers_cache = (now, slots)
+        return self._workers_cache[1]
 
-    def _count_slots(self) -> dict[str, int]:
-        totals = {"CPU": 0.0, "GPU": 0.0}
-        for info in self.client.scheduler_info(n_workers=-1)["workers"].values():
-            for name, amount in (info.get("resources") or {}).items():
-                if name in totals:
-                    totals[name] += amount
-        return {kind: int(v) for kind, v in totals.items()}
+    def _slots(self) -> dict[str, int]:
+        """Task slots per resource kind among the connected workers."""
+        return {kind: len(addresses) for kind, addresses in self._workers().items()}
+
+    def _allowed(self, job: Job) -> list[str] | None:
+        """Workers that may run ``job`` (None: any): all but those that refused its codec."""
+        refused = self.refused.get(job.task.label)
+        if not refused:
+            return None
+        allowed = sorted({w for w in self._workers()[RESOURCE[job.pool]] if w not in refused})
+        if not allowed:
+            raise CodeMismatch(f"no connected worker has the client's code for {job.task.label}: " + "; ".join(
+                f"worker {w}: {why}" for w, why in sorted(refused.items())) + "; every finished measurement is "
+                "saved: give the workers the client's code, then run the same command again")
+        return allowed
+
+    def _refused(self, job: Job, refusal: Refused) -> None:
+        """Run a refused job on another worker; say once per worker and codec why."""
+        label = job.task.label
+        if refusal.worker not in self.refused.setdefault(label, {}):
+            self.refused[label][refusal.worker] = refusal.reason
+            self.log(f"warning: {refusal.message(label)}; they run on other workers")
+        self.pending[job.pool].appendleft(job)
 
     def _image(self, task) -> Any:
         """The image as a future on every worker (broadcast: tasks are not pulled towards one worker).
@@ -260,7 +319,7 @@ class DaskExecutor:
         return self.client.submit(run_isolated, first.func, [j.task for j in jobs], self._image(first.task),
                                   first.timeout_s, first.pool, key=batch_key(jobs),
                                   resources={RESOURCE[first.pool]: 1}, pure=False,
-                                  workers=self.allowed.get(first.task.label), allow_other_workers=False)
+                                  workers=self._allowed(first), allow_other_workers=False)
 
     def run(self, on_result: Callable[[Job, Any], None], on_failure: Callable[[Job, str, str], None]) -> None:
         from concurrent.futures import CancelledError
@@ -295,8 +354,7 @@ class DaskExecutor:
                         results = future.result()
                     except (FutureCancelledError, CancelledError):
                         if self.client.status != "running":
-                            raise ClusterError("lost the Dask scheduler; every finished measurement is saved: run "
-                                               "the same command again to continue") from None
+                            raise SchedulerLost() from None
                         self._forget_lost_image(batch[0])  # its only copy was on a worker that died
                         self.pending[batch[0].pool].extendleft(reversed(batch))
                         continue
@@ -312,33 +370,17 @@ class DaskExecutor:
                     finally:
                         future.release()
                     for job, result in zip(batch, results):
-                        if isinstance(result, TaskFailed):
+                        if isinstance(result, Refused):
+                            self._refused(job, result)
+                        elif isinstance(result, TaskFailed):
                             on_failure(job, result.stage, result.message)
                         else:
                             on_result(job, result)
         except OSError as exc:
-            raise ClusterError(f"lost the Dask scheduler ({exc}); every finished measurement is saved: run the "
-                               "same command again to continue") from None
+            raise SchedulerLost(str(exc)) from None
         finally:
             for future in in_flight:
                 future.cancel()
-
-
-def check_versions(client, configs, log: Callable[[str], None]) -> dict[str, list[str] | None]:
-    """Compare each worker's resolved codec versions with the client's; label -> allowed workers."""
-    specs = [(c.label, c.adapter.origin, c.key_options) for c in configs]  # each worker finds its own binaries
-    answers = client.run(worker_versions, specs)
-    allowed: dict[str, list[str] | None] = {}
-    for config in configs:
-        good = [addr for addr, versions in answers.items() if versions.get(config.label) == config.version]
-        for addr, versions in sorted(answers.items()):
-            if versions.get(config.label) != config.version:
-                log(f"warning: worker {addr} gets no {config.label} job: its version is "
-                    f"{versions.get(config.label)!r}, the client's {config.version!r}")
-        allowed[config.label] = good if len(good) < len(answers) else None
-        if not good:
-            raise ClusterError(f"no worker has {config.label} in the client's version {config.version!r}")
-    return allowed
 
 
 def connect(scheduler: str | None, scheduler_file: str | None, cluster: str | None, jobs: int, workers: int | None,
@@ -350,7 +392,7 @@ def connect(scheduler: str | None, scheduler_file: str | None, cluster: str | No
         raise ClusterError("running on a cluster needs Dask: pip install 'codec-bench[cluster]'") from None
     try:
         if scheduler or scheduler_file:
-            return Client(scheduler, scheduler_file=scheduler_file, timeout="30s"), None
+            return Client(scheduler, scheduler_file=scheduler_file), None  # timeout: Dask's comm.timeouts.connect
         if cluster == "local":
             started = local_cluster(jobs, "127.0.0.1:0")
         else:
@@ -360,6 +402,28 @@ def connect(scheduler: str | None, scheduler_file: str | None, cluster: str | No
         return client, started
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"cannot reach the Dask scheduler {scheduler or scheduler_file or cluster}: {exc}") from None
+
+
+class _LostConnectionLogs(logging.Filter):
+    """Drops what Dask's client logs when its connection to the scheduler breaks for good: the
+    tracebacks of the broken connection and its "Failed to reconnect" line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (OSError, asyncio.CancelledError)):
+            return False
+        return not (record.name == "distributed.client" and record.getMessage().startswith("Failed to reconnect"))
+
+
+def one_line_when_lost() -> None:
+    """Once connected (Dask imported, its loggers configured), for the rest of this process (a
+    ``bench run`` with a cluster): a lost scheduler is the run's one line (``SchedulerLost``), not
+    Dask's tracebacks of the broken connection first, which its client also logs after it was
+    closed. Dask's other log lines stay."""
+    names = [name for name in logging.Logger.manager.loggerDict if name.split(".")[0] in ("distributed", "tornado")]
+    for handler in {h for name in ["", *names] for h in logging.getLogger(name).handlers}:
+        if not any(isinstance(f, _LostConnectionLogs) for f in handler.filters):
+            handler.addFilter(_LostConnectionLogs())
 
 
 def _jobqueue_cluster(kind: str | None, workers: int | None, adaptive: bool):

@@ -12,7 +12,10 @@ from collections.abc import Iterable
 
 
 class BenchError(Exception):
-    """An error the user can fix (a bad name, option, file or setting); exit status 2."""
+    """An error the user can fix (a bad name, option, file or setting); exit status 2, unless the
+    subclass says otherwise (1: the run could not measure everything it was asked for)."""
+
+    exit_status = 2
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:

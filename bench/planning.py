@@ -1,7 +1,8 @@
 """Planning: which jobs a run still needs, as typed tasks for the worker processes.
 
 A task carries everything a worker needs (adapter origin, resolved options, the image as a
-``.npy`` of its uint8 RGB pixels and their hash) and nothing that only the parent knows.
+``.npy`` of its uint8 RGB pixels and their hash) and nothing that only the parent knows, and the
+code identity it must be measured with (``bench.code_identity``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .adapters import CodecConfig
+from .code_identity import CodeIdentity, harness_files
 from .metrics import METRICS
 from .store import Ident, Key, Store
 from .targets import quality_grid
@@ -41,10 +43,12 @@ class CodecTask:
     label: str
     family: str
     image: ImageRef
+    code: CodeIdentity  # the client's: the worker refuses the task if its own differs
 
     def codec_fields(self) -> dict:
         """The fields of this class, to build another kind of task for the same codec and image."""
-        return dict(origin=self.origin, options=self.options, label=self.label, family=self.family, image=self.image)
+        return dict(origin=self.origin, options=self.options, label=self.label, family=self.family, image=self.image,
+                    code=self.code)
 
     @property
     def on_gpu(self) -> bool:
@@ -97,8 +101,9 @@ class DecodeCheckTask(CodecTask):
 
 
 def codec_task_fields(config: CodecConfig, image: ImageRef) -> dict:
+    code = CodeIdentity(harness_files(), config.adapter.code_files, config.version)
     return dict(origin=config.adapter.origin, options=config.options, label=config.label,
-                family=config.adapter.family, image=image)
+                family=config.adapter.family, image=image, code=code)
 
 
 def ident_of(config: CodecConfig, image: ImageRef) -> Ident:

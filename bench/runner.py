@@ -24,6 +24,7 @@ import numpy as np
 
 from .adapters import AdapterError, CodecConfig
 from .atomic import remove_partial_files
+from .code_identity import CodeMismatch, Refused
 from .datasets import Dataset
 from .errors import BenchError
 from .execution import Executor, Job, available_memory_bytes
@@ -265,6 +266,18 @@ def run_benchmark(
     return report
 
 
+def _refusal_stops_the_run(on_result: Callable[[Job, object], None]) -> Callable[[Job, object], None]:
+    """A local worker refuses a job when the code on this machine changed since the run started (a
+    worker started later runs other code): the run stops; every finished measurement is kept.
+    (A cluster's executor runs refused jobs on other workers and never passes a ``Refused`` on.)"""
+    def handle(job: Job, result: object) -> None:
+        if isinstance(result, Refused):
+            raise CodeMismatch(f"{result.message(job.task.label)}: the code changed since this run started; every "
+                               "finished measurement is saved: run the same command again to continue")
+        on_result(job, result)
+    return handle
+
+
 def _progress_bar(total: int, enabled: bool, label: str, unit: str = "job"):
     from tqdm import tqdm
 
@@ -352,7 +365,7 @@ def _measure_all(store: Store, tasks: list[tuple[Task, float]], report: RunRepor
     for task, seconds in tasks:
         executor.submit(Job(run_task, task, timeouts[task.label], "gpu" if task.on_gpu else "cpu", seconds))
     try:
-        executor.run(on_result, on_failure)
+        executor.run(_refusal_stops_the_run(on_result), on_failure)
     finally:
         bar.close()
 
@@ -392,7 +405,7 @@ def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecCon
         timeout = timeouts[task.label] and timeouts[task.label] * 8 * len(task.targets)
         executor.submit(Job(run_search, task, timeout, "gpu" if task.on_gpu else "cpu"))
     try:
-        executor.run(on_result, on_failure)
+        executor.run(_refusal_stops_the_run(on_result), on_failure)
     finally:
         bar.close()
     return chosen

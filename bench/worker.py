@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .adapters import CodecConfig, load_origin
+from .code_identity import Refused, harness_files, mismatch
 from .images import pixel_sha256
 from .measure import (
     StageError,
@@ -28,7 +29,7 @@ from .measure import (
     read_only,
     reconstruction_sha256,
 )
-from .planning import DecodeCheckTask, SearchTask, Task
+from .planning import CodecTask, DecodeCheckTask, SearchTask, Task
 from .store import Measurement
 from .targets import search_quality
 
@@ -98,6 +99,18 @@ def config(origin: str, options: dict[str, str]) -> CodecConfig:
     return _CONFIGS[cache_key]
 
 
+def refusal(task: CodecTask) -> Refused | None:
+    """``Refused`` when the harness or adapter code this process runs is not the task's (the client's)."""
+    reason = mismatch("harness", task.code.harness, harness_files())
+    if not reason:
+        try:
+            adapter = config(task.origin, task.options).adapter
+        except Exception:  # a codec that cannot load here fails as the job's own setup failure
+            return None
+        reason = mismatch(f"{task.label} adapter", task.code.adapter, adapter.code_files)
+    return Refused(reason) if reason else None
+
+
 def _warnings(caught: list) -> list[str]:
     return sorted({str(w.message) for w in caught if not issubclass(w.category, (DeprecationWarning, FutureWarning))})
 
@@ -114,8 +127,10 @@ class Outcome:
     note: str = ""  # e.g. non-deterministic encoder
 
 
-def run_task(task: Task) -> Outcome:
+def run_task(task: Task) -> Outcome | Refused:
     """Measure one job; never raises for codec failures."""
+    if (refused := refusal(task)) is not None:
+        return refused
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -160,8 +175,10 @@ class DecodeCheckOutcome:
     error: str = ""  # empty: the fresh decode equals the measured reconstruction
 
 
-def run_decode_check(task: DecodeCheckTask) -> DecodeCheckOutcome:
+def run_decode_check(task: DecodeCheckTask) -> DecodeCheckOutcome | Refused:
     """Decode the bytes in this process, which never encoded: it must give the same image."""
+    if (refused := refusal(task)) is not None:
+        return refused
     shape = (task.image.height, task.image.width, 3)
     try:
         with warnings.catch_warnings():
@@ -183,8 +200,10 @@ class SearchOutcome:
     error: str = ""
 
 
-def run_search(task: SearchTask) -> SearchOutcome:
+def run_search(task: SearchTask) -> SearchOutcome | Refused:
     """Search every target of one image and codec (encodes only; every probe's size is kept)."""
+    if (refused := refusal(task)) is not None:
+        return refused
     sizes = dict(task.known)
     probes: dict[float, int] = {}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -16,10 +17,11 @@ import pandas as pd
 import pytest
 
 distributed = pytest.importorskip("distributed", reason="Dask distributed is not installed (extra 'cluster')")
+from distributed import LocalCluster  # noqa: E402
 
 from bench.adapters import discover, select  # noqa: E402
 from bench.cli import main  # noqa: E402
-from bench.cluster import DaskExecutor, batch_size, check_versions  # noqa: E402
+from bench.cluster import DaskExecutor, batch_size  # noqa: E402
 from bench.datasets import resolve_dataset  # noqa: E402
 from bench.execution import Job  # noqa: E402
 from bench.runner import plan_run, run_benchmark  # noqa: E402
@@ -68,10 +70,10 @@ def cluster():
         yield started, client
 
 
-def dask_worker(address: str, resources: str, **env) -> subprocess.Popen:
+def dask_worker(address: str, resources: str, cwd: Path = REPO, **env) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1",
            "--resources", resources, "--no-dashboard"]
-    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+    return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -182,13 +184,14 @@ def test_crashing_codec_on_a_cluster_is_one_crash_row_each(cluster, image_folder
 
 
 @contextlib.contextmanager
-def cluster_with_extra_worker(resources: str, **env):
-    """A LocalCluster with one CPU worker, plus one `dask worker` process with ``resources`` and ``env``."""
+def cluster_with_extra_worker(resources: str, cwd: Path = REPO, **env):
+    """A LocalCluster with one CPU worker, plus one `dask worker` process with ``resources`` and ``env``,
+    started in ``cwd``."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
                       resources={"CPU": 1}) as started, Client(started) as client:
-        extra = dask_worker(started.scheduler_address, resources, **env)
+        extra = dask_worker(started.scheduler_address, resources, cwd, **env)
         try:
             client.wait_for_workers(2, timeout=60)
             yield started, client
@@ -207,21 +210,74 @@ def test_gpu_jobs_go_to_gpu_workers_only(image_folder, tmp_path):
     assert code == 0 and len(rows(tmp_path / "out", "measurements")) == 2 * 9
 
 
-def test_worker_with_another_version_stores_nothing(image_folder, tmp_path, capsys):
+def _run_fake(image_folder: Path, plugins: Path, scheduler: str, out: Path) -> int:
+    return main(["run", "--dataset", str(image_folder), "--codecs", "fake", "--codecs-dir", str(plugins),
+                 "--scheduler", scheduler, "--out", str(out), "--quiet", "--metrics", "psnr-rgb"])
+
+
+def test_late_worker_with_another_codec_version_refuses_its_jobs(image_folder, tmp_path, capsys, monkeypatch):
+    """A worker that joins after the run started is checked too (per task): its jobs run elsewhere."""
+    import bench.cluster
+
+    monkeypatch.setattr(bench.cluster, "batch_size", lambda job, pending, slots: 1)  # one job per task, and
+    monkeypatch.setattr(bench.cluster, "IN_FLIGHT_PER_SLOT", 1)  # one task per worker: the late one gets some
+    plugins = fake_adapter(tmp_path / "p", sleep=2.0)
+    out = tmp_path / "out"
+    late: list[subprocess.Popen] = []
+
+    def join_late(address: str) -> None:
+        while stored(out) < 1:
+            time.sleep(0.1)
+        late.append(dask_worker(address, "CPU=1", FAKE_VERSION="2"))
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      resources={"CPU": 1}) as started:
+        joiner = threading.Thread(target=join_late, args=(started.scheduler_address,), daemon=True)
+        joiner.start()
+        try:
+            code = _run_fake(image_folder, plugins, started.scheduler_address, out)
+        finally:
+            joiner.join(60)
+            for proc in late:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    printed = capsys.readouterr().out
+    assert code == 0 and rows(out, "failures").empty
+    measured = rows(out, "measurements")
+    assert len(measured) == 9 and set(measured["version"]) == {measured["version"][0]}
+    assert measured["version"][0].startswith("1; adapter ")
+    assert "refused the fake jobs: its fake version is '2; adapter " in printed, "the late worker got a job and refused"
+    assert "the client's '1; adapter " in printed and "they run on other workers" in printed
+
+
+def _bench_copy(tmp_path: Path) -> Path:
+    """A copy of the harness (the ``bench`` package) with one file edited, as on a worker that differs."""
+    import shutil
+
+    import bench
+
+    root = tmp_path / "other-harness"
+    shutil.copytree(Path(bench.__file__).parent, root / "bench", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(root / "bench" / "measure.py", "a") as f:
+        f.write("\n# edited on this worker only\n")
+    return root
+
+
+def test_worker_with_other_harness_code_refuses_and_alone_ends_the_run_with_1(image_folder, tmp_path, capsys):
     plugins = fake_adapter(tmp_path / "p")
-    with cluster_with_extra_worker("CPU=1", FAKE_VERSION="2") as (started, client):
-        configs = select(discover([plugins]), ["fake"])[0]
-        messages: list[str] = []
-        allowed = check_versions(client, configs, messages.append)
-        assert len(allowed["fake"]) == 1 and "its version is '2; adapter " in messages[0]  # + code hash
-        assert "the client's '1; adapter " in messages[0]
-        code = main(["run", "--dataset", str(image_folder), "--codecs", "fake", "--codecs-dir", str(plugins),
-                     "--scheduler", started.scheduler_address, "--out", str(tmp_path / "out"), "--quiet",
-                     "--metrics", "psnr-rgb"])
-    assert code == 0 and rows(tmp_path / "out", "failures").empty
-    assert len(rows(tmp_path / "out", "measurements")) == 9
-    assert set(rows(tmp_path / "out", "measurements")["version"]) == {configs[0].version}
-    assert configs[0].version.startswith("1; adapter ")
+    other = _bench_copy(tmp_path)
+    with cluster_with_extra_worker("CPU=1", cwd=other, PYTHONPATH=str(other)) as (started, client):
+        assert _run_fake(image_folder, plugins, started.scheduler_address, tmp_path / "mixed") == 0
+        printed = capsys.readouterr().out
+        assert "refused the fake jobs: its harness file(s) bench/measure.py differ from the client's" in printed
+        assert len(rows(tmp_path / "mixed", "measurements")) == 9 and rows(tmp_path / "mixed", "failures").empty
+        client.retire_workers([nanny.worker_address for nanny in started.workers.values()])  # the good one
+        code = _run_fake(image_folder, plugins, started.scheduler_address, tmp_path / "other")
+    message = capsys.readouterr().err
+    assert code == 1, "no worker with the client's code: the run ends incomplete"
+    assert "no connected worker has the client's code for fake: worker tcp://" in message
+    assert "bench/measure.py" in message
+    assert stored(tmp_path / "other") == 0
 
 
 def test_killed_client_resumes_from_the_store(cluster, image_folder, tmp_path):
@@ -347,3 +403,39 @@ def test_sigterm_to_bench_worker_ends_its_dask_workers():
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+
+
+def test_lost_scheduler_is_one_line_and_exit_status_1(image_folder, tmp_path):
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--scheduler-file",
+                                  str(scheduler_file), "--port", "0", "--no-dashboard"], cwd=REPO,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = None
+    try:
+        deadline = time.time() + 60
+        while not scheduler_file.exists():
+            assert time.time() < deadline, "the scheduler did not start"
+            time.sleep(0.2)
+        worker = bench_worker(json.loads(scheduler_file.read_text())["address"])
+        out = tmp_path / "out"
+        run = subprocess.Popen([sys.executable, "-m", "bench", "run", "--dataset", str(image_folder),
+                                "--codecs", "fake", "--codecs-dir", str(fake_adapter(tmp_path / "p", sleep=0.5)),
+                                "--scheduler-file", str(scheduler_file), "--out", str(out), "--quiet",
+                                "--metrics", "psnr-rgb"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
+        while stored(out) < 1:
+            assert time.time() < deadline + 60 and run.poll() is None
+            time.sleep(0.1)
+        os.killpg(scheduler.pid, signal.SIGKILL)
+        _, err = run.communicate(timeout=120)
+    finally:
+        for proc in (scheduler, worker):
+            if proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert run.returncode == 1, "the run did not measure everything"
+    assert err.splitlines() == ["error: lost the Dask scheduler; every finished measurement is saved: run the same "
+                                "command again to continue"], "one line, no traceback first"
+    assert 1 <= stored(out) < 9

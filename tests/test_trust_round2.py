@@ -264,3 +264,21 @@ def test_damaged_page_found_after_opening_is_one_line_with_the_recovery_command(
     assert main(["report", str(out), "--bootstrap", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is damaged" in err and ".recover" in err and str(out) in err
+
+
+def test_adapter_edited_during_a_run_stops_it_with_1(tmp_path, image_folder, capsys):
+    """Point 2 on one machine: a worker process started after the edit (here the fresh decode-check
+    process) runs other code than the rows' version; it refuses, and the run ends incomplete."""
+    plugins = adapter(tmp_path / "p", "editor",
+                      "def encode(rgb, quality):\n"
+                      "    with open(__file__, 'a') as f:\n"
+                      "        f.write('\\n# edited while the run measures\\n')\n"
+                      "    return _raw(rgb)\n"
+                      "def decode(data):\n    return _unraw(data)\n", qualities=(1,))
+    out = tmp_path / "out"
+    assert run(plugins, image_folder, out, "editor", "--jobs", "1", "--metrics", "psnr-rgb") == 1
+    message = capsys.readouterr().err
+    assert "a worker process of this run refused the editor jobs: its editor adapter file(s) editor.py differ " \
+           "from the client's: the code changed since this run started" in message
+    versions = set(stored(out)["version"])
+    assert len(versions) <= 1, "rows of one code version only (those measured before the edit was seen)"
