@@ -26,7 +26,7 @@ CKPT ?= checkpoints
 MINUTES ?= 60
 TRAIN_ARGS ?=
 
-.PHONY: bench figure4 test lint perf train venv clean-venv vvc coolchic
+.PHONY: bench figure4 test test-fast lint perf train venv clean-venv vvc coolchic
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ figure4: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The tests not marked slow: quick feedback while editing (about 2 minutes on 2 cores).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check bench codecs tests
