@@ -63,7 +63,7 @@ def crops_figure(original: np.ndarray, panels: list[tuple[str, np.ndarray]], tit
     aspect = original.shape[0] / original.shape[1]
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * aspect * rows + 0.6), squeeze=False,
                              layout="constrained")
-    for ax, (label, crop) in zip(axes.flat, items):
+    for ax, (label, crop) in zip(axes.flat, items, strict=False):
         ax.imshow(crop, interpolation="nearest")
         ax.set_title(label, fontsize=9)
     for ax in axes.flat:

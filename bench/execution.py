@@ -21,9 +21,10 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterator
+from typing import Any
 
 POOLS = ("cpu", "gpu", "fresh")
 READY = "bench-worker-ready"  # a new worker's first message: its start-up is not part of any job's time

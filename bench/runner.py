@@ -15,10 +15,10 @@ import signal
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -30,8 +30,15 @@ from .errors import BenchError
 from .execution import Executor, Job, available_memory_bytes
 from .images import ImageError, load_image, pixel_sha256
 from .metrics import DEFAULT_METRICS
-from .planning import BYTES_PER_PIXEL, DecodeCheckTask, ImageRef, Task, order_slowest_first, plan_measurements, \
-    plan_searches
+from .planning import (
+    BYTES_PER_PIXEL,
+    DecodeCheckTask,
+    ImageRef,
+    Task,
+    order_slowest_first,
+    plan_measurements,
+    plan_searches,
+)
 from .provenance import run_provenance
 from .store import ImageRecord, Store
 from .worker import DecodeCheckOutcome, Outcome, SearchOutcome, run_decode_check, run_search, run_task

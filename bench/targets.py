@@ -9,7 +9,7 @@ cached in the store, so a repeated search costs nothing.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 REL_TOLERANCE = 0.005  # continuous search stops within 0.5 % of the target
 MAX_CONTINUOUS_STEPS = 30
@@ -67,5 +67,5 @@ def quality_grid(quality_range: tuple[float, float, float] | None, qualities: tu
     lo, hi, step = quality_range
     if step == 0:
         return None, (lo, hi)
-    count = int(round((hi - lo) / step))
+    count = round((hi - lo) / step)
     return [lo + i * step for i in range(count + 1)], None

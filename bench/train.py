@@ -107,8 +107,6 @@ def optimizers(model, lr: float, aux_lr: float):
 
 
 def save(model, opt, aux_opt, step: int, out: Path, quality: int, lmbda: float, arch: str) -> Path:
-    import torch
-
     out.mkdir(parents=True, exist_ok=True)
     state = {"arch": arch, "lambda": lmbda, "quality": quality, "step": step,
              "model": model.state_dict(), "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict()}

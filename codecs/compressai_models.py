@@ -141,7 +141,8 @@ def zoo_file(architecture: str, metric: str, quality: int) -> tuple[str, Path]:
     try:
         url = zoo.model_urls[architecture][metric][quality]
     except KeyError:
-        raise CheckpointError(f"CompressAI has no pretrained {architecture} for metric {metric!r}, quality {quality}") from None
+        raise CheckpointError(f"CompressAI has no pretrained {architecture} for metric {metric!r}, "
+                              f"quality {quality}") from None
     return url, Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
 
 
@@ -356,7 +357,8 @@ def weights_description(weights: str) -> tuple[str, list[int]]:
 
 # --- the adapters ----------------------------------------------------------------------------
 def check_device(device: str) -> None:
-    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``cpu:N`` (a separately loaded CPU model); raises ValueError otherwise."""
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``cpu:N`` (a separately loaded CPU model); raises
+    ValueError otherwise."""
     if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"(cuda|cpu):\d+", device):
         raise ValueError("must be auto, cpu, cuda, cuda:N or cpu:N")
 
