@@ -370,7 +370,7 @@ def _metric_of_means(metric: str, means: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _resampled_mean_curves(a: Matrices, t: Matrices, images: tuple[str, ...], metric: str,
-                           bootstrap: int) -> tuple[np.ndarray, ...]:
+                           bootstrap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Anchor bpp, anchor quality, test bpp, test quality (oriented: higher is better) of the mean
     curves of every resample of ``images``: resamples x quality points each. Cached: shared by
     the methods and kinds of one (codec, metric)."""
@@ -383,7 +383,8 @@ def _resampled_mean_curves(a: Matrices, t: Matrices, images: tuple[str, ...], me
             keep = np.isfinite(_metric_of_means(metric, m.source[rows].mean(axis=0)))  # as the mean curve
             quality = _metric_of_means(metric, weights @ m.source[rows][:, keep])
         curves += [weights @ m.bpp[rows][:, keep], quality if higher else -quality]
-    return tuple(curves)
+    rate_a, q_a, rate_t, q_t = curves
+    return rate_a, q_a, rate_t, q_t
 
 
 def _mean_curve_interval(matrices: dict[str, Matrices], anchor: str, label: str, metric: str, method: str,

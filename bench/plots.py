@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -53,11 +54,11 @@ def rd_figure(curves: list[Curve], families: dict[str, str], metric: str, title:
     label to its BD-rate text against ``anchor``, shown in the legend.
     """
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), layout="constrained")
-    colours = plt.get_cmap("tab10").colors
+    colours = matplotlib.color_sequences["tab10"]  # the tab10 colormap's colours, typed as a list
     for i, curve in enumerate(curves):
         order = curve.bpp.argsort()
-        style = dict(color=colours[i % len(colours)], label=legend_label(curve.label, anchor, bd),
-                     linewidth=3.0 if curve.label == anchor else 1.6, markersize=4.5)
+        style: dict[str, Any] = dict(color=colours[i % len(colours)], label=legend_label(curve.label, anchor, bd),
+                                     linewidth=3.0 if curve.label == anchor else 1.6, markersize=4.5)
         if curve.published:
             style.update(linestyle=":", marker="s", markerfacecolor="none")
         else:
@@ -145,8 +146,8 @@ def family_rd_figure(curves: list[tuple[Curve, str, str, str]], metric: str, tit
     fig, ax = plt.subplots(figsize=(9.5, 6.2), layout="constrained")
     for curve, name, colour, family in sorted(curves, key=lambda c: (c[3] != "conventional", c[1])):
         order = curve.bpp.argsort()
-        style = dict(color=colour, label=name, linewidth=1.6, markersize=4.5,
-                     marker="s" if family == "conventional" else "o")
+        style: dict[str, Any] = dict(color=colour, label=name, linewidth=1.6, markersize=4.5,
+                                     marker="s" if family == "conventional" else "o")
         if curve.published:
             style.update(linestyle="--", markerfacecolor="none")
         ax.plot(curve.bpp[order], curve.quality[order], **style)

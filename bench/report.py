@@ -190,10 +190,11 @@ def target_blocks(means: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -
     """One table per target bpp: codecs with their mean achieved bpp, mean metrics, and a flag when
     the achieved bpp is off the target (more than 10 % or 0.02 bpp) with the codec's measured range."""
     metrics = [m for m in METRICS if m in means.columns and m != "ms-ssim-rgb"]
-    blocks = [("p", "Per image and codec, the quality whose bpp is nearest the target (JPEG AI CTC style); "
-                    "means over images, achieved bpp beside the target. ms-ssim-db is that of the mean MS-SSIM. "
-                    "A codec more than 10 % (or 0.02 bpp) from the target is flagged: compare it at this rate "
-                    "with care.")]
+    blocks: list[tuple] = [
+        ("p", "Per image and codec, the quality whose bpp is nearest the target (JPEG AI CTC style); "
+              "means over images, achieved bpp beside the target. ms-ssim-db is that of the mean MS-SSIM. "
+              "A codec more than 10 % (or 0.02 bpp) from the target is flagged: compare it at this rate "
+              "with care.")]
     for target, rows in means.groupby("target_bpp", sort=True):
         table = [[r["codec"], r["family"], f"{r['mean_bpp']:.3f}", *(f"{r[m]:.4g}" for m in metrics),
                   target_flag(r["codec"], r["mean_bpp"], target, ranges) or "ok"]
@@ -629,7 +630,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
         tail += [("h2", "Learned codec complexity"), ("table", COMPLEXITY_HEADER, complexity)]
     tail += [("h2", "Settings and provenance"), ("table", ["", ""], settings), ("table", CODEC_HEADER, codec_rows)]
 
-    opening = [("p", compared)]
+    opening: list[tuple] = [("p", compared)]
     if warnings_list:
         opening.append(("warnings", warnings_list))
     opening += [("list", sentences), ("table", summary_table, summary_cells)]

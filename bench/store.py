@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from .errors import BenchError, printable
 
@@ -229,7 +230,7 @@ class Store:
         self.path = self.directory / DB_NAME
         self.writer = writer
         self.live_writer: int | None = None
-        self._lock_file = None
+        self._lock_file: TextIO | None = None
         if not writer and not self.path.is_file():
             raise StoreError(f"no result store ({DB_NAME}) in {self.directory}: run `python -m bench run --out "
                              f"{self.directory}` first")
@@ -360,7 +361,7 @@ class Store:
                 with self.conn:
                     self.conn.execute("DELETE FROM meta WHERE key = 'writer'")
             self.conn.close()
-            self.conn = None
+            del self.conn  # closed: no connection (close() again does nothing)
         self._unlock()
 
     def __enter__(self) -> Store:
@@ -469,12 +470,12 @@ class Store:
 
     def add_search(self, ident: Ident, probes: dict[float, int], chosen: dict[float, float]) -> None:
         """Sizes of the encodes a target-bpp search made, and the quality it chose per target."""
-        ident = ident.as_tuple()
+        values = ident.as_tuple()
         with self.conn:
             self.conn.executemany("INSERT OR REPLACE INTO probes VALUES (?,?,?,?,?,?)",
-                                  [(*ident, q, n) for q, n in probes.items()])
+                                  [(*values, q, n) for q, n in probes.items()])
             self.conn.executemany("INSERT OR REPLACE INTO targets VALUES (?,?,?,?,?,?)",
-                                  [(*ident, t, q) for t, q in chosen.items()])
+                                  [(*values, t, q) for t, q in chosen.items()])
 
     # --- reading -------------------------------------------------------------------------
     def sizes(self, ident: Ident) -> dict[float, int]:

@@ -26,7 +26,12 @@ def search_quality(bpp_at: Callable[[float], float], target: float, grid: list[f
     ``grid``: sorted candidate qualities (integers of a range, or a discrete set); ``bounds``:
     a continuous range instead. ``bpp_at`` should cache: qualities may be asked twice.
     """
-    lo_q, hi_q = (grid[0], grid[-1]) if grid is not None else bounds
+    if grid is not None:
+        lo_q, hi_q = grid[0], grid[-1]
+    elif bounds is not None:
+        lo_q, hi_q = bounds
+    else:
+        raise TypeError("search_quality needs a grid or bounds")
     increasing = bpp_at(hi_q) >= bpp_at(lo_q)
     # Orient so that bpp rises from ``a`` to ``b``.
     if grid is not None:

@@ -88,7 +88,7 @@ class CropDataset:
         return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255)
 
 
-def build_model(arch: str, quality: int, channels: tuple[int, int] | None):
+def build_model(arch: str, quality: int, channels: tuple[int, ...] | None):
     from compressai.zoo import image as zoo
 
     if arch not in zoo.model_architectures:

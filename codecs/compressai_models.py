@@ -411,7 +411,8 @@ class LearnedCodec:
         height, width = x.shape[2:]
         pad, _ = compute_padding(height, width, min_div=PAD_MULTIPLE)
         with torch.no_grad():
-            out = model.compress(F.pad(x, pad, mode="constant", value=0))
+            # torch's nn.Module.__getattr__ types model.compress as Tensor | Module
+            out = model.compress(F.pad(x, pad, mode="constant", value=0))  # type: ignore[operator]
         return pack(int(quality), height, width, out["shape"], out["strings"])
 
     def decode(self, data: bytes, device: str = "cpu", **options) -> np.ndarray:
@@ -419,7 +420,7 @@ class LearnedCodec:
         model = self._model(quality, device, options)
         _, unpad = compute_padding(height, width, min_div=PAD_MULTIPLE)
         with torch.no_grad():
-            x_hat = model.decompress(strings, shape)["x_hat"]
+            x_hat = model.decompress(strings, shape)["x_hat"]  # type: ignore[operator]  # as compress above
         return _to_rgb(F.pad(x_hat, unpad))
 
 
