@@ -597,7 +597,7 @@ class Store:
         cur = self.conn.execute("SELECT label, codec, options, version, family, description, info FROM codecs "
                                 "ORDER BY label")
         names = ("label", "codec", "options", "version", "family", "description", "info")
-        return [dict(zip(names, r[:-1], strict=True), info=json.loads(r[-1])) for r in cur]
+        return [dict(zip(names[:-1], r[:-1], strict=True), info=json.loads(r[-1])) for r in cur]
 
     def rows(self, dataset: str, sweep_only: bool = True) -> Iterator[dict]:
         """Tidy per-image rows for the dataset's current images and each codec's current version.
