@@ -79,7 +79,7 @@ def _bd(anchor: Curve, test: Curve, method: str, higher_is_better: bool, kind: s
     notes = [n for n in (note_a, note_t) if n]
     n_min = min(len(rate_a), len(rate_t))
     if n_min < 2 or (method == "cubic" and n_min < 4):
-        return Delta(None, "; ".join(notes + [f"too few points ({n_min}) for {method} interpolation"]))
+        return Delta(None, "; ".join([*notes, f"too few points ({n_min}) for {method} interpolation"]))
     if kind == "rate":  # equal quality: overlap along the quality axis
         overlap = overlap_fraction(q_a, q_t)
         axis = "quality"
@@ -87,7 +87,7 @@ def _bd(anchor: Curve, test: Curve, method: str, higher_is_better: bool, kind: s
         overlap = overlap_fraction(np.log10(rate_a), np.log10(rate_t))
         axis = "rate"
     if overlap < MIN_OVERLAP:
-        return Delta(None, "; ".join(notes + [f"{axis} overlap {overlap * 100:.0f} % < {MIN_OVERLAP * 100:.0f} %"]))
+        return Delta(None, "; ".join([*notes, f"{axis} overlap {overlap * 100:.0f} % < {MIN_OVERLAP * 100:.0f} %"]))
     if n_min < MIN_POINTS:
         notes.append(f"only {n_min} points: unreliable")
     func = bjontegaard.bd_rate if kind == "rate" else bjontegaard.bd_psnr
@@ -97,9 +97,9 @@ def _bd(anchor: Curve, test: Curve, method: str, higher_is_better: bool, kind: s
             value = func(*_sorted(rate_a, q_a, kind), *_sorted(rate_t, q_t, kind), method,
                          require_matching_points=False, min_overlap=0)
         except ValueError as exc:
-            return Delta(None, "; ".join(notes + [f"not computable: {exc}"]))
+            return Delta(None, "; ".join([*notes, f"not computable: {exc}"]))
     if not math.isfinite(value):
-        return Delta(None, "; ".join(notes + ["not computable (non-monotone curve?)"]))
+        return Delta(None, "; ".join([*notes, "not computable (non-monotone curve?)"]))
     return Delta(float(value), "; ".join(notes))
 
 
@@ -267,7 +267,7 @@ def _per_image_values(per_img: dict[str, dict[str, Curve]], anchor: str, label: 
     pairs = [(per_img[anchor][image], per_img[label][image]) for image in images]
     values, missing = {}, {}
     fast = _batch_values(pairs, method, higher_is_better, "rate" if func is bd_rate else "quality")
-    for image, (anchor_curve, test), value in zip(images, pairs, fast):
+    for image, (anchor_curve, test), value in zip(images, pairs, fast, strict=True):
         if not np.isnan(value):
             values[image] = float(value)
             continue
@@ -290,7 +290,7 @@ def _batch_values(pairs: list[tuple[Curve, Curve]], method: str, higher_is_bette
     if len(sizes) != 1 or min(next(iter(sizes))) < MIN_POINTS:
         return out
     arrays = [np.array([getattr(c, f) for c in curves], float)
-              for curves in zip(*pairs) for f in ("bpp", "quality")]
+              for curves in zip(*pairs, strict=True) for f in ("bpp", "quality")]
     clean = np.ones(len(pairs), bool)
     for rate, quality in (arrays[:2], arrays[2:]):
         clean &= (np.isfinite(rate) & (rate > 0) & np.isfinite(quality)).all(axis=1)
@@ -370,7 +370,7 @@ def _metric_of_means(metric: str, means: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _resampled_mean_curves(a: Matrices, t: Matrices, images: tuple[str, ...], metric: str,
-                           bootstrap: int) -> tuple[np.ndarray, ...]:
+                           bootstrap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Anchor bpp, anchor quality, test bpp, test quality (oriented: higher is better) of the mean
     curves of every resample of ``images``: resamples x quality points each. Cached: shared by
     the methods and kinds of one (codec, metric)."""
@@ -383,7 +383,8 @@ def _resampled_mean_curves(a: Matrices, t: Matrices, images: tuple[str, ...], me
             keep = np.isfinite(_metric_of_means(metric, m.source[rows].mean(axis=0)))  # as the mean curve
             quality = _metric_of_means(metric, weights @ m.source[rows][:, keep])
         curves += [weights @ m.bpp[rows][:, keep], quality if higher else -quality]
-    return tuple(curves)
+    rate_a, q_a, rate_t, q_t = curves
+    return rate_a, q_a, rate_t, q_t
 
 
 def _mean_curve_interval(matrices: dict[str, Matrices], anchor: str, label: str, metric: str, method: str,

@@ -10,8 +10,8 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 STAGING_PREFIX = ".staging-"  # folders of a multi-file export being written (bench.export)
 

@@ -262,11 +262,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     dask_env = {**worker_config_env(), **os.environ}  # the user's own DASK_* settings win
     if args.jobs:
         env = {**dask_env, "BENCH_THREADS": str(args.threads or max(1, cores // args.jobs))}
-        commands.append((base + ["--nworkers", str(args.jobs), "--resources", "CPU=1", "--name", f"cpu-{os.getpid()}"],
+        commands.append(([*base, "--nworkers", str(args.jobs), "--resources", "CPU=1", "--name", f"cpu-{os.getpid()}"],
                          env))
     for gpu in _csv(args.gpus or ""):
         env = {**dask_env, "CUDA_VISIBLE_DEVICES": gpu, "BENCH_THREADS": "2"}
-        commands.append((base + ["--nworkers", "1", "--resources", "GPU=1", "--name", f"gpu{gpu}-{os.getpid()}"],
+        commands.append(([*base, "--nworkers", "1", "--resources", "GPU=1", "--name", f"gpu{gpu}-{os.getpid()}"],
                          env))
     if not commands:
         raise BenchError("nothing to start (--jobs 0 and no --gpus)")

@@ -31,9 +31,10 @@ import math
 import os
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .atomic import atomic_path
 from .code_identity import CodeMismatch, Refused
@@ -338,7 +339,8 @@ class DaskExecutor:
                                            f"{len(self.pending[pool])} job(s): start workers with `python -m bench "
                                            f"worker` (or `dask worker ... --resources {kind}=N`)")
                     limit = max(1, IN_FLIGHT_PER_SLOT * slots[kind])
-                    while self.pending[pool] and sum(1 for b in in_flight.values() if RESOURCE[b[0].pool] == kind) < limit:
+                    while self.pending[pool] and sum(
+                            1 for b in in_flight.values() if RESOURCE[b[0].pool] == kind) < limit:
                         batch = self._take(pool, slots[kind])
                         in_flight[self._submit(batch)] = batch
                 try:
@@ -369,7 +371,7 @@ class DaskExecutor:
                         continue
                     finally:
                         future.release()
-                    for job, result in zip(batch, results):
+                    for job, result in zip(batch, results, strict=True):
                         if isinstance(result, Refused):
                             self._refused(job, result)
                         elif isinstance(result, TaskFailed):
@@ -450,7 +452,8 @@ def _jobqueue_cluster(kind: str | None, workers: int | None, adaptive: bool):
 
 def gpu_available(client) -> bool:
     """Whether any connected worker advertises the GPU resource."""
-    return any((info.get("resources") or {}).get("GPU") for info in client.scheduler_info(n_workers=-1)["workers"].values())
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    return any((info.get("resources") or {}).get("GPU") for info in workers.values())
 
 
 def wait_for_workers(client, timeout_s: float = 60) -> None:

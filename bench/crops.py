@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,7 @@ def crops_figure(original: np.ndarray, panels: list[tuple[str, np.ndarray]], tit
     aspect = original.shape[0] / original.shape[1]
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * aspect * rows + 0.6), squeeze=False,
                              layout="constrained")
-    for ax, (label, crop) in zip(axes.flat, items):
+    for ax, (label, crop) in zip(axes.flat, items, strict=False):
         ax.imshow(crop, interpolation="nearest")
         ax.set_title(label, fontsize=9)
     for ax in axes.flat:
@@ -76,7 +77,8 @@ def crops_figure(original: np.ndarray, panels: list[tuple[str, np.ndarray]], tit
 
 
 def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tuple[int, int, int, int] | None = None,
-                codecs: list[str] | None = None, codecs_dir: list[str] = (), log=print, force: bool = False) -> Path:
+                codecs: list[str] | None = None, codecs_dir: Sequence[str] = (), log=print,
+                force: bool = False) -> Path:
     """Write ``crops_<image>_<bpp>bpp.png`` in ``results_dir``; returns its path.
 
     A codec whose nearest point is off the target (more than 10 % or 0.02 bpp away) is flagged in
@@ -89,7 +91,7 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
     with Store(out, writer=False) as store:
         dataset = (store.get_meta("dataset") or {}).get("name")
         images = {row["name"]: row for row in store.images(dataset)} if dataset else {}
-        if not images:
+        if not dataset or not images:
             raise CropsError(f"{out / DB_NAME} holds no run yet")
         name = image or sorted(images)[0]
         if name not in images:

@@ -86,7 +86,7 @@ def folder_sources(folder: Path) -> list[ImageSource]:
         and "__MACOSX" not in p.parts
     )
     names = unique_names([p.relative_to(folder).as_posix() for p in paths])
-    return [ImageSource(name, p) for name, p in zip(names, paths)]
+    return [ImageSource(name, p) for name, p in zip(names, paths, strict=True)]
 
 
 def unique_names(files: list[str]) -> list[str]:

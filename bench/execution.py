@@ -21,9 +21,10 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterator
+from typing import Any
 
 POOLS = ("cpu", "gpu", "fresh")
 READY = "bench-worker-ready"  # a new worker's first message: its start-up is not part of any job's time
@@ -80,7 +81,8 @@ def _main_script_hidden(hide: bool) -> Iterator[None]:
     Workers need nothing from ``__main__`` (their target is ``_serve``).
     """
     main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if hide and main and k in main.__dict__}
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__")
+                             if hide and main and k in main.__dict__}
     if saved and main is not None:
         main.__dict__.pop("__file__", None)
         main.__dict__["__spec__"] = None
@@ -98,7 +100,9 @@ class _Worker:
             ctx.set_forkserver_preload(["bench.worker"])  # workers fork from a server that has these loaded
         self.conn, child = ctx.Pipe()
         state = (dict(os.environ), list(sys.path)) if method != "fork" else (None, None)
-        self.proc = ctx.Process(target=_serve, args=(child, threads, *state), daemon=True, name="bench-worker")
+        # typeshed types get_context(str) as BaseContext, which lacks Process; every real context has it
+        self.proc = ctx.Process(  # type: ignore[attr-defined]
+            target=_serve, args=(child, threads, *state), daemon=True, name="bench-worker")
         with _main_script_hidden(method != "fork"):
             self.proc.start()
         child.close()

@@ -43,7 +43,7 @@ def hover_texts(label: str, options: str, quality: list, bpp: list, values: list
                 n_images: list) -> list[str]:
     """One hover text per point: codec, options, quality, bpp, value and number of images."""
     texts = []
-    for q, b, v, n in zip(quality, bpp, values, n_images):
+    for q, b, v, n in zip(quality, bpp, values, n_images, strict=True):
         lines = [f"<b>{html.escape(label)}</b>"]
         if options:
             lines.append(f"options: {html.escape(options)}")
@@ -207,13 +207,14 @@ def timeline_json(points: pd.DataFrame, anchors: list[tuple[str, str]], metric: 
             texts = [f"<b>{html.escape(r['label'])}</b> ({r['source']})<br>{html.escape(r['method'])}, {r['year']}"
                      f"<br>BD-rate vs {html.escape(name)}: {r['bd_rate']:+.1f} %"
                      + (f" [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if c else " (no CI)")
-                     + f"<br>{html.escape(r['citation'])}" for (_, r), c in zip(sub.iterrows(), ci)]
+                     + f"<br>{html.escape(r['citation'])}" for (_, r), c in zip(sub.iterrows(), ci, strict=True)]
             traces.append({
                 "type": "scatter", "mode": "markers+text", "name": f"{source} vs {name}",
                 "x": [int(y) for y in sub["year"]], "y": [min(float(v), TIMELINE_CAP) for v in sub["bd_rate"]],
                 "text": [str(label).removesuffix(" (published)")
                          + (f" ({v:+.0f} %, off the axis)" if v > TIMELINE_CAP else "")
-                         for label, v in zip(sub["label"], sub["bd_rate"])], "textposition": "middle right",
+                         for label, v in zip(sub["label"], sub["bd_rate"], strict=True)],
+                "textposition": "middle right",
                 "hovertext": texts, "hovertemplate": "%{hovertext}<extra></extra>",
                 "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "meta": list(sub["source"]),
                 "marker": {"size": 12, "color": "#d62728",
@@ -221,9 +222,9 @@ def timeline_json(points: pd.DataFrame, anchors: list[tuple[str, str]], metric: 
                                       if v > TIMELINE_CAP else symbol for v in sub["bd_rate"]]},
                 **({"error_y": {"type": "data", "symmetric": False,
                                 "array": [float(h - v) if c and v <= TIMELINE_CAP else 0.0 for h, v, c in
-                                          zip(sub["ci_high"], sub["bd_rate"], ci)],
+                                          zip(sub["ci_high"], sub["bd_rate"], ci, strict=True)],
                                 "arrayminus": [float(v - lo) if c and v <= TIMELINE_CAP else 0.0 for lo, v, c in
-                                               zip(sub["ci_low"], sub["bd_rate"], ci)]}}
+                                               zip(sub["ci_low"], sub["bd_rate"], ci, strict=True)]}}
                    if ci.any() else {}),
             })
     return {"data": traces, "layout": layout}

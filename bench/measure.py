@@ -218,7 +218,8 @@ def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, met
         again, _ = _encode(config, original, quality, image_name)
         if again != data:
             note = (f"{config.label} is not deterministic: two encodes of the same image at quality {quality:g} "
-                    f"gave {len(data)} and {len(again)} bytes{'' if len(data) != len(again) else ' (different content)'}")
+                    f"gave {len(data)} and {len(again)} bytes"
+                    f"{'' if len(data) != len(again) else ' (different content)'}")
     try:
         decoded, decode_s = decode_fresh(config, data)
     except Exception as exc:
@@ -235,7 +236,8 @@ def _measure(config: CodecConfig, rgb: np.ndarray, quality: float, key: Key, met
         try:
             again_rec = as_rgb(decode_fresh(config, data)[0], rgb.shape)
         except Exception as exc:
-            raise StageError("decode-mismatch", f"second decode of the same bytes failed: {decode_error(exc, config)}") from exc
+            raise StageError("decode-mismatch",
+                             f"second decode of the same bytes failed: {decode_error(exc, config)}") from exc
         if not np.array_equal(rec, again_rec):
             diff = np.abs(rec.astype(np.int16) - again_rec).max()
             raise StageError("decode-mismatch", f"two decodes of the same bytes differ (max |diff| {diff})")

@@ -278,7 +278,7 @@ def ms_ssim(pair: Pair) -> float:
     weights = pair.y.new_tensor(MS_SSIM_WEIGHTS)
     mcs = [torch.relu(cs) for _, cs in levels[:-1]]
     last = torch.relu(levels[-1][0])
-    val = torch.prod(torch.stack(mcs + [last], dim=0) ** weights.view(-1, 1, 1), dim=0)
+    val = torch.prod(torch.stack([*mcs, last], dim=0) ** weights.view(-1, 1, 1), dim=0)
     return val.mean().item()
 
 

@@ -210,7 +210,7 @@ def metrics_section(dataset, opt_in_images: int = 6, device: str = "cpu") -> Non
     compute_metrics(*pairs[0], DEFAULT_METRICS, device=device)
     lib_s = ours_s = cached_s = 0.0
     per_metric: dict[str, float] = {}
-    for i, ((ref, rec), key) in enumerate(zip(pairs, keys)):
+    for i, ((ref, rec), key) in enumerate(zip(pairs, keys, strict=True)):
         lib, ours = _side_by_side(i % 2 == 0, partial(_library_default_set, ref, rec),
                                   partial(compute_metrics, ref, rec, DEFAULT_METRICS, ref_key=key, timings=per_metric,
                                           device=device))
@@ -237,7 +237,7 @@ def metrics_section(dataset, opt_in_images: int = 6, device: str = "cpu") -> Non
     configs, _ = select([a for a in discover() if isinstance(a, Adapter)], ["jpeg", "webp"])
     codec_s: dict[str, float] = {}
     metric_s: dict[str, float] = {}
-    for rgb, key in zip(images, keys):
+    for rgb, key in zip(images, keys, strict=True):
         for config in configs:
             for quality in METRIC_SWEEP:
                 start = time.perf_counter()

@@ -168,7 +168,8 @@ def plan_measurements(store: Store, images: list[ImageRef], configs: list[CodecC
                     kept_failed += 1
                     continue
                 if have is not None:  # derived metrics need their inputs again
-                    missing = tuple(m for m in metrics if m in missing or any(m in METRICS[x].requires for x in missing))
+                    missing = tuple(m for m in metrics
+                                    if m in missing or any(m in METRICS[x].requires for x in missing))
                 new = have is None
                 check = new and (check_decode == "all" or (check_decode == "sample"
                                                             and (config.label, key.quality) not in decode_checked))

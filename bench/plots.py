@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
 
-from .analysis import Curve  # noqa: E402
-from .atomic import atomic_path  # noqa: E402
-from .metrics import METRICS  # noqa: E402
+from .analysis import Curve
+from .atomic import atomic_path
+from .metrics import METRICS
 
 ZOOM_MAX_BPP = 2.0
 LINESTYLES = {"conventional": "--", "learned": "-"}
@@ -53,11 +54,11 @@ def rd_figure(curves: list[Curve], families: dict[str, str], metric: str, title:
     label to its BD-rate text against ``anchor``, shown in the legend.
     """
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), layout="constrained")
-    colours = plt.get_cmap("tab10").colors
+    colours = matplotlib.color_sequences["tab10"]  # the tab10 colormap's colours, typed as a list
     for i, curve in enumerate(curves):
         order = curve.bpp.argsort()
-        style = dict(color=colours[i % len(colours)], label=legend_label(curve.label, anchor, bd),
-                     linewidth=3.0 if curve.label == anchor else 1.6, markersize=4.5)
+        style: dict[str, Any] = dict(color=colours[i % len(colours)], label=legend_label(curve.label, anchor, bd),
+                                     linewidth=3.0 if curve.label == anchor else 1.6, markersize=4.5)
         if curve.published:
             style.update(linestyle=":", marker="s", markerfacecolor="none")
         else:
@@ -65,7 +66,7 @@ def rd_figure(curves: list[Curve], families: dict[str, str], metric: str, title:
         for ax in axes:
             ax.plot(curve.bpp[order], curve.quality[order], **style)
     zoomed = [c for c in curves if (c.bpp <= ZOOM_MAX_BPP).any()]
-    for ax, name in zip(axes, ("all rates", f"zoom: 0–{ZOOM_MAX_BPP:g} bpp")):
+    for ax, name in zip(axes, ("all rates", f"zoom: 0–{ZOOM_MAX_BPP:g} bpp"), strict=True):
         ax.set_xlabel("bits per pixel (bpp)")
         ax.set_ylabel(axis_label(metric))
         ax.set_title(name, fontsize=10)
@@ -82,7 +83,8 @@ def rd_figure(curves: list[Curve], families: dict[str, str], metric: str, title:
 
 def zoom_range(curves: list[Curve], max_bpp: float = ZOOM_MAX_BPP) -> tuple[float, float] | None:
     """Quality range (with 3 % padding) of the finite points at or below ``max_bpp``; None if there are none."""
-    values = [q for c in curves for b, q in zip(c.bpp, c.quality) if b <= max_bpp and q == q and abs(q) != float("inf")]
+    values = [q for c in curves for b, q in zip(c.bpp, c.quality, strict=True)
+              if b <= max_bpp and q == q and abs(q) != float("inf")]
     if not values:
         return None
     pad = 0.03 * (max(values) - min(values) or 1.0)
@@ -144,8 +146,8 @@ def family_rd_figure(curves: list[tuple[Curve, str, str, str]], metric: str, tit
     fig, ax = plt.subplots(figsize=(9.5, 6.2), layout="constrained")
     for curve, name, colour, family in sorted(curves, key=lambda c: (c[3] != "conventional", c[1])):
         order = curve.bpp.argsort()
-        style = dict(color=colour, label=name, linewidth=1.6, markersize=4.5,
-                     marker="s" if family == "conventional" else "o")
+        style: dict[str, Any] = dict(color=colour, label=name, linewidth=1.6, markersize=4.5,
+                                     marker="s" if family == "conventional" else "o")
         if curve.published:
             style.update(linestyle="--", markerfacecolor="none")
         ax.plot(curve.bpp[order], curve.quality[order], **style)
@@ -165,7 +167,7 @@ def timeline_figure(points: pd.DataFrame, anchors: list[tuple[str, str]], metric
     above ``TIMELINE_CAP`` is drawn on it as a triangle, its value in its label."""
     fig, axes = plt.subplots(1, len(anchors), figsize=(6.2 * len(anchors), 4.8), layout="constrained",
                              squeeze=False)
-    for ax, (name, label) in zip(axes[0], anchors):
+    for ax, (name, label) in zip(axes[0], anchors, strict=True):
         rows = points[(points["anchor"] == name) & (points["metric"] == metric)].sort_values(["year", "label"])
         ax.axhline(0, color="black", linewidth=1.0)
         ax.axhspan(min(-5.0, float(rows["bd_rate"].min()) * 1.15) if len(rows) else -5.0, 0, color="#2ca02c",
@@ -189,7 +191,7 @@ def timeline_figure(points: pd.DataFrame, anchors: list[tuple[str, str]], metric
         ax.set_ylabel(f"BD-rate vs {name} (%, {metric}); below 0 = beats {name}")
         ax.grid(True, alpha=0.3)
         ax.set_title(f"against {name}: ◆ measured here, ○ published curve", fontsize=9)
-        years = list(points["year"]) + [2016]  # the same years on every panel, from the first End2End codec
+        years = [*points["year"], 2016]  # the same years on every panel, from the first End2End codec
         ax.set_xlim(min(years) - 1, max(years) + 1.5)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title, fontsize=10)

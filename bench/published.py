@@ -135,7 +135,7 @@ def parse_manifest(text: str, path: Path, folder: Path) -> Manifest:
         where = f"{path}, line {number}"
         if len(row) != len(columns):
             raise PublishedError(f"{where}: {len(row)} fields, the header has {len(columns)}")
-        cell = dict(zip(columns, (c.strip() for c in row)))
+        cell = dict(zip(columns, (c.strip() for c in row), strict=True))
         rate = _number(cell["rate"], "rate", where)
         if (cell["image"], rate) in seen:
             raise PublishedError(f"{where}: image {cell['image']!r} at rate {rate:g} is listed twice")

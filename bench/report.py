@@ -4,7 +4,8 @@ Reads only the result store (and published reference JSONs given with ``--refere
 encodes. Writes per_image.csv, summary.csv, <codec>.json, bd_rate.csv, bd_rate.md,
 rd_<metric>.png/.svg, speed_<metric>.png/.svg, the Conventional vs End2End files (figure4_bd_rate.csv,
 figure4_timeline.csv, figure4_rd_<metric>, figure4_timeline_<metric>, figure4_cost_psnr-rgb .png/.svg),
-report.md and the interactive, self-contained report.html. Rebuilding gives identical files apart from the build date line.
+report.md and the interactive, self-contained report.html. Rebuilding gives identical files apart from the
+build date line.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def bd_pivot(table: pd.DataFrame, kind: str, aggregation: str, method: str,
 
 
 BD_TABLES = (
-    ("bd-rate", "mean-curve", "BD-rate (%) on the mean curves (CompressAI style); negative = fewer bits at equal quality"),
+    ("bd-rate", "mean-curve",
+     "BD-rate (%) on the mean curves (CompressAI style); negative = fewer bits at equal quality"),
     ("bd-rate", "per-image", "BD-rate (%) per image, then averaged over images (JPEG AI CTC style)"),
     ("bd-quality", "mean-curve", "BD-quality (metric units, dB) at equal rate on the mean curves; positive = better"),
 )
@@ -188,10 +190,11 @@ def target_blocks(means: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -
     """One table per target bpp: codecs with their mean achieved bpp, mean metrics, and a flag when
     the achieved bpp is off the target (more than 10 % or 0.02 bpp) with the codec's measured range."""
     metrics = [m for m in METRICS if m in means.columns and m != "ms-ssim-rgb"]
-    blocks = [("p", "Per image and codec, the quality whose bpp is nearest the target (JPEG AI CTC style); "
-                    "means over images, achieved bpp beside the target. ms-ssim-db is that of the mean MS-SSIM. "
-                    "A codec more than 10 % (or 0.02 bpp) from the target is flagged: compare it at this rate "
-                    "with care.")]
+    blocks: list[tuple] = [
+        ("p", "Per image and codec, the quality whose bpp is nearest the target (JPEG AI CTC style); "
+              "means over images, achieved bpp beside the target. ms-ssim-db is that of the mean MS-SSIM. "
+              "A codec more than 10 % (or 0.02 bpp) from the target is flagged: compare it at this rate "
+              "with care.")]
     for target, rows in means.groupby("target_bpp", sort=True):
         table = [[r["codec"], r["family"], f"{r['mean_bpp']:.3f}", *(f"{r[m]:.4g}" for m in metrics),
                   target_flag(r["codec"], r["mean_bpp"], target, ranges) or "ok"]
@@ -467,7 +470,8 @@ def figure4_view(out: Path, per_image: pd.DataFrame, summary: pd.DataFrame, n_im
                     f"at equal quality. Interpolation: {method}; {scope}."),
         ("p", "Brackets: 95 % bootstrap interval over images (as Table 1). no CI: published curve, no per-image "
               "data. —: the metric is not in the published file of the curve or of the anchor (they hold PSNR-RGB "
-              "and at most MS-SSIM; PSNR-Y only for codecs run here). The VVC row of vvenc is 4:2:0 and the published VTM curve 4:4:4: see the chroma "
+              "and at most MS-SSIM; PSNR-Y only for codecs run here). The VVC row of vvenc is 4:2:0 and the "
+              "published VTM curve 4:4:4: see the chroma "
               "column and compare PSNR-Y."),
         ("table", table_header({n: a for n, a in anchors.items()}), rows),
         ("caption", "Timeline points (figure4_timeline.csv): each End2End curve by its year of publication."),
@@ -525,7 +529,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     scope = f"{dataset}, {n_images} images"
     warnings_list: list[str] = []
     ref_notes = {}
-    for path, ref in zip(references, refs):
+    for path, ref in zip(references, refs, strict=True):
         if ref:
             label = next(iter(ref.values())).label
             warning = reference_warning(path, label, dataset, n_images)
@@ -626,7 +630,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
         tail += [("h2", "Learned codec complexity"), ("table", COMPLEXITY_HEADER, complexity)]
     tail += [("h2", "Settings and provenance"), ("table", ["", ""], settings), ("table", CODEC_HEADER, codec_rows)]
 
-    opening = [("p", compared)]
+    opening: list[tuple] = [("p", compared)]
     if warnings_list:
         opening.append(("warnings", warnings_list))
     opening += [("list", sentences), ("table", summary_table, summary_cells)]
@@ -650,7 +654,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     sections.append(html_body([*tail[:-3], *static, *tail[-3:]]))
     write_text_atomic(out / "report.html",
                page(f"Codec benchmark: {dataset}", header, top, sections, data, html.escape(built)))
-    return written + [out / "report.md", out / "report.html"]
+    return [*written, out / "report.md", out / "report.html"]
 
 
 def settings_rows(dataset: str, n_images: int, images: list[dict], run: dict, anchor: str, method: str,

@@ -15,10 +15,11 @@ import signal
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,15 @@ from .errors import BenchError
 from .execution import Executor, Job, available_memory_bytes
 from .images import ImageError, load_image, pixel_sha256
 from .metrics import DEFAULT_METRICS
-from .planning import BYTES_PER_PIXEL, DecodeCheckTask, ImageRef, Task, order_slowest_first, plan_measurements, \
-    plan_searches
+from .planning import (
+    BYTES_PER_PIXEL,
+    DecodeCheckTask,
+    ImageRef,
+    Task,
+    order_slowest_first,
+    plan_measurements,
+    plan_searches,
+)
 from .provenance import run_provenance
 from .store import ImageRecord, Store
 from .worker import DecodeCheckOutcome, Outcome, SearchOutcome, run_decode_check, run_search, run_task
@@ -266,7 +274,7 @@ def run_benchmark(
     return report
 
 
-def _refusal_stops_the_run(on_result: Callable[[Job, object], None]) -> Callable[[Job, object], None]:
+def _refusal_stops_the_run(on_result: Callable[[Job, Any], None]) -> Callable[[Job, object], None]:
     """A local worker refuses a job when the code on this machine changed since the run started (a
     worker started later runs other code): the run stops; every finished measurement is kept.
     (A cluster's executor runs refused jobs on other workers and never passes a ``Refused`` on.)"""
@@ -327,11 +335,11 @@ def _measure_all(store: Store, tasks: list[tuple[Task, float]], report: RunRepor
 
     def on_result(job: Job, result) -> None:
         if isinstance(result, DecodeCheckOutcome):
-            outcome = waiting.pop(id(job.task))
+            verified = waiting.pop(id(job.task))
             if result.error:
-                condemn(outcome.task, result.error)
+                condemn(verified.task, result.error)
             else:
-                stored(outcome)
+                stored(verified)
             return
         outcome: Outcome = result
         bar.update(1)
@@ -402,7 +410,8 @@ def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecCon
     executor = execution.executor()
     for task in tasks:
         # a search encodes up to ~8 times per target
-        timeout = timeouts[task.label] and timeouts[task.label] * 8 * len(task.targets)
+        limit = timeouts[task.label]
+        timeout = limit and limit * 8 * len(task.targets)
         executor.submit(Job(run_search, task, timeout, "gpu" if task.on_gpu else "cpu"))
     try:
         executor.run(_refusal_stops_the_run(on_result), on_failure)

@@ -111,11 +111,11 @@ def _cubic_integral(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray
         solvable = np.isfinite(gram).all(axis=(1, 2)) & (np.linalg.cond(gram) < 1e12)  # repeated points: NaN
     if solvable.any():
         coef[solvable] = np.linalg.solve(gram[solvable], rhs[solvable][..., None])[..., 0]
-    k = np.arange(1, 5)
+    powers = np.arange(1, 5)
 
     def antiderivative(v):
         t = ((v[:, None] - centre) / scale)
-        return (coef * t**k / k).sum(axis=1) * scale[:, 0]
+        return (coef * t**powers / powers).sum(axis=1) * scale[:, 0]
 
     return antiderivative(hi) - antiderivative(lo)
 

@@ -3,8 +3,8 @@
 A measurement's key is (image content hash, codec name, options, codec library version,
 quality). Each finished measurement is committed on its own (WAL journal, synchronous=NORMAL:
 durable against a killed process), so an interrupted run (Ctrl-C, kill -9) loses no finished
-row, and a re-run computes only missing rows. The ``codecs`` table holds each codec configuration's current library version,
-family and description, so analysis never needs to import the adapters.
+row, and a re-run computes only missing rows. The ``codecs`` table holds each codec configuration's current
+library version, family and description, so analysis never needs to import the adapters.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TextIO
 
 from .errors import BenchError, printable
 
@@ -101,7 +102,7 @@ class Ident:
     def as_tuple(self) -> tuple[str, str, str, str]:
         return (self.image_hash, self.codec, self.options, self.version)
 
-    def at(self, quality: float) -> "Key":
+    def at(self, quality: float) -> Key:
         return Key(*self.as_tuple(), float(quality))
 
 
@@ -229,7 +230,7 @@ class Store:
         self.path = self.directory / DB_NAME
         self.writer = writer
         self.live_writer: int | None = None
-        self._lock_file = None
+        self._lock_file: TextIO | None = None
         if not writer and not self.path.is_file():
             raise StoreError(f"no result store ({DB_NAME}) in {self.directory}: run `python -m bench run --out "
                              f"{self.directory}` first")
@@ -360,10 +361,10 @@ class Store:
                 with self.conn:
                     self.conn.execute("DELETE FROM meta WHERE key = 'writer'")
             self.conn.close()
-            self.conn = None
+            del self.conn  # closed: no connection (close() again does nothing)
         self._unlock()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -409,7 +410,7 @@ class Store:
                 (label, codec, options, version, family, description, json.dumps(info, sort_keys=True), now_iso()),
             )
 
-    def add_codec_note(self, ident: "Ident", note: str) -> None:
+    def add_codec_note(self, ident: Ident, note: str) -> None:
         """A note about a codec configuration (e.g. non-deterministic encoder), kept and shown in its info."""
         with self.conn:
             self.conn.execute("INSERT OR IGNORE INTO notes VALUES (?,?,?,?)", (*ident.as_tuple()[1:], printable(note)))
@@ -459,7 +460,8 @@ class Store:
         with self.conn:
             self.conn.execute(f"""INSERT OR REPLACE INTO failures SELECT m.image_hash, m.codec, m.options, m.version,
                                   m.quality, COALESCE(i.name, m.image_hash), ?, ?, ? FROM measurements m
-                                  LEFT JOIN images i ON i.image_hash = m.image_hash WHERE m.{where.replace(' AND ', ' AND m.')}
+                                  LEFT JOIN images i ON i.image_hash = m.image_hash
+                                  WHERE m.{where.replace(' AND ', ' AND m.')}
                                   GROUP BY m.image_hash, m.quality""", (stage, printable(error), now_iso(), *ident))
             count = self.conn.execute(f"DELETE FROM measurements WHERE {where}", ident).rowcount
             self.conn.execute(f"DELETE FROM metrics WHERE {where}", ident)
@@ -468,12 +470,12 @@ class Store:
 
     def add_search(self, ident: Ident, probes: dict[float, int], chosen: dict[float, float]) -> None:
         """Sizes of the encodes a target-bpp search made, and the quality it chose per target."""
-        ident = ident.as_tuple()
+        values = ident.as_tuple()
         with self.conn:
             self.conn.executemany("INSERT OR REPLACE INTO probes VALUES (?,?,?,?,?,?)",
-                                  [(*ident, q, n) for q, n in probes.items()])
+                                  [(*values, q, n) for q, n in probes.items()])
             self.conn.executemany("INSERT OR REPLACE INTO targets VALUES (?,?,?,?,?,?)",
-                                  [(*ident, t, q) for t, q in chosen.items()])
+                                  [(*values, t, q) for t, q in chosen.items()])
 
     # --- reading -------------------------------------------------------------------------
     def sizes(self, ident: Ident) -> dict[float, int]:
@@ -502,7 +504,8 @@ class Store:
 
     def seconds_per_megapixel(self) -> dict[tuple[str, str], float]:
         """(codec, options) -> stored seconds (encode + decode + metrics) per megapixel."""
-        cur = self.conn.execute("SELECT codec, options, SUM(encode_s + decode_s + metric_s) / SUM(width * height / 1e6) "
+        cur = self.conn.execute("SELECT codec, options, "
+                                "SUM(encode_s + decode_s + metric_s) / SUM(width * height / 1e6) "
                                 "FROM measurements GROUP BY codec, options")
         return {(codec, options): value for codec, options, value in cur}
 
@@ -521,7 +524,7 @@ class Store:
             ORDER BY c.label, t.target_bpp, i.name
             """, (dataset,))
         names = ("image", "image_hash", "codec", "options", "version", "quality", "target_bpp")
-        return [dict(zip(names, r)) for r in cur]
+        return [dict(zip(names, r, strict=True)) for r in cur]
 
     def stored_metrics(self) -> dict[tuple, set[str]]:
         """Key of every stored measurement -> names of the metrics stored for it."""
@@ -534,7 +537,8 @@ class Store:
 
     def add_metrics(self, key: Key, metrics: dict[str, float], seconds: dict[str, float] | None = None,
                     cross_device: CrossDevice | None = None) -> None:
-        """Add metrics (and a cross-device decode) to a stored measurement (its bytes and times stay as first measured)."""
+        """Add metrics (and a cross-device decode) to a stored measurement (its bytes and times stay as
+        first measured)."""
         with self.conn:
             self._insert_metrics(key, metrics, seconds or {})
             self._insert_cross_device(key, cross_device)
@@ -575,7 +579,7 @@ class Store:
             ORDER BY c.label, x.decode_device, x.quality, i.name
             """, (dataset,))
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur]
+        return [dict(zip(names, r, strict=True)) for r in cur]
 
     def get_meta(self, key: str, default=None):
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -593,7 +597,7 @@ class Store:
         cur = self.conn.execute("SELECT label, codec, options, version, family, description, info FROM codecs "
                                 "ORDER BY label")
         names = ("label", "codec", "options", "version", "family", "description", "info")
-        return [dict(zip(names, r[:-1]), info=json.loads(r[-1])) for r in cur]
+        return [dict(zip(names[:-1], r[:-1], strict=True), info=json.loads(r[-1])) for r in cur]
 
     def rows(self, dataset: str, sweep_only: bool = True) -> Iterator[dict]:
         """Tidy per-image rows for the dataset's current images and each codec's current version.
@@ -619,8 +623,9 @@ class Store:
             (dataset,),
         )
         names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r)) for r in cur]
-        metric_rows = self.conn.execute("SELECT image_hash, codec, options, version, quality, metric, value FROM metrics")
+        rows = [dict(zip(names, r, strict=True)) for r in cur]
+        metric_rows = self.conn.execute(
+            "SELECT image_hash, codec, options, version, quality, metric, value FROM metrics")
         metrics: dict[tuple, dict[str, float]] = {}
         for h, codec, opts, ver, q, name, value in metric_rows:
             metrics.setdefault((h, codec, opts, ver, q), {})[name] = value

@@ -168,5 +168,5 @@ def hosts_text(rows: pd.DataFrame) -> str:
     """``host (machine)`` of the measurements in ``rows`` (stores before host provenance: empty)."""
     if "host" not in rows or "machine" not in rows:
         return ""
-    pairs = sorted({(h, m) for h, m in zip(rows["host"], rows["machine"]) if h or m})
+    pairs = sorted({(h, m) for h, m in zip(rows["host"], rows["machine"], strict=True) if h or m})
     return "; ".join(f"{h} ({m})" if h and m else h or m for h, m in pairs)

@@ -9,7 +9,7 @@ cached in the store, so a repeated search costs nothing.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 REL_TOLERANCE = 0.005  # continuous search stops within 0.5 % of the target
 MAX_CONTINUOUS_STEPS = 30
@@ -26,7 +26,12 @@ def search_quality(bpp_at: Callable[[float], float], target: float, grid: list[f
     ``grid``: sorted candidate qualities (integers of a range, or a discrete set); ``bounds``:
     a continuous range instead. ``bpp_at`` should cache: qualities may be asked twice.
     """
-    lo_q, hi_q = (grid[0], grid[-1]) if grid is not None else bounds
+    if grid is not None:
+        lo_q, hi_q = grid[0], grid[-1]
+    elif bounds is not None:
+        lo_q, hi_q = bounds
+    else:
+        raise TypeError("search_quality needs a grid or bounds")
     increasing = bpp_at(hi_q) >= bpp_at(lo_q)
     # Orient so that bpp rises from ``a`` to ``b``.
     if grid is not None:
@@ -67,5 +72,5 @@ def quality_grid(quality_range: tuple[float, float, float] | None, qualities: tu
     lo, hi, step = quality_range
     if step == 0:
         return None, (lo, hi)
-    count = int(round((hi - lo) / step))
+    count = round((hi - lo) / step)
     return [lo + i * step for i in range(count + 1)], None

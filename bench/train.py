@@ -88,7 +88,7 @@ class CropDataset:
         return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255)
 
 
-def build_model(arch: str, quality: int, channels: tuple[int, int] | None):
+def build_model(arch: str, quality: int, channels: tuple[int, ...] | None):
     from compressai.zoo import image as zoo
 
     if arch not in zoo.model_architectures:
@@ -107,8 +107,6 @@ def optimizers(model, lr: float, aux_lr: float):
 
 
 def save(model, opt, aux_opt, step: int, out: Path, quality: int, lmbda: float, arch: str) -> Path:
-    import torch
-
     out.mkdir(parents=True, exist_ok=True)
     state = {"arch": arch, "lambda": lmbda, "quality": quality, "step": step,
              "model": model.state_dict(), "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict()}

@@ -118,7 +118,7 @@ def compare(codec: str, ours: dict[float, tuple[float, float]], pub: Published, 
     bpp = np.array([p[0] for p in points])
     psnr = np.array([p[1] for p in points])
     interp = scipy.interpolate.PchipInterpolator(np.log10(bpp), psnr) if len(bpp) >= 2 else None
-    for i, (p_bpp, p_psnr) in enumerate(zip(pub.bpp, pub.psnr)):
+    for i, (p_bpp, p_psnr) in enumerate(zip(pub.bpp, pub.psnr, strict=True)):
         quality = pub.quality[i] if pub.quality else None
         if quality is not None and quality in ours:
             o_bpp, o_psnr = ours[quality]

@@ -141,7 +141,8 @@ def zoo_file(architecture: str, metric: str, quality: int) -> tuple[str, Path]:
     try:
         url = zoo.model_urls[architecture][metric][quality]
     except KeyError:
-        raise CheckpointError(f"CompressAI has no pretrained {architecture} for metric {metric!r}, quality {quality}") from None
+        raise CheckpointError(f"CompressAI has no pretrained {architecture} for metric {metric!r}, "
+                              f"quality {quality}") from None
     return url, Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
 
 
@@ -356,7 +357,8 @@ def weights_description(weights: str) -> tuple[str, list[int]]:
 
 # --- the adapters ----------------------------------------------------------------------------
 def check_device(device: str) -> None:
-    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``cpu:N`` (a separately loaded CPU model); raises ValueError otherwise."""
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``cpu:N`` (a separately loaded CPU model); raises
+    ValueError otherwise."""
     if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"(cuda|cpu):\d+", device):
         raise ValueError("must be auto, cpu, cuda, cuda:N or cpu:N")
 
@@ -409,7 +411,8 @@ class LearnedCodec:
         height, width = x.shape[2:]
         pad, _ = compute_padding(height, width, min_div=PAD_MULTIPLE)
         with torch.no_grad():
-            out = model.compress(F.pad(x, pad, mode="constant", value=0))
+            # torch's nn.Module.__getattr__ types model.compress as Tensor | Module
+            out = model.compress(F.pad(x, pad, mode="constant", value=0))  # type: ignore[operator]
         return pack(int(quality), height, width, out["shape"], out["strings"])
 
     def decode(self, data: bytes, device: str = "cpu", **options) -> np.ndarray:
@@ -417,7 +420,7 @@ class LearnedCodec:
         model = self._model(quality, device, options)
         _, unpad = compute_padding(height, width, min_div=PAD_MULTIPLE)
         with torch.no_grad():
-            x_hat = model.decompress(strings, shape)["x_hat"]
+            x_hat = model.decompress(strings, shape)["x_hat"]  # type: ignore[operator]  # as compress above
         return _to_rgb(F.pad(x_hat, unpad))
 
 

@@ -84,7 +84,8 @@ def test_rd_figure_lines_styles_and_labels():
     rng = np.random.default_rng(0)
     curves = [random_curve(rng, 5, "jpeg"), random_curve(rng, 5, "hyperprior"),
               Curve("BPG (published)", np.array([0.1, 0.5, 1.0, 3.0]), np.array([27.0, 32.0, 35.0, 41.0]), True)]
-    fig = rd_figure(curves, {"jpeg": "conventional", "hyperprior": "learned"}, "ms-ssim-db", "kodak (24 images): ms-ssim-db")
+    fig = rd_figure(curves, {"jpeg": "conventional", "hyperprior": "learned"}, "ms-ssim-db",
+                    "kodak (24 images): ms-ssim-db")
     full, zoom = fig.axes
     assert fig._suptitle.get_text() == "kodak (24 images): ms-ssim-db"
     for ax in (full, zoom):

@@ -141,7 +141,7 @@ def test_dry_run_counts_match_the_run(image_folder, tmp_path, capsys):
 
 
 def test_sigkill_of_a_worker_loses_and_duplicates_nothing(cluster, image_folder, tmp_path):
-    started, client = cluster
+    _started, client = cluster
     plugins = fake_adapter(tmp_path / "p", sleep=0.4)
     configs = select(discover([plugins]), ["fake"])[0]
     out = tmp_path / "out"
@@ -171,7 +171,7 @@ def test_sigkill_of_a_worker_loses_and_duplicates_nothing(cluster, image_folder,
 
 
 def test_crashing_codec_on_a_cluster_is_one_crash_row_each(cluster, image_folder, tmp_path):
-    started, client = cluster
+    started, _client = cluster
     plugins = fake_adapter(tmp_path / "p", crash_quality=2)
     code = main(["run", "--dataset", str(image_folder), "--codecs", "fake,jpeg", "--codecs-dir", str(plugins),
                  "--qualities", "1,2", "--scheduler", started.scheduler_address, "--out", str(tmp_path / "out"),

@@ -118,7 +118,7 @@ def test_clashing_image_names_get_distinct_ids(tmp_path, capsys):
     folder = tmp_path / "dups"
     folder.mkdir()
     photos = [photo(64, 80, n) for n in ("astronaut", "coffee", "chelsea")]
-    for name, rgb in zip(["dup.png", "dup.jpg", "dup.png.jpg"], photos):
+    for name, rgb in zip(["dup.png", "dup.jpg", "dup.png.jpg"], photos, strict=True):
         Image.fromarray(rgb).save(folder / name, format="PNG" if name.endswith(".png") else "JPEG")
     assert sorted(s.name for s in resolve_dataset(str(folder)).sources) == ["dup.jpg", "dup.png", "dup.png.jpg"]
     out = tmp_path / "out"

@@ -2,8 +2,6 @@
 
 import importlib.util
 import math
-import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ def tiny_checkpoints(folder: Path, qualities=(1, 2), cls=ScaleHyperprior) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     for q in qualities:
         torch.manual_seed(q)
-        model = cls(8, 12) if cls is ScaleHyperprior else cls(8, 12)
+        model = cls(8, 12)
         model.update(force=True)
         torch.save(model.state_dict(), folder / f"q{q}-lambda0.01.pth.tar")
     return folder
@@ -60,7 +58,7 @@ def test_pack_unpack_and_header_size():
 def test_round_trip_from_bytes_alone(tiny):
     rgb = photo(100, 150)  # not a multiple of 64: padded and cropped back
     data = HYPERPRIOR.encode(rgb, 2, **options(tiny.parent))
-    _, height, width, shape, strings = cm.unpack(data)
+    _, height, width, _shape, strings = cm.unpack(data)
     assert (height, width) == (100, 150) and len(strings) == 2
     assert len(data) == cm.header_bytes(2) + sum(len(s[0]) for s in strings)
     cm._MODELS.clear()  # a fresh process: nothing but the bytes and the weights
@@ -129,7 +127,8 @@ def test_kmac_per_pixel_matches_module_hooks():
                 module.register_forward_hook(hook(part))
     counts = cm.complexity(model, size=size)
     pixels = size * size
-    assert counts["encoder_kmac_per_pixel"] == pytest.approx((macs["g_a"] + macs["h_a"] + macs["h_s"]) / pixels / 1000, abs=0.006)
+    assert counts["encoder_kmac_per_pixel"] == pytest.approx((macs["g_a"] + macs["h_a"] + macs["h_s"]) / pixels / 1000,
+                                                             abs=0.006)
     assert counts["decoder_kmac_per_pixel"] == pytest.approx((macs["h_s"] + macs["g_s"]) / pixels / 1000, abs=0.006)
     assert counts["parameters"] == sum(p.numel() for p in model.parameters())
 
@@ -149,7 +148,8 @@ def test_bad_checkpoints(tmp_path):
         HYPERPRIOR.encode(rgb, 2, **opts)
     with pytest.raises(cm.CheckpointError, match=r"q3-wrongarch.pth.tar: not a bmshj2018-hyperprior state_dict"):
         HYPERPRIOR.encode(rgb, 3, **opts)
-    with pytest.raises(cm.CheckpointError, match=r"q4-pickle.pth.tar: refused by torch.load\(weights_only=True\): it pickles GLOBAL pathlib"):
+    with pytest.raises(cm.CheckpointError, match=r"q4-pickle.pth.tar: refused by torch.load\(weights_only=True\): "
+                                                 r"it pickles GLOBAL pathlib"):
         HYPERPRIOR.encode(rgb, 4, **opts)
     with pytest.raises(cm.CheckpointError, match=r"no checkpoint for quality 7 \(has q1, q2, q3, q4\)"):
         HYPERPRIOR.encode(rgb, 7, **opts)
@@ -244,7 +244,8 @@ class OutOfMemoryError(RuntimeError):
 def encode(rgb, quality, device):
     if "{mode}" == "oom" and device == "cuda":
         raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    return rgb.tobytes() + bytes([rgb.shape[0] % 256, rgb.shape[1] % 256]) + rgb.shape[0].to_bytes(2, "big") + rgb.shape[1].to_bytes(2, "big")
+    return (rgb.tobytes() + bytes([rgb.shape[0] % 256, rgb.shape[1] % 256])
+            + rgb.shape[0].to_bytes(2, "big") + rgb.shape[1].to_bytes(2, "big"))
 
 def decode(data, device):
     h, w = int.from_bytes(data[-4:-2], "big"), int.from_bytes(data[-2:], "big")

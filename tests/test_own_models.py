@@ -91,7 +91,7 @@ def tiny_model_folder(root: Path) -> Path:
     spec = importlib.util.spec_from_file_location("tiny_user_models", folder / "mymodels.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    for quality, scale in zip(module.QUALITIES, (1.0, 4.0, 16.0, 64.0)):
+    for quality, scale in zip(module.QUALITIES, (1.0, 4.0, 16.0, 64.0), strict=True):
         torch.manual_seed(0)
         model = module.TinyPrior()
         with torch.no_grad():

@@ -58,7 +58,7 @@ def test_report_files_and_tables(small_run, tmp_path):
     # per-image: mean over images of per-image BD-rates
     per_image = pd.read_csv(small_run / "per_image.csv")
     values = []
-    for image, g in per_image.groupby("image"):
+    for _image, g in per_image.groupby("image"):
         ga = g[g["codec"] == "jpeg"].sort_values("psnr-y")
         gw = g[g["codec"] == "webp"].sort_values("psnr-y")
         values.append(bjontegaard.bd_rate(ga["bpp"], ga["psnr-y"], gw["bpp"], gw["psnr-y"], "pchip", min_overlap=0))

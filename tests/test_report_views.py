@@ -98,7 +98,8 @@ def test_summary_first_with_sorted_bd_and_family_sentences(mixed_run):
         values.append(shown)
     assert values == sorted(values) and len(values) == 2
     # best learned vs best conventional: bjontegaard between the two mean curves
-    conventional = min(("webp", "jpeg"), key=lambda c: dict(zip([r[0].strip() for r in rows[:-1]], values)).get(c, 0))
+    shown_values = dict(zip([r[0].strip() for r in rows[:-1]], values, strict=True))
+    conventional = min(("webp", "jpeg"), key=lambda c: shown_values.get(c, 0))
     a_rate, a_q = mean_curve(summary, conventional, "psnr-rgb")
     t_rate, t_q = mean_curve(summary, "fakelearned", "psnr-rgb")
     expected = bjontegaard.bd_rate(a_rate, a_q, t_rate, t_q, "pchip", min_overlap=0)
@@ -187,7 +188,8 @@ def test_speed_view(mixed_run):
         mp = (g["width"] * g["height"]).sum() / 1e6
         assert points.loc[codec, "encode_mps"] == pytest.approx(mp / g["encode_s"].sum(), rel=1e-12)
         assert points.loc[codec, "decode_mps"] == pytest.approx(mp / g["decode_s"].sum(), rel=1e-12)
-        assert points.loc[codec, "host"] == "; ".join(sorted({f"{h} ({m})" for h, m in zip(g["host"], g["machine"])}))
+        hosts = {f"{h} ({m})" for h, m in zip(g["host"], g["machine"], strict=True)}
+        assert points.loc[codec, "host"] == "; ".join(sorted(hosts))
         assert socket.gethostname() in points.loc[codec, "host"]
     assert points.loc["jpeg", "bd_rate"] == 0 and points.loc["fakelearned", "encoder_kmac"] == 12.5
     assert math.isnan(points.loc["webp", "encoder_kmac"])

@@ -58,7 +58,8 @@ def test_rerun_computes_only_missing_rows(image_folder, tmp_path):
     assert (first.done, first.cached_jobs) == (6, 0)
     again = run_benchmark(ds, configs("jpeg"), tmp_path, qualities=[20, 60, 90], jobs=2, progress=False)
     assert (again.done, again.cached_jobs) == (3, 6)
-    other_option = run_benchmark(ds, configs("jpeg:subsampling=4:4:4"), tmp_path, qualities=[20], jobs=1, progress=False)
+    other_option = run_benchmark(ds, configs("jpeg:subsampling=4:4:4"), tmp_path, qualities=[20], jobs=1,
+                                 progress=False)
     assert other_option.done == 3, "options are part of the key"
 
 
@@ -110,7 +111,7 @@ def test_bad_inputs_are_converted_or_skipped(tmp_path, capsys):
     Image.fromarray(base).convert("L").save(folder / "gray.png")
     Image.fromarray(base).convert("RGBA").save(folder / "rgba.png")
     Image.fromarray(base).convert("P").save(folder / "palette.png")
-    Image.fromarray((base[..., 1].astype(np.uint16) * 257)).save(folder / "gray16.png")
+    Image.fromarray(base[..., 1].astype(np.uint16) * 257).save(folder / "gray16.png")
     import tifffile
 
     tifffile.imwrite(folder / "rgb16.tif", base.astype(np.uint16) * 257, photometric="rgb")

@@ -34,7 +34,7 @@ def test_bd_batch_equals_bjontegaard_package(method, kind):
         expected = [package(ra, qa, rt, qt, method, require_matching_points=False, min_overlap=0)
                     for ra, qa, rt, qt in rows]
         # shuffled point order: bd_batch sorts each row itself
-        shuffled = [tuple(a[p] for a, p in zip(r, [rng.permutation(n_a)] * 2 + [rng.permutation(n_t)] * 2))
+        shuffled = [tuple(a[p] for a, p in zip(r, [rng.permutation(n_a)] * 2 + [rng.permutation(n_t)] * 2, strict=True))
                     for r in rows]
         values, _ = stats.bd_batch(*(np.array([r[i] for r in shuffled]) for i in range(4)), method, kind)
         np.testing.assert_allclose(values, expected, rtol=0, atol=1e-6)
@@ -233,7 +233,8 @@ def test_numbers_equal_a_reference_implementation():
     assert set(b_rows["no_value_images"].str.split(" ").str[0]) == {"img03"}
     assert set(b_rows["wins"].str.split("/").str[1]) == {"6"}
     per_rows = b_rows[b_rows["aggregation"] == "per-image"]
-    assert per_rows["note"].str.contains("mean over 6 of 7 images; no value for img03 (quality overlap", regex=False).all()
+    assert per_rows["note"].str.contains("mean over 6 of 7 images; no value for img03 (quality overlap",
+                                         regex=False).all()
     # Holm within each (method, aggregation, kind) table: 2 tests here
     for _, family in table.groupby(["method", "aggregation", "kind"]):
         assert list(family["p_holm"]) == pytest.approx(reference_holm(list(family["p"])), abs=1e-12)
@@ -254,7 +255,8 @@ def test_bd_table_cells_show_interval_and_marks():
     blocks = bd_blocks(table, "jpeg", "pchip", {"close": "conventional", "cheaper": "conventional"}, "synthetic", 200)
     _, rows = blocks[2][1:]
     cells = {row[0]: row[2] for row in rows}
-    cheaper = table.query("codec == 'cheaper' and method == 'pchip' and aggregation == 'mean-curve' and kind == 'bd-rate'")
+    cheaper = table.query("codec == 'cheaper' and method == 'pchip' and aggregation == 'mean-curve' "
+                          "and kind == 'bd-rate'")
     lo, hi = cheaper[["ci_low", "ci_high"]].iloc[0]
     assert cells["cheaper"] == f"-40.00 [{lo:+.2f}, {hi:+.2f}] ns"  # 6 images: p >= 2/64 * Holm's 2
     close = table.query("codec == 'close' and method == 'pchip' and aggregation == 'mean-curve' and kind == 'bd-rate'")

@@ -12,8 +12,6 @@ from bench.runner import run_benchmark
 from bench.store import Store
 from bench.targets import quality_grid, search_quality
 
-from .conftest import photo
-
 ADAPTERS = [a for a in discover() if isinstance(a, Adapter)]
 
 
@@ -82,7 +80,7 @@ def test_target_tables_from_the_cli(tmp_path, image_folder):
                  "--target-bpp", "0.25,0.5", "--jobs", "2", "--out", str(out), "--quiet",
                  "--metrics", "psnr-rgb,ms-ssim-rgb"]) == 0
     sweep = pd.read_csv(out / "per_image.csv")
-    assert sorted(set(zip(sweep["codec"], sweep["quality"]))) == [("jpeg", 50), ("jpeg2000", 0.5)], \
+    assert sorted(set(zip(sweep["codec"], sweep["quality"], strict=True))) == [("jpeg", 50), ("jpeg2000", 0.5)], \
         "target-bpp points stay out of the RD sweep"
     rows = pd.read_csv(out / "target_bpp.csv")
     means = pd.read_csv(out / "target_bpp_summary.csv")

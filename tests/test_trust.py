@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -24,7 +23,7 @@ from bench.datasets import resolve_dataset
 from bench.runner import TMP_PREFIX, run_benchmark
 from bench.store import DB_NAME, Store, StoreError
 
-from .conftest import REPO, photo
+from .conftest import REPO
 
 HEADER = "import numpy as np\nNAME={name!r}\nFAMILY='conventional'\nVERSION='1'\nDESCRIPTION='hostile test adapter'\n"
 # A lossless reference codec the hostile adapters start from: raw pixels plus the shape.
@@ -141,7 +140,8 @@ def test_failures_are_retried_unless_asked_not_to(tmp_path, image_folder):
     flag = tmp_path / "broken"
     flag.write_text("1")
     plugins = adapter(tmp_path / "p", "flaky", f"import os\ndef encode(rgb, quality):\n"
-                      f"    if os.path.exists({str(flag)!r}):\n        raise OSError('transient')\n    return _raw(rgb)\n"
+                      f"    if os.path.exists({str(flag)!r}):\n        raise OSError('transient')\n"
+                      "    return _raw(rgb)\n"
                       "def decode(data):\n    return _unraw(data)\n", qualities=(1,))
     out = tmp_path / "out"
     assert run(plugins, image_folder, out, "flaky", "--metrics", "psnr-rgb") == 1

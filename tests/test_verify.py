@@ -32,7 +32,8 @@ def published(tmp_path, out, codec, name, bpp_factor=1.0, db_offset=0.0, keep_qu
     """A CompressAI-format file written from our own exported curve, optionally perturbed."""
     doc = json.loads((out / f"{codec}.json").read_text())
     results = doc["results"]
-    new = {"bpp": list(np.array(results["bpp"]) * bpp_factor), "psnr-rgb": list(np.array(results["psnr-rgb"]) + db_offset)}
+    new = {"bpp": list(np.array(results["bpp"]) * bpp_factor),
+           "psnr-rgb": list(np.array(results["psnr-rgb"]) + db_offset)}
     if keep_quality:
         new["quality"] = results["quality"]
     path = tmp_path / f"{name}.json"
@@ -70,7 +71,8 @@ def test_usage_errors(two_image_run, tmp_path, capsys):
     assert main(["verify", str(two_image_run), "--reference", str(ref), "--as", "jpeg", "webp"]) == 2
     assert "--as names 2 codec(s) for 1 reference file(s)" in capsys.readouterr().err
     other = published(tmp_path, two_image_run, "jpeg", "mystery")
-    (tmp_path / "mystery.json").write_text(json.dumps({"name": "Mystery", "results": json.loads(other.read_text())["results"]}))
+    results = json.loads(other.read_text())["results"]
+    (tmp_path / "mystery.json").write_text(json.dumps({"name": "Mystery", "results": results}))
     assert main(["verify", str(two_image_run), "--reference", str(other)]) == 2
     assert "no measured codec named 'mystery' or 'Mystery'" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
