@@ -55,7 +55,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
-	$(PY) -m ruff check bench codecs tests
+	$(PY) -m ruff check bench codecs tests docs
 	$(PY) -m mypy
 	PYTHONPATH=. $(VENV)/bin/lint-imports
 

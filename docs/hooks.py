@@ -88,7 +88,10 @@ def options_table(parser: argparse.ArgumentParser) -> str:
         names = ", ".join(_code(s) for s in action.option_strings) or _code(action.metavar or action.dest)
         if action.required and action.option_strings:
             names += " (required)"
-        value = _argument(action) if action.option_strings else ""
+        if action.option_strings:
+            value = _argument(action)
+        else:  # a positional argument: its name is the first column; its choices, if any, the value
+            value = "{" + ",".join(map(str, action.choices)) + "}" if action.choices is not None else ""
         rows.append(f"| {names} | {_code(value) if value else ''} | {_default(action)} | {_help(parser, action)} |")
     return "\n".join(rows)
 
