@@ -1,6 +1,6 @@
 # Two commands: `make bench` (the benchmark) and `make test` (the test suite); `make figure4` rebuilds the report
 # with the Conventional vs End2End view's published curves; `make lint` checks style,
-# types and the import graph (ruff, mypy, import-linter).
+# types and the import graph (ruff, mypy, import-linter); `make docs` builds the documentation site into site/.
 # Each creates .venv and installs the project (editable, with test extras) on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -26,7 +26,7 @@ CKPT ?= checkpoints
 MINUTES ?= 60
 TRAIN_ARGS ?=
 
-.PHONY: bench figure4 test test-fast lint perf train venv clean-venv vvc coolchic
+.PHONY: bench figure4 test test-fast lint docs perf train venv clean-venv vvc coolchic
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,8 +53,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
+# The documentation site (MkDocs, Material theme) into site/, offline; --strict fails on broken links and
+# warnings. The CLI reference page is generated from bench.cli.build_parser() while it builds (docs/hooks.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
-	$(PY) -m ruff check bench codecs tests
+	$(PY) -m ruff check bench codecs tests docs
 	$(PY) -m mypy
 	PYTHONPATH=. $(VENV)/bin/lint-imports
 

@@ -71,7 +71,7 @@ def test_readme_notebook_example_runs(small_run, capsys):  # noqa: F811
 
     from .conftest import REPO
 
-    section = (REPO / "README.md").read_text().split("## Python API", 1)[1]
+    section = (REPO / "docs" / "api.md").read_text().split("# Python API", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len(code.strip().splitlines()) == 5
     exec(code.replace('"results/kodak"', repr(str(small_run))), {})
