@@ -30,6 +30,8 @@ from bench.store import DB_NAME  # noqa: E402
 from .conftest import REPO  # noqa: E402
 from .test_trust import _alive  # noqa: E402
 
+pytestmark = pytest.mark.slow  # Dask clusters and worker processes start in every test
+
 VALUES = ["image", "codec", "quality", "bytes", "bpp", "psnr-rgb", "ms-ssim-rgb"]
 FAKE = """import os, time
 import numpy as np

@@ -47,7 +47,7 @@ def text_of(fragment: str) -> str:
 def sections(page: str) -> dict[str, str]:
     """The CLI page's HTML by its second-level headings' ids."""
     parts = re.split(r'<h2 id="([^"]+)"', page)
-    return dict(zip(parts[1::2], parts[2::2]))
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 def test_cli_page_lists_every_command_and_option(site):

@@ -21,6 +21,8 @@ from bench.fairness import chroma_format, published_chroma
 
 from .conftest import SHARED
 
+pytestmark = pytest.mark.slow  # real sweeps and reports of the Conventional vs End2End view
+
 # Published Kodak curves (bpp, PSNR-RGB, MS-SSIM), CompressAI's results/image/kodak/*.json.
 PUBLISHED = {
     "vtm.json": {"name": "VTM", "results": {

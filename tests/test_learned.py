@@ -18,6 +18,8 @@ from bench.store import Store
 
 from .conftest import REPO, SHARED, photo
 
+pytestmark = pytest.mark.slow  # runs learned codecs (torch) through the harness
+
 SPEC = importlib.util.spec_from_file_location("compressai_models_under_test", REPO / "codecs" / "compressai_models.py")
 cm = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(cm)

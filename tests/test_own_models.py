@@ -27,6 +27,8 @@ from bench.cross_device import summary
 
 from .conftest import REPO, SHARED, photo
 
+pytestmark = pytest.mark.slow  # trains and runs learned models end to end
+
 SPEC = importlib.util.spec_from_file_location("compressai_models_own", REPO / "codecs" / "compressai_models.py")
 cm = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(cm)

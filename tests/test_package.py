@@ -14,6 +14,8 @@ import pytest
 
 from .conftest import REPO
 
+pytestmark = pytest.mark.slow  # builds and installs the wheel in a fresh virtual environment
+
 PROJECT_FILES = ("pyproject.toml", "README.md")
 
 

@@ -13,6 +13,8 @@ from bench.store import Store
 
 from .conftest import SHARED
 
+pytestmark = pytest.mark.slow  # reproduces CompressAI's published Kodak tables with real sweeps
+
 REFERENCE = SHARED / "reference" / "compressai-kodak"
 QUALITIES = [5, 50, 95]  # a subset of the 19-point sweep keeps the test fast
 TOLERANCE = {"webp": (0.01, 0.1), "jpeg": (0.15, 0.5)}  # (dB, % bpp)

@@ -9,6 +9,8 @@ from .browser import driver, unavailable
 from .test_report import small_run  # noqa: F401  (module fixture: jpeg and webp on 3 photos)
 from .test_report_views import page_data
 
+pytestmark = pytest.mark.slow  # a headless Chromium opens the report
+
 
 @pytest.fixture(scope="module")
 def browser():

@@ -16,6 +16,8 @@ import pytest
 from bench.cli import main
 from bench.fairness import off_target
 
+pytestmark = pytest.mark.slow  # builds full reports (plots, HTML) from real runs
+
 FAKE_LEARNED = '''"""WebP at effort 6 posing as a learned codec, with a stated complexity (report tests only)."""
 import io
 

@@ -16,6 +16,8 @@ from bench.codec_tools import rgb_to_ycbcr420, upsample2_bilinear, ycbcr420_to_r
 
 from .conftest import KODAK, REPO, photo
 
+pytestmark = pytest.mark.slow  # vvenc/vvdec encodes and QP sweeps
+
 SPEC = importlib.util.spec_from_file_location("vvc_under_test", REPO / "codecs" / "vvc.py")
 vvc = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(vvc)
