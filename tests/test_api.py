@@ -22,6 +22,7 @@ def test_import_is_light():
     assert out.strip() == "[] ['Curve', 'Results', '__version__', 'bd_rate', 'load']"
 
 
+@pytest.mark.slow
 def test_load_tables_curves_and_bd(small_run):  # noqa: F811
     assert main(["report", str(small_run)]) == 0  # writes the CSVs the API must agree with
     r = bench.load(small_run)
@@ -66,6 +67,7 @@ def test_api_errors(small_run, tmp_path):  # noqa: F811
         bench.bd_rate(far, near)
 
 
+@pytest.mark.slow
 def test_readme_notebook_example_runs(small_run, capsys):  # noqa: F811
     import re
 

@@ -36,6 +36,7 @@ def probe(*args: str) -> tuple[int, str, str]:
     return int(fields["exit"]), fields["heavy"], result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_help_usage_errors_datasets_and_cached_run_do_not_import_torch(tmp_path):
     code, heavy, out = probe("--help")
     assert code == 0 and heavy == "-" and "run" in out

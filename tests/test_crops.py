@@ -22,6 +22,7 @@ def run_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_crops_png_and_panels(run_dir, monkeypatch):
     import bench.crops as crops
 
@@ -43,6 +44,7 @@ def test_crops_png_and_panels(run_dir, monkeypatch):
     assert abs(float(j2k.split("\n")[1].split()[0]) - 0.3) < 0.02, "nearest bpp to the target"
 
 
+@pytest.mark.slow
 def test_report_embeds_the_crops(run_dir):
     build_crops(run_dir, "astronaut", 0.5)
     assert main(["report", str(run_dir)]) == 0

@@ -80,6 +80,7 @@ def test_missing_codecs_dir_is_an_error(tmp_path):
         discover([tmp_path / "nope"])
 
 
+@pytest.mark.slow
 def test_plugin_from_temporary_folder_runs_in_worker_processes(plugin_dir, image_folder, tmp_path):
     configs, _ = select(discover([plugin_dir]), ["png-test"])
     report = run_benchmark(resolve_dataset(str(image_folder)), configs, tmp_path / "out", jobs=2, progress=False)

@@ -50,6 +50,7 @@ def sections(page: str) -> dict[str, str]:
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
+@pytest.mark.slow
 def test_cli_page_lists_every_command_and_option(site):
     page = (site / "cli" / "index.html").read_text(encoding="utf-8")
     assert PLACEHOLDER not in page

@@ -43,6 +43,7 @@ def stored(out: Path) -> int:
         return conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
 
 
+@pytest.mark.slow
 def test_codec_named_twice_runs_once_with_the_union_of_qualities(image_folder, tmp_path):
     out = tmp_path / "out"
     code = main(["run", "--dataset", str(image_folder), "--codecs", "jpeg:q=30,jpeg:q=30/60", "--out", str(out),
@@ -101,6 +102,7 @@ def decode(data):
 '''
 
 
+@pytest.mark.slow
 def test_failed_target_bpp_search_exits_1_with_the_reason(image_folder, tmp_path, capsys):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
@@ -114,6 +116,7 @@ def test_failed_target_bpp_search_exits_1_with_the_reason(image_folder, tmp_path
     assert main(args) == 1, "the failed searches are tried again, and fail again"
 
 
+@pytest.mark.slow
 def test_clashing_image_names_get_distinct_ids(tmp_path, capsys):
     folder = tmp_path / "dups"
     folder.mkdir()

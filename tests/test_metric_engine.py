@@ -93,6 +93,7 @@ def kodak_or_photo(index: int) -> np.ndarray:
     return photo(768, 512, name) if index in (4, 9, 10, 17, 18, 19) else photo(512, 768, name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index,quality", [(1, 10), (4, 50), (13, 75), (23, 95)])
 def test_kodak_sized_equal_to_libraries(index, quality):
     ref = kodak_or_photo(index)
@@ -124,6 +125,7 @@ def test_grey_looking_rgb_equal_to_libraries():
     assert_equal_to_libraries(ref, jpeg(ref, 40))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # CompressAI's PSNR of identical images
 def test_identical_images():
     ref = kodak_or_photo(7)

@@ -104,6 +104,7 @@ def test_tool_paths_resolved_at_setup_stay_out_of_the_key(tmp_path, monkeypatch)
     assert config("bpg").version != first.version, "another binary is another version"
 
 
+@pytest.mark.slow
 def test_bpg_command_lines_and_stderr_in_failures(tmp_path, image_folder):
     # Stand-ins with bpgenc/bpgdec's command lines that store the PNG itself (lossless).
     enc = script(tmp_path / "bpgenc", 'while [ "$1" != "-o" ]; do shift; done; cp "$3" "$2"\n')

@@ -188,6 +188,7 @@ def test_learned_qualities_must_have_a_model(tmp_path):
         select(Catalog([folder], builtin=False), ["toy-learned:q=1/3"])
 
 
+@pytest.mark.slow
 def test_code_identity_is_part_of_the_version(tmp_path, image_folder):
     folder = tmp_path / "plugins"
     path = raw(folder, options="{}")
@@ -230,6 +231,7 @@ def test_module_exiting_at_import_is_unavailable(tmp_path, statement):
     assert "Exit" in items["quits"].reason
 
 
+@pytest.mark.slow
 def test_sys_exit_at_import_does_not_end_run(tmp_path, image_folder, capsys):
     from bench.cli import main
 

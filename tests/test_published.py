@@ -69,6 +69,7 @@ def run(images: Path, spec: str, out: Path, *extra: str) -> int:
                  "--metrics", "psnr-rgb", *extra])
 
 
+@pytest.mark.slow
 def test_supplied_images_bpp_metrics_target_bpp_and_verify(tiny, tmp_path, capsys):
     images, folder = tiny
     out = tmp_path / "out"
@@ -108,6 +109,7 @@ def test_supplied_images_bpp_metrics_target_bpp_and_verify(tiny, tmp_path, capsy
     assert "FAIL" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_decoded_here_with_the_publishers_decoder(tiny, tmp_path, capsys):
     images, folder = tiny
     out = tmp_path / "out"
@@ -124,6 +126,7 @@ def test_decoded_here_with_the_publishers_decoder(tiny, tmp_path, capsys):
     assert timing.count("not measured") == 3  # encode mean, median, MP/s; decode is measured
 
 
+@pytest.mark.slow
 def test_decoded_image_that_is_not_the_decoders_output_fails(tmp_path, capsys):
     images, folder = make_folder(tmp_path, metrics=False)
     path = folder / "decoded" / "coffee-q60.png"
@@ -203,6 +206,7 @@ README_MEANS = {0.0001: (1.4168, 41.000), 0.0004: (0.7958, 37.101), 0.001: (0.50
                 0.004: (0.2286, 30.717), 0.02: (0.0779, 26.976)}
 
 
+@pytest.mark.slow
 def test_coolchic_kodak_reproduces_the_published_table(coolchic, shared_data, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", "--dataset", "kodak", "--no-download", "--codecs", f"published:dir={coolchic}:decode=supplied",
@@ -225,6 +229,7 @@ def test_coolchic_kodak_reproduces_the_published_table(coolchic, shared_data, tm
     assert "| coolchic-3.4.1-kodak | coolchic-3.4.1-kodak.tsv | 120 | 0 | " in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_coolchic_decoded_here_is_pixel_identical(coolchic, tmp_path, capsys):
     from bench import tools
 

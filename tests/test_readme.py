@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from bench.adapters import Adapter, discover, select
 from bench.datasets import resolve_dataset
 from bench.runner import run_benchmark
@@ -9,6 +11,7 @@ from bench.runner import run_benchmark
 from .conftest import REPO
 
 
+@pytest.mark.slow
 def test_readme_example_adapter(tmp_path, image_folder):
     page = (REPO / "docs" / "adding-a-codec.md").read_text()
     section = page.split("# Adding a codec", 1)[1]

@@ -34,6 +34,7 @@ def reference_file(tmp_path, out):
     return path
 
 
+@pytest.mark.slow
 def test_report_files_and_tables(small_run, tmp_path):
     ref = reference_file(tmp_path, small_run)
     assert main(["report", str(small_run), "--anchor", "jpeg", "--reference", str(ref)]) == 0
@@ -91,6 +92,7 @@ def test_report_files_and_tables(small_run, tmp_path):
         assert f"<option value='{metric}'>" in page, metric
 
 
+@pytest.mark.slow
 def test_rebuild_is_deterministic(small_run):
     names = ["bd_rate.csv", "bd_rate.md", "summary.csv", "per_image.csv", "jpeg.json", "rd_psnr-rgb.png",
              "rd_psnr-rgb.svg", "speed_psnr-rgb.png", "speed_psnr-rgb.svg", "report.md", "report.html"]

@@ -36,6 +36,7 @@ def test_bits_per_pixel():
     assert bits_per_pixel(3, 2, 3) == 4.0
 
 
+@pytest.mark.slow
 def test_bpp_is_bytes_times_8_over_pixels(image_folder, tmp_path):
     run_benchmark(resolve_dataset(str(image_folder)), configs("jpeg", "webp"), tmp_path, qualities=[30, 80],
                   jobs=1, progress=False)
@@ -52,6 +53,7 @@ def test_bpp_is_bytes_times_8_over_pixels(image_folder, tmp_path):
         assert row["encode_s"] > 0 and row["decode_s"] > 0 and row["device"] == "cpu"
 
 
+@pytest.mark.slow
 def test_rerun_computes_only_missing_rows(image_folder, tmp_path):
     ds = resolve_dataset(str(image_folder))
     first = run_benchmark(ds, configs("jpeg"), tmp_path, qualities=[20, 60], jobs=2, progress=False)
@@ -71,6 +73,7 @@ def _count_rows(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_kill_9_loses_and_recomputes_nothing(image_folder, tmp_path, jobs):
     out = tmp_path / "out"
@@ -100,6 +103,7 @@ def test_kill_9_loses_and_recomputes_nothing(image_folder, tmp_path, jobs):
     assert all(after[k] == v for k, v in before.items()), "finished rows were not recomputed"
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_converted_or_skipped(tmp_path, capsys):
     folder = tmp_path / "bad"
     folder.mkdir()
@@ -147,6 +151,7 @@ def test_bad_inputs_are_converted_or_skipped(tmp_path, capsys):
     assert np.array_equal(load_image(folder / "gray16.png").rgb, np.repeat(base[..., 1:2], 3, axis=2))
 
 
+@pytest.mark.slow
 def test_failures_are_counted_with_reasons(tmp_path, image_folder, capsys):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
@@ -168,6 +173,7 @@ def test_failures_are_counted_with_reasons(tmp_path, image_folder, capsys):
     assert "1 x decode: decoded shape (3, 3, 3) differs from the original (192, 256, 3)" in out
 
 
+@pytest.mark.slow
 def test_exported_files(image_folder, tmp_path):
     out = tmp_path / "out"
     assert main(["run", "--dataset", str(image_folder), "--codecs", "jpeg,webp", "--qualities", "10,50,90",
@@ -206,6 +212,7 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "unknown codec 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sample_dataset_run(tmp_path):
     assert main(["run", "--dataset", "sample", "--codecs", "webp", "--qualities", "50", "--jobs", "2",
                  "--out", str(tmp_path), "--quiet"]) == 0
@@ -213,6 +220,7 @@ def test_sample_dataset_run(tmp_path):
     assert len(doc["results"]["bpp"]) == 1 and math.isfinite(doc["results"]["psnr-rgb"][0])
 
 
+@pytest.mark.slow
 def test_added_metrics_are_computed_for_stored_rows_only(image_folder, tmp_path):
     ds = resolve_dataset(str(image_folder))
     first = run_benchmark(ds, configs("jpeg"), tmp_path, qualities=[40], jobs=1, progress=False,
@@ -232,6 +240,7 @@ def test_added_metrics_are_computed_for_stored_rows_only(image_folder, tmp_path)
     assert {r["name"]: r["bytes"] for r in rows} == created
 
 
+@pytest.mark.slow
 def test_crashing_codec_and_untimed_prepare(tmp_path, image_folder):
     plugins = tmp_path / "plugins"
     plugins.mkdir()

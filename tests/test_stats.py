@@ -148,6 +148,7 @@ def test_identical_codecs_are_not_significant():
     assert set(rows["wins"]) == {"0/10"}
 
 
+@pytest.mark.slow
 def test_interval_covers_true_value_in_at_least_93_of_100_repetitions():
     """Per image the test codec spends k·exp(e_i) times the anchor's bits, e_i ~ N(0, s²): true
     BD-rate (k·exp(s²/2) - 1)·100 for both aggregations. 48 images (simulated coverage of the
@@ -178,6 +179,7 @@ def reference_overlap(a, b):
     return max(min(a.max(), b.max()) - max(a.min(), b.min()), 0) / min(np.ptp(a), np.ptp(b))
 
 
+@pytest.mark.slow
 def test_numbers_equal_a_reference_implementation():
     """Everything recomputed with the bjontegaard package, numpy resampling (default_rng(0), as
     documented), an enumerated sign-flip test and a Holm loop."""

@@ -52,6 +52,7 @@ def test_continuous_and_discrete():
     assert quality_grid((0.01, 12.0, 0), ()) == (None, (0.01, 12.0))
 
 
+@pytest.mark.slow
 def test_jpeg_search_hits_the_nearest_quality(tmp_path, image_folder):
     configs, _ = select(ADAPTERS, ["jpeg"])
     ds = resolve_dataset(str(image_folder))
@@ -74,6 +75,7 @@ def test_jpeg_search_hits_the_nearest_quality(tmp_path, image_folder):
     assert again.done == 0 and not any("searching" in m for m in messages)
 
 
+@pytest.mark.slow
 def test_target_tables_from_the_cli(tmp_path, image_folder):
     out = tmp_path / "out"
     assert main(["run", "--dataset", str(image_folder), "--codecs", "jpeg:q=50,jpeg2000:q=0.5",

@@ -38,6 +38,7 @@ def test_quality_for_lambda():
     assert quality_for_lambda(8.73, "ms-ssim") == 3 and quality_for_lambda(220, "ms-ssim") == 8
 
 
+@pytest.mark.slow
 def test_train_learns_and_checkpoint_loads_in_adapter(train_images, tmp_path):
     out = tmp_path / "ckpt" / "bmshj2018-hyperprior"
     result = train(args_for(train_images, out, "--steps", "60"))

@@ -58,6 +58,7 @@ def failures(out: Path) -> pd.DataFrame:
         return pd.read_sql("SELECT * FROM failures", conn)
 
 
+@pytest.mark.slow
 def test_adapter_writing_into_its_input_fails_alone(tmp_path, image_folder, capsys):
     """Finding 1: an in-place write used to corrupt the other codecs' stored results."""
     plugins = adapter(tmp_path / "p", "scribbler", "def encode(rgb, quality):\n    rgb += 1\n    return _raw(rgb)\n"
@@ -74,6 +75,7 @@ def test_adapter_writing_into_its_input_fails_alone(tmp_path, image_folder, caps
         assert row.bytes == len(independent)
 
 
+@pytest.mark.slow
 def test_decoder_that_does_not_read_the_bytes_is_caught(tmp_path, image_folder, capsys):
     """Finding 5: a decoder returning the image from a module variable was stored as PSNR inf."""
     plugins = adapter(tmp_path / "p", "cheat",
@@ -92,6 +94,7 @@ def test_decoder_that_does_not_read_the_bytes_is_caught(tmp_path, image_folder, 
     assert stored(tmp_path / "all").empty and len(failures(tmp_path / "all")) == 3
 
 
+@pytest.mark.slow
 def test_non_deterministic_encoder_is_noted(tmp_path, image_folder, capsys):
     plugins = adapter(tmp_path / "p", "noisy",
                       "import os\ndef encode(rgb, quality):\n    n = os.urandom(1)[0] % 200 + 1\n"
@@ -106,6 +109,7 @@ def test_non_deterministic_encoder_is_noted(tmp_path, image_folder, capsys):
     assert "not deterministic" in info["noisy"]["notes"]
 
 
+@pytest.mark.slow
 def test_hanging_adapter_times_out_and_the_run_goes_on(tmp_path, image_folder, capsys):
     """Finding 6: a hang blocked the run forever."""
     plugins = adapter(tmp_path / "p", "hang", "import time\ndef encode(rgb, quality):\n"
@@ -121,6 +125,7 @@ def test_hanging_adapter_times_out_and_the_run_goes_on(tmp_path, image_folder, c
     assert "no result after 2 s" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_segfault_is_one_crash_row_and_innocent_jobs_are_kept(tmp_path, image_folder, jobs):
     """Finding 7: with --jobs 1 a segfault ended the command; in a pool, jobs beside it were stored as crash."""
@@ -136,6 +141,7 @@ def test_segfault_is_one_crash_row_and_innocent_jobs_are_kept(tmp_path, image_fo
     assert len(stored(out)) == 8
 
 
+@pytest.mark.slow
 def test_failures_are_retried_unless_asked_not_to(tmp_path, image_folder):
     flag = tmp_path / "broken"
     flag.write_text("1")
@@ -152,6 +158,7 @@ def test_failures_are_retried_unless_asked_not_to(tmp_path, image_folder):
     assert len(stored(out)) == 3 and len(failures(out)) == 0
 
 
+@pytest.mark.slow
 def test_exit_codes(tmp_path, image_folder, capsys):
     out = tmp_path / "out"
     assert run(tmp_path, image_folder, out, "jpeg", "--qualities", "50") == 0
@@ -175,6 +182,7 @@ def _png_claiming(path: Path, width: int, height: int) -> None:
                      + chunk(b"IEND", b""))
 
 
+@pytest.mark.slow
 def test_decompression_bomb_is_skipped_by_name(tmp_path, image_folder, capsys):
     """Finding 8: one image claiming 15000x13000 aborted the run with a traceback."""
     _png_claiming(image_folder / "bomb.png", 15000, 13000)
@@ -199,6 +207,7 @@ def test_memory_bounds_concurrency():
     executor.busy = []
 
 
+@pytest.mark.slow
 def test_store_refuses_damage_and_other_datasets(tmp_path, image_folder, capsys):
     """Finding 4."""
     out = tmp_path / "out"
@@ -261,6 +270,7 @@ def test_killed_writer_store_is_checked(tmp_path):
         Store(tmp_path)
 
 
+@pytest.mark.slow
 def test_failed_export_keeps_previous_files(tmp_path, image_folder, monkeypatch, capsys):
     """Finding 3: outputs were written in place; a kill or a full disk left them cut or empty."""
     out = tmp_path / "out"
@@ -294,6 +304,7 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(") ")[1].startswith("Z"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_killed_parent_takes_its_workers_and_temp_files(tmp_path, image_folder, sig):
     """Finding 6: SIGTERM or kill -9 left workers running and /tmp/bench-images-* behind (Ctrl-C: exit 130)."""

@@ -32,6 +32,7 @@ def process_gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_jobs_children(tmp_path, image_folder):
     """An encoder's external tool (here `sleep`) must not outlive its job's timeout."""
     pids = tmp_path / "pids"
@@ -58,6 +59,7 @@ POISON = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", sorted(POISON))
 def test_adapter_poisoning_the_cached_original_is_blamed_alone(tmp_path, image_folder, capsys, how):
     plugins = adapter(tmp_path / "p", "poison",
@@ -77,6 +79,7 @@ def test_adapter_poisoning_the_cached_original_is_blamed_alone(tmp_path, image_f
         assert row.bytes == len(encoder.encode(np.asarray(Image.open(path).convert("RGB")), 50))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["cwd", "tmpdir"])
 def test_decoder_reading_its_encoders_file_fails_with_the_reason(tmp_path, image_folder, where):
     folder = "'.'" if where == "cwd" else "tempfile.gettempdir()"
@@ -94,6 +97,7 @@ def test_decoder_reading_its_encoders_file_fails_with_the_reason(tmp_path, image
     assert all("without the files its encoder wrote" in e for e in fails["error"])
 
 
+@pytest.mark.slow
 def test_setup_that_changes_directory_does_not_move_the_results(tmp_path, image_folder):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -111,6 +115,7 @@ def test_setup_that_changes_directory_does_not_move_the_results(tmp_path, image_
     assert len(stored(work / "out")) == 6 and not (elsewhere / "out").exists()
 
 
+@pytest.mark.slow
 def test_undecodable_file_names_and_exception_text_are_stored_escaped(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
@@ -131,6 +136,7 @@ def test_undecodable_file_names_and_exception_text_are_stored_escaped(tmp_path):
     assert "caf\\udce9" in (out / "per_image.csv").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_stale_codec_file_is_removed_when_the_current_version_has_no_result(tmp_path, image_folder):
     plugins = adapter(tmp_path / "p", "fickle", "def encode(rgb, quality):\n    return _raw(rgb)\n"
                       "def decode(data):\n    return _unraw(data)\n", qualities=(1,))
@@ -144,6 +150,7 @@ def test_stale_codec_file_is_removed_when_the_current_version_has_no_result(tmp_
     assert (out / "jpeg.json").is_file() and "fickle" not in set(pd.read_csv(out / "per_image.csv")["codec"])
 
 
+@pytest.mark.slow
 def test_an_export_failing_midway_changes_no_file(tmp_path, image_folder, monkeypatch, capsys):
     out = tmp_path / "out"
     assert run(tmp_path, image_folder, out, "jpeg,webp", "--qualities", "50", "--metrics", "psnr-rgb") == 0
@@ -165,6 +172,7 @@ def test_an_export_failing_midway_changes_no_file(tmp_path, image_folder, monkey
     assert not [p for p in out.iterdir() if p.name.startswith(".staging-") or ".tmp" in p.name]
 
 
+@pytest.mark.slow
 def test_temporary_files_of_a_killed_run_are_removed_by_the_next(tmp_path, image_folder):
     out = tmp_path / "out"
     assert run(tmp_path, image_folder, out, "jpeg", "--qualities", "50", "--metrics", "psnr-rgb") == 0
@@ -211,6 +219,7 @@ def mounted(folder: Path, *options: str):
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_read_only_results_folder_is_reported_as_read_only(tmp_path, image_folder, capsys):
     out = tmp_path / "out"
     assert run(tmp_path, image_folder, out, "jpeg", "--qualities", "50", "--metrics", "psnr-rgb") == 0
@@ -228,6 +237,7 @@ def test_read_only_results_folder_is_reported_as_read_only(tmp_path, image_folde
         assert len(__import__("bench").load(out).per_image) == 3, "the store is still readable"
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line_and_the_store_stays_intact(tmp_path, image_folder, capsys):
     with mounted(tmp_path / "small", "-t", "tmpfs", "-o", "size=2m", "tmpfs") as disk:
         out = disk / "out"
@@ -249,6 +259,7 @@ def disk_free(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
 
+@pytest.mark.slow
 def test_damaged_page_found_after_opening_is_one_line_with_the_recovery_command(tmp_path, image_folder, capsys):
     out = tmp_path / "out"
     assert run(tmp_path, image_folder, out, "jpeg", "--qualities", "10..90/10", "--metrics", "psnr-rgb") == 0
@@ -266,6 +277,7 @@ def test_damaged_page_found_after_opening_is_one_line_with_the_recovery_command(
     assert len(err.splitlines()) == 1 and "is damaged" in err and ".recover" in err and str(out) in err
 
 
+@pytest.mark.slow
 def test_adapter_edited_during_a_run_stops_it_with_1(tmp_path, image_folder, capsys):
     """Point 2 on one machine: a worker process started after the edit (here the fresh decode-check
     process) runs other code than the rows' version; it refuses, and the run ends incomplete."""

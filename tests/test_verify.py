@@ -41,6 +41,7 @@ def published(tmp_path, out, codec, name, bpp_factor=1.0, db_offset=0.0, keep_qu
     return path
 
 
+@pytest.mark.slow
 def test_same_data_passes(two_image_run, tmp_path, capsys):
     jpeg = published(tmp_path, two_image_run, "jpeg", "jpeg")
     webp = published(tmp_path, two_image_run, "webp", "webp-no-quality", keep_quality=False)
@@ -81,6 +82,7 @@ def test_usage_errors(two_image_run, tmp_path, capsys):
     assert "not a CompressAI-format result file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_kodak_reproduces_published_jpeg_and_webp(tmp_path, capsys, monkeypatch):
     if not (REFERENCE / "jpeg.json").is_file() or not (SHARED / "datasets" / "kodak" / "kodim01.png").is_file():
         pytest.skip(f"reference results or Kodak images not available under {SHARED}")
