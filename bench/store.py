@@ -75,11 +75,46 @@ CREATE TABLE IF NOT EXISTS cross_device (
 """
 
 
-# (table, column) pairs a current store has ("" = the table itself); older stores are upgraded.
-SCHEMA_ITEMS = {("measurements", "host"), ("measurements", "machine"), ("measurements", "metric_device"),
-                ("measurements", "untimed"),
-                ("metrics", "seconds"), ("codecs", "info"), ("notes", ""), ("sweeps", ""), ("targets", ""),
-                ("probes", "")}
+SCHEMA_VERSION = 1  # PRAGMA user_version of a store of this version; MIGRATIONS bring older ones up to it
+
+
+def _migrate_unversioned(conn: sqlite3.Connection) -> None:
+    """0 -> 1: stores from before ``user_version`` get the tables and columns added since the first store."""
+    have = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    _create_tables(conn)
+    if "sweeps" not in have:  # stores written before sweeps were recorded: every non-target quality
+        conn.execute("""INSERT OR IGNORE INTO sweeps SELECT DISTINCT m.codec, m.options, m.version, m.quality
+                        FROM measurements m WHERE NOT EXISTS (SELECT 1 FROM targets t WHERE
+                        t.codec = m.codec AND t.options = m.options AND t.version = m.version
+                        AND t.quality = m.quality)""")
+    _add_column(conn, "codecs", "info", "TEXT NOT NULL DEFAULT '{}'")  # stores before codec metadata
+    _add_column(conn, "metrics", "seconds", "REAL")  # stores before per-metric timing
+    _add_column(conn, "measurements", "host", "TEXT NOT NULL DEFAULT ''")  # stores before host provenance
+    _add_column(conn, "measurements", "machine", "TEXT NOT NULL DEFAULT ''")
+    _add_column(conn, "measurements", "metric_device", "TEXT NOT NULL DEFAULT 'cpu'")
+    _add_column(conn, "measurements", "untimed", "TEXT NOT NULL DEFAULT ''")  # stores before untimed stages
+
+
+# version -> the step that brings a store of version - 1 to it, inside the opening writer's transaction.
+# A schema change adds a step here and raises SCHEMA_VERSION; SCHEMA is always the newest shape.
+MIGRATIONS = {1: _migrate_unversioned}
+
+
+def _create_tables(conn: sqlite3.Connection) -> None:
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
 IDENT_COLUMNS = ("image_hash", "codec", "options", "version")
 KEY_COLUMNS = (*IDENT_COLUMNS, "quality")
 WHERE_IDENT = " AND ".join(f"{c} = ?" for c in IDENT_COLUMNS)
@@ -246,7 +281,7 @@ class Store:
             self._lock()
         else:
             self.live_writer = self._writer_pid()
-            if self.live_writer is None and self._outdated():
+            if self.live_writer is None and not read_only and self._outdated():
                 Store(self.directory, writer=True).close()  # bring a store of an older version up to date
         try:
             # A read-only folder has no live writer and cannot hold SQLite's shared-memory file: read it as is.
@@ -283,17 +318,15 @@ class Store:
             self._lock_file = None
 
     def _outdated(self) -> bool:
-        """Whether the store lacks tables or columns of this version (a writer adds them when it opens)."""
+        """Whether the store's schema is older than this version's (a writer migrates it when it opens)."""
         try:
             conn = sqlite3.connect(self.path, timeout=60)
             try:
-                have = {(t, c) for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-                        for c in [row[1] for row in conn.execute(f"PRAGMA table_info({t})")] + [""]}
+                return schema_version(conn) < SCHEMA_VERSION
             finally:
                 conn.close()
         except sqlite3.DatabaseError:
             return False  # reported by the normal open
-        return not SCHEMA_ITEMS <= have
 
     def _writer_pid(self) -> int | None:
         """The pid of a run writing to this folder now, if any."""
@@ -328,20 +361,30 @@ class Store:
             result = self.conn.execute("PRAGMA integrity_check").fetchone()[0]
             if result != "ok":
                 raise sqlite3.DatabaseError(f"integrity check after a killed run: {result}")
-        had_sweeps = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sweeps'").fetchone()
-        self.conn.executescript(SCHEMA)
-        if had_tables and not had_sweeps:  # stores written before sweeps were recorded: every non-target quality
-            self.conn.execute("""INSERT OR IGNORE INTO sweeps SELECT DISTINCT m.codec, m.options, m.version, m.quality
-                                 FROM measurements m WHERE NOT EXISTS (SELECT 1 FROM targets t WHERE
-                                 t.codec = m.codec AND t.options = m.options AND t.version = m.version
-                                 AND t.quality = m.quality)""")
-        self._add_column("codecs", "info", "TEXT NOT NULL DEFAULT '{}'")  # stores before codec metadata
-        self._add_column("metrics", "seconds", "REAL")  # stores before per-metric timing
-        self._add_column("measurements", "host", "TEXT NOT NULL DEFAULT ''")  # stores before host provenance
-        self._add_column("measurements", "machine", "TEXT NOT NULL DEFAULT ''")
-        self._add_column("measurements", "metric_device", "TEXT NOT NULL DEFAULT 'cpu'")
-        self._add_column("measurements", "untimed", "TEXT NOT NULL DEFAULT ''")  # stores before untimed stages
+        self._migrate(had_tables)
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('writer', ?)", (json.dumps(os.getpid()),))
+        self.conn.commit()
+
+    def _migrate(self, had_tables: bool) -> None:
+        """A new store gets the newest schema; an older one each migration step after its version, in one
+        transaction (a failed or killed upgrade leaves the store as it was)."""
+        version = schema_version(self.conn) if had_tables else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer codec-bench (store schema {version}, this one "
+                             f"reads up to {SCHEMA_VERSION}): upgrade codec-bench, or use --out with another folder")
+        if version == SCHEMA_VERSION:
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            if had_tables:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    MIGRATIONS[step](self.conn)
+            else:
+                _create_tables(self.conn)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self.conn.rollback()
+            raise
         self.conn.commit()
 
     def _unclean_writer(self) -> bool:
@@ -349,11 +392,6 @@ class Store:
         if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
             return False
         return self.conn.execute("SELECT 1 FROM meta WHERE key = 'writer'").fetchone() is not None
-
-    def _add_column(self, table: str, column: str, declaration: str) -> None:
-        columns = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
-        if column not in columns:
-            self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def close(self) -> None:
         if getattr(self, "conn", None) is not None:
