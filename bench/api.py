@@ -22,7 +22,7 @@ from .analysis import Curve
 from .errors import BenchError
 from .export import per_image_frame, summary_frame
 from .metrics import METRICS
-from .store import DB_NAME, Store
+from .store import open_results
 
 
 class ResultsError(BenchError):
@@ -90,12 +90,7 @@ def load(directory: str | Path, anchor: str = "jpeg", references: Sequence[str |
     ``references``: CompressAI-format JSON files added as published curves (as ``report --reference``).
     """
     directory = Path(directory)
-    if not (directory / DB_NAME).is_file():
-        raise ResultsError(f"no result store {directory / DB_NAME}")
-    with Store(directory, writer=False) as store:
-        dataset = (store.get_meta("dataset") or {}).get("name")
-        if not dataset:
-            raise ResultsError(f"{directory / DB_NAME} holds no run yet")
+    with open_results(directory, ResultsError) as (store, dataset):
         per_image = per_image_frame(store, dataset)
         n_images = store.image_count(dataset)
     try:

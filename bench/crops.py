@@ -22,7 +22,7 @@ from .export import file_stem
 from .fairness import bpp_ranges, off_target, range_text, target_tolerance
 from .images import load_image, pixel_sha256
 from .metrics import luma_bt709
-from .store import DB_NAME, Store
+from .store import DB_NAME, open_results
 
 
 class CropsError(BenchError):
@@ -86,12 +86,9 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
     image is refused unless ``force``.
     """
     out = Path(results_dir)
-    if not (out / DB_NAME).is_file():
-        raise CropsError(f"no result store {out / DB_NAME}; run `python -m bench run --out {out}` first")
-    with Store(out, writer=False) as store:
-        dataset = (store.get_meta("dataset") or {}).get("name")
-        images = {row["name"]: row for row in store.images(dataset)} if dataset else {}
-        if not dataset or not images:
+    with open_results(out, CropsError) as (store, dataset):
+        images = {row["name"]: row for row in store.images(dataset)}
+        if not images:
             raise CropsError(f"{out / DB_NAME} holds no run yet")
         name = image or sorted(images)[0]
         if name not in images:

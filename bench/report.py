@@ -72,7 +72,7 @@ from .metrics import METRICS
 from .plots import family_rd_figure, rd_figure, save_figure, speed_figure, timeline_figure
 from .provenance import git_commit
 from .stats import ALPHA, SEED
-from .store import DB_NAME, Store
+from .store import Store, open_results
 from .summary import (
     family_sentences,
     hosts_text,
@@ -494,8 +494,6 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
                  method: str = "pchip", bootstrap: int = BOOTSTRAP) -> list[Path]:
     """Rebuild every table, plot and the report from the store in ``results_dir``."""
     out = Path(results_dir)
-    if not (out / DB_NAME).is_file():
-        raise ReportError(f"no result store {out / DB_NAME}; run `python -m bench run --out {out}` first")
     if bootstrap < 0:
         raise ReportError(f"--bootstrap must be 0 (no intervals) or a positive number of resamples, not {bootstrap}")
     if method not in METHODS:
@@ -505,10 +503,7 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
         refs = [load_reference(p) for p in references]
     except ValueError as exc:
         raise ReportError(str(exc)) from None
-    with Store(out, writer=False) as store:
-        dataset = (store.get_meta("dataset") or {}).get("name")
-        if not dataset:
-            raise ReportError(f"{out / DB_NAME} holds no run yet")
+    with open_results(out, ReportError) as (store, dataset):
         exported = export_results(store, dataset, out)
         codecs = store.codecs()
         images = store.images(dataset)

@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -673,3 +674,17 @@ class Store:
             key = (row["image_hash"], row["codec"], row["options"], row["version"], row["quality"])
             row.update({k: math.nan if v is None else v for k, v in metrics.get(key, {}).items()})
             yield row
+
+
+@contextmanager
+def open_results(directory: str | Path, error: type[BenchError] = StoreError) -> Iterator[tuple[Store, str]]:
+    """A results folder's store, read only (one consistent snapshot, also while a run writes), and its
+    dataset's name; ``error`` (the caller's class) when the folder has no store or no run yet."""
+    out = Path(directory)
+    if not (out / DB_NAME).is_file():
+        raise error(f"no result store {out / DB_NAME}; run `python -m bench run --out {out}` first")
+    with Store(out, writer=False) as store:
+        dataset = (store.get_meta("dataset") or {}).get("name")
+        if not dataset:
+            raise error(f"{out / DB_NAME} holds no run yet")
+        yield store, dataset

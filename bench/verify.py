@@ -27,7 +27,7 @@ from .errors import BenchError
 from .export import per_image_frame, summary_frame
 from .published import BPP_TOLERANCE, PSNR_TOLERANCE_DB, PublishedError, compare_rows, find_manifest
 from .report import markdown_table
-from .store import DB_NAME, Store
+from .store import open_results
 
 METRIC = "psnr-rgb"
 
@@ -93,17 +93,11 @@ def match_codec(published: Published, ours: list[str], name: str | None) -> str:
 
 def our_curves(results_dir: str | Path) -> dict[str, dict[float, tuple[float, float]]]:
     """codec -> quality -> (mean bpp, mean PSNR-RGB), only qualities measured on every image."""
-    out = Path(results_dir)
-    if not (out / DB_NAME).is_file():
-        raise VerifyError(f"no result store {out / DB_NAME}; run `python -m bench run --out {out}` first")
-    with Store(out, writer=False) as store:  # read only, also while a run writes
-        dataset = (store.get_meta("dataset") or {}).get("name")
-        if not dataset:
-            raise VerifyError(f"{out / DB_NAME} holds no run yet")
+    with open_results(results_dir, VerifyError) as (store, dataset):
         per_image = per_image_frame(store, dataset)
         n_images = store.image_count(dataset)
     if per_image.empty or METRIC not in per_image.columns:
-        raise VerifyError(f"{out}: no {METRIC} measurements stored for dataset {dataset!r}")
+        raise VerifyError(f"{results_dir}: no {METRIC} measurements stored for dataset {dataset!r}")
     summary = summary_frame(per_image)
     summary = summary[(summary["n_images"] == n_images) & np.isfinite(summary[METRIC])]
     return {codec: {float(r["quality"]): (float(r["bpp"]), float(r[METRIC])) for _, r in rows.iterrows()}
@@ -187,14 +181,10 @@ class PublishedCheck:
 
 def published_checks(results_dir: str | Path) -> list[PublishedCheck]:
     """Every published-bitstream codec of the store (its info names a manifest) against the published table."""
-    out = Path(results_dir)
-    if not (out / DB_NAME).is_file():
-        raise VerifyError(f"no result store {out / DB_NAME}; run `python -m bench run --out {out}` first")
-    with Store(out, writer=False) as store:
-        dataset = (store.get_meta("dataset") or {}).get("name")
+    with open_results(results_dir, VerifyError) as (store, dataset):
         codecs = [c for c in store.codecs() if c["info"].get("source") == "published bitstreams"
                   and c["info"].get("manifest")]
-        per_image = per_image_frame(store, dataset) if dataset and codecs else None
+        per_image = per_image_frame(store, dataset) if codecs else None
     results = []
     for codec in codecs:
         info = codec["info"]
@@ -274,10 +264,9 @@ def expected_difference(published: Published, codec_name: str, options: dict) ->
 
 def codec_identities(results_dir: str | Path) -> dict[str, tuple[str, dict]]:
     """codec label -> (codec name, options) of the measured codecs."""
-    with Store(Path(results_dir), writer=False) as store:
-        dataset = (store.get_meta("dataset") or {}).get("name")
-        frame = per_image_frame(store, dataset) if dataset else None
-    if frame is None or frame.empty:
+    with open_results(results_dir, VerifyError) as (store, dataset):
+        frame = per_image_frame(store, dataset)
+    if frame.empty:
         return {}
     firsts = frame.drop_duplicates("codec")
     return {str(r["codec"]): (str(r["codec_name"]), json.loads(r["options"])) for _, r in firsts.iterrows()}
