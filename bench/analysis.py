@@ -18,7 +18,6 @@ and the spread over the interpolation methods.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .compressai_json import read_result_file
 from .metrics import METRICS, ms_ssim_db
 
 METHODS = ("pchip", "akima", "cubic")
@@ -151,14 +151,13 @@ def image_curves(per_image: pd.DataFrame, metric: str) -> dict[str, dict[str, Cu
 
 def load_reference(path: str | Path) -> dict[str, Curve]:
     """metric -> published curve, from a CompressAI-format JSON result file."""
-    path = Path(path)
+    file = read_result_file(path)
+    results = file.results
     try:
-        doc = json.loads(path.read_text())
-        results = doc["results"]
         bpp = np.asarray(results["bpp"], float)
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: not a CompressAI-format result file ({type(exc).__name__}: {exc})") from None
-    label = f"{doc.get('name') or path.stem} (published)"
+    label = f"{file.name} (published)"
     curves = {}
     for metric in METRICS:
         if metric == "ms-ssim-db" and "ms-ssim-rgb" in results:

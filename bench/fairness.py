@@ -3,11 +3,12 @@ chroma format each codec codes."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pandas as pd
+
+from .compressai_json import read_result_file
 
 TARGET_RELATIVE = 0.10  # a point more than 10 % ...
 TARGET_ABSOLUTE = 0.02  # ... or 0.02 bpp (whichever is larger) from the target is off target
@@ -45,12 +46,10 @@ def reference_dataset(path: str | Path) -> tuple[str | None, int | None]:
     """(dataset name, image count) that a CompressAI-format JSON declares (at the top, or in ``meta`` as
     CompressAI's newer paper files do); None where it does not."""
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        file = read_result_file(path)
+    except ValueError:
         return None, None
-    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}  # CompressAI's newer paper-*.json
-    dataset, n_images = doc.get("dataset", meta.get("dataset")), doc.get("n_images", meta.get("n_images"))
-    return (dataset if isinstance(dataset, str) else None), (n_images if isinstance(n_images, int) else None)
+    return file.dataset, file.n_images
 
 
 def reference_warning(path: str | Path, label: str, dataset: str, n_images: int) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.interpolate
 
 from .analysis import Curve, bd_rate
+from .compressai_json import read_result_file
 from .errors import BenchError
 from .export import per_image_frame, summary_frame
 from .published import BPP_TOLERANCE, PSNR_TOLERANCE_DB, PublishedError, compare_rows, find_manifest
@@ -65,10 +66,13 @@ def load_published(path: str | Path, qualities: list[float] | None) -> Published
     else ``qualities`` when it has exactly that many points."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
-        results = doc["results"]
+        file = read_result_file(path)
+    except ValueError as exc:
+        raise VerifyError(str(exc)) from None
+    results = file.results
+    try:
         bpp, psnr = np.asarray(results["bpp"], float), np.asarray(results[METRIC], float)
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise VerifyError(f"{path}: not a CompressAI-format result file with bpp and {METRIC} "
                           f"({type(exc).__name__}: {exc})") from None
     if bpp.shape != psnr.shape or bpp.ndim != 1:
@@ -76,7 +80,7 @@ def load_published(path: str | Path, qualities: list[float] | None) -> Published
     quality = results.get("quality")
     if quality is None and qualities is not None and len(qualities) == len(bpp):
         quality = qualities
-    return Published(path, str(doc.get("name") or path.stem), bpp, psnr,
+    return Published(path, file.name, bpp, psnr,
                      [float(q) for q in quality] if quality is not None else None)
 
 
