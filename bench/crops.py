@@ -8,7 +8,7 @@ the stored codec settings (reconstructions are not stored) and checked against t
 from __future__ import annotations
 
 import json
-import warnings
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,8 +21,9 @@ from .errors import BenchError
 from .export import file_stem
 from .fairness import bpp_ranges, off_target, range_text, target_tolerance
 from .images import load_image, pixel_sha256
+from .measure import StageError, measure, read_only
 from .metrics import luma_bt709
-from .store import DB_NAME, open_results
+from .store import DB_NAME, Key, open_results
 
 
 class CropsError(BenchError):
@@ -141,7 +142,9 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
 
 
 def _regenerate(label: str, row: dict, codec: dict, adapters: dict, rgb: np.ndarray, log) -> np.ndarray | None:
-    """Encode and decode again with the stored settings; None (with a message) if not possible."""
+    """The stored measurement again, through the harness's measured path (read-only input, decode
+    from the bytes alone in a fresh directory, shape and type checks), so a panel shows exactly what
+    was measured; None (with the reason) when it cannot, or when it differs from the stored row."""
     adapter = adapters.get(codec["codec"])
     if adapter is None:
         log(f"skipping {label}: codec {codec['codec']!r} is not available here")
@@ -152,9 +155,19 @@ def _regenerate(label: str, row: dict, codec: dict, adapters: dict, rgb: np.ndar
         log(f"skipping {label}: {exc}")
         return None
     if config.version != row["version"]:
-        warnings.warn(f"{label}: library version is now {config.version!r}, results were measured with "
-                      f"{row['version']!r}", stacklevel=2)
-    data = config.encode(rgb, row["quality"])
-    if len(data) != row["bytes"]:
-        log(f"warning: {label} at quality {row['quality']:g} now gives {len(data)} bytes, stored {row['bytes']}")
-    return np.asarray(config.decode(data))
+        log(f"skipping {label}: its version is now {config.version!r}, the results were measured with "
+            f"{row['version']!r}")
+        return None
+    key = Key(row["image_hash"], row["codec"], row["options"], row["version"], row["quality"])
+    try:
+        again, _, rec, _ = measure(config, read_only(rgb), row["quality"], key, ("psnr-rgb",),
+                                   image_name=row["name"])
+    except StageError as exc:
+        log(f"skipping {label}: {exc}")
+        return None
+    stored_psnr = row.get("psnr-rgb", float("nan"))
+    if again.bytes != row["bytes"] or not math.isclose(again.metrics["psnr-rgb"], stored_psnr, rel_tol=1e-6):
+        log(f"skipping {label}: at quality {row['quality']:g} it now gives {again.bytes} bytes and "
+            f"{again.metrics['psnr-rgb']:.4f} dB, stored {row['bytes']} bytes and {stored_psnr:.4f} dB")
+        return None
+    return rec

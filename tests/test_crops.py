@@ -100,3 +100,45 @@ def test_crops_unknown_codec_names_the_known_ones(run_dir, capsys):
         build_crops(run_dir, "coffee", 0.3, codecs=["jpeg", "nope"])
     assert main(["crops", str(run_dir), "--image", "coffee", "--bpp", "40"]) == 2
     assert "--force" in capsys.readouterr().err
+
+
+DRIFTING = """import os
+import numpy as np
+NAME = 'drifting'
+FAMILY = 'conventional'
+VERSION = '1'
+DESCRIPTION = 'test adapter: raw pixels, one byte longer when DRIFT is set (same version)'
+QUALITIES = [1]
+def encode(rgb, quality):
+    extra = b'x' if os.environ.get('DRIFT') else b''
+    return bytes(rgb) + rgb.shape[0].to_bytes(4, 'big') + rgb.shape[1].to_bytes(4, 'big') + extra
+def decode(data):
+    data = data[:-1] if len(data) % 3 == 0 and len(data) > 8 and os.environ.get('DRIFT') else data
+    h, w = int.from_bytes(data[-8:-4], 'big'), int.from_bytes(data[-4:], 'big')
+    return np.frombuffer(data[:-8], np.uint8).reshape(h, w, 3)
+"""
+
+
+@pytest.mark.slow
+def test_crops_show_only_what_was_measured(tmp_path, monkeypatch, capsys):
+    """Panels come from the measured path; a codec whose bytes or version changed since is left out."""
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(photo(64, 96)).save(folder / "a.png")
+    plugins = tmp_path / "p"
+    plugins.mkdir()
+    (plugins / "drifting.py").write_text(DRIFTING)
+    (plugins / "edited.py").write_text(DRIFTING.replace("'drifting'", "'edited'"))
+    out = tmp_path / "out"
+    assert main(["run", "--dataset", str(folder), "--codecs", "drifting,edited,jpeg:q=50", "--codecs-dir",
+                 str(plugins), "--out", str(out), "--quiet", "--metrics", "psnr-rgb"]) == 0
+    monkeypatch.setenv("DRIFT", "1")
+    with open(plugins / "edited.py", "a") as f:
+        f.write("# edited after the run\n")
+    messages: list[str] = []
+    build_crops(out, "a", 8.0, codecs_dir=[str(plugins)], log=messages.append, force=True)
+    assert any(m.startswith("skipping drifting: at quality 1 it now gives") and "stored" in m for m in messages)
+    assert any(m.startswith("skipping edited: its version is now") for m in messages)
+    assert not any(m.startswith("skipping jpeg") for m in messages), "the unchanged codec is shown"
