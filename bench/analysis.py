@@ -40,11 +40,13 @@ BOOTSTRAP = 10_000  # resamples for intervals and sign flips for p
 
 @dataclass(frozen=True)
 class Curve:
-    """One RD curve: rate in bpp and quality values, as measured (not sorted)."""
+    """One RD curve: bpp and one metric's values, point by point as measured (not sorted).
+
+    (Not the codec's quality setting: that is the ``quality`` column of the result files.)"""
 
     label: str
     bpp: np.ndarray
-    quality: np.ndarray
+    values: np.ndarray  # the metric's value at each point
     published: bool = False
 
 
@@ -66,7 +68,7 @@ def overlap_fraction(a: np.ndarray, b: np.ndarray) -> float:
 
 def _clean(curve: Curve, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray, str]:
     """Finite points with positive rate, quality oriented so that higher is better."""
-    rate, quality = np.asarray(curve.bpp, float), np.asarray(curve.quality, float)
+    rate, quality = np.asarray(curve.bpp, float), np.asarray(curve.values, float)
     keep = np.isfinite(rate) & np.isfinite(quality) & (rate > 0)
     note = "" if keep.all() else f"{(~keep).sum()} non-finite point(s) of {curve.label} ignored"
     quality = quality if higher_is_better else -quality
@@ -289,7 +291,7 @@ def _batch_values(pairs: list[tuple[Curve, Curve]], method: str, higher_is_bette
     if len(sizes) != 1 or min(next(iter(sizes))) < MIN_POINTS:
         return out
     arrays = [np.array([getattr(c, f) for c in curves], float)
-              for curves in zip(*pairs, strict=True) for f in ("bpp", "quality")]
+              for curves in zip(*pairs, strict=True) for f in ("bpp", "values")]
     clean = np.ones(len(pairs), bool)
     for rate, quality in (arrays[:2], arrays[2:]):
         clean &= (np.isfinite(rate) & (rate > 0) & np.isfinite(quality)).all(axis=1)

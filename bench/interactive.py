@@ -67,7 +67,7 @@ def rd_trace(curve: Curve, family: str, colour: str, name: str, anchor: bool, te
         marker = {"symbol": "diamond" if anchor else "circle", "size": 9 if anchor else 6, "color": colour}
     return {
         "type": "scatter", "mode": "lines+markers", "name": name, "legendgroup": curve.label,
-        "x": _finite(curve.bpp[order]), "y": _finite(curve.quality[order]),
+        "x": _finite(curve.bpp[order]), "y": _finite(curve.values[order]),
         "text": [texts[i] for i in order], "hovertemplate": "%{text}<extra></extra>",
         "line": line, "marker": marker, "meta": curve.label,
     }

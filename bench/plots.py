@@ -64,7 +64,7 @@ def rd_figure(curves: list[Curve], families: dict[str, str], metric: str, title:
         else:
             style.update(linestyle=LINESTYLES.get(families.get(curve.label, ""), "-."), marker="o")
         for ax in axes:
-            ax.plot(curve.bpp[order], curve.quality[order], **style)
+            ax.plot(curve.bpp[order], curve.values[order], **style)
     zoomed = [c for c in curves if (c.bpp <= ZOOM_MAX_BPP).any()]
     for ax, name in zip(axes, ("all rates", f"zoom: 0–{ZOOM_MAX_BPP:g} bpp"), strict=True):
         ax.set_xlabel("bits per pixel (bpp)")
@@ -83,7 +83,7 @@ def rd_figure(curves: list[Curve], families: dict[str, str], metric: str, title:
 
 def zoom_range(curves: list[Curve], max_bpp: float = ZOOM_MAX_BPP) -> tuple[float, float] | None:
     """Quality range (with 3 % padding) of the finite points at or below ``max_bpp``; None if there are none."""
-    values = [q for c in curves for b, q in zip(c.bpp, c.quality, strict=True)
+    values = [q for c in curves for b, q in zip(c.bpp, c.values, strict=True)
               if b <= max_bpp and q == q and abs(q) != float("inf")]
     if not values:
         return None
@@ -150,7 +150,7 @@ def family_rd_figure(curves: list[tuple[Curve, str, str, str]], metric: str, tit
                                      marker="s" if family == "conventional" else "o")
         if curve.published:
             style.update(linestyle="--", markerfacecolor="none")
-        ax.plot(curve.bpp[order], curve.quality[order], **style)
+        ax.plot(curve.bpp[order], curve.values[order], **style)
     ax.set_xlabel("bits per pixel (bpp)")
     ax.set_ylabel(axis_label(metric))
     ax.set_xlim(left=0)

@@ -311,7 +311,7 @@ def hover_curves(summary: pd.DataFrame, metric: str, n_images: int,
     for ref in refs:
         if metric in ref:
             c = ref[metric]
-            out.append((c, hover_texts(c.label, "", [None] * len(c.bpp), list(c.bpp), list(c.quality), metric,
+            out.append((c, hover_texts(c.label, "", [None] * len(c.bpp), list(c.bpp), list(c.values), metric,
                                        [0] * len(c.bpp))))
     return out
 

@@ -20,14 +20,14 @@ def random_curve(rng, n=6, label="c"):
 def test_equal_to_bjontegaard_package(seed, method):
     rng = np.random.default_rng(seed)
     anchor = random_curve(rng, 6, "anchor")
-    test = Curve("test", anchor.bpp * rng.uniform(0.7, 1.1), anchor.quality + rng.uniform(-0.4, 0.4))
-    expected_rate = bjontegaard.bd_rate(anchor.bpp, anchor.quality, test.bpp, test.quality, method)
-    expected_q = bjontegaard.bd_psnr(anchor.bpp, anchor.quality, test.bpp, test.quality, method)
+    test = Curve("test", anchor.bpp * rng.uniform(0.7, 1.1), anchor.values + rng.uniform(-0.4, 0.4))
+    expected_rate = bjontegaard.bd_rate(anchor.bpp, anchor.values, test.bpp, test.values, method)
+    expected_q = bjontegaard.bd_psnr(anchor.bpp, anchor.values, test.bpp, test.values, method)
     assert bd_rate(anchor, test, method).value == pytest.approx(expected_rate, abs=1e-6)
     assert bd_quality(anchor, test, method).value == pytest.approx(expected_q, abs=1e-6)
     # Point order does not matter (the package itself needs sorted points).
     perm = rng.permutation(len(test.bpp))
-    shuffled = Curve("test", test.bpp[perm], test.quality[perm])
+    shuffled = Curve("test", test.bpp[perm], test.values[perm])
     assert bd_rate(anchor, shuffled, method).value == pytest.approx(expected_rate, abs=1e-6)
 
 
@@ -35,24 +35,24 @@ def test_equal_to_bjontegaard_package(seed, method):
 @pytest.mark.parametrize("factor", [0.8, 1.25, 0.5])
 def test_constant_rate_factor_gives_exactly_that_percentage(method, factor):
     anchor = random_curve(np.random.default_rng(1), 5)
-    test = Curve("test", anchor.bpp * factor, anchor.quality)
+    test = Curve("test", anchor.bpp * factor, anchor.values)
     assert bd_rate(anchor, test, method).value == pytest.approx((factor - 1) * 100, abs=1e-9)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_constant_quality_offset_gives_exactly_that_bd_quality(method):
     anchor = random_curve(np.random.default_rng(2), 5)
-    test = Curve("test", anchor.bpp, anchor.quality + 1.5)
+    test = Curve("test", anchor.bpp, anchor.values + 1.5)
     assert bd_quality(anchor, test, method).value == pytest.approx(1.5, abs=1e-9)
 
 
 def test_lower_is_better_metric():
     anchor = random_curve(np.random.default_rng(3), 5)
-    test = Curve("t", anchor.bpp * 0.9, anchor.quality)
-    flipped_a = Curve("a", anchor.bpp, -anchor.quality)
-    flipped_t = Curve("t", test.bpp, -test.quality)
+    test = Curve("t", anchor.bpp * 0.9, anchor.values)
+    flipped_a = Curve("a", anchor.bpp, -anchor.values)
+    flipped_t = Curve("t", test.bpp, -test.values)
     assert bd_rate(flipped_a, flipped_t, higher_is_better=False).value == pytest.approx(-10.0, abs=1e-9)
-    offset = Curve("t", anchor.bpp, -(anchor.quality + 1))  # 1 unit better (lower)
+    offset = Curve("t", anchor.bpp, -(anchor.values + 1))  # 1 unit better (lower)
     assert bd_quality(flipped_a, offset, higher_is_better=False).value == pytest.approx(1.0, abs=1e-9)
 
 
@@ -61,14 +61,14 @@ def test_too_little_overlap_gives_a_reason_not_a_number():
     test = Curve("t", np.array([0.5, 1.0, 2.0, 4.0]), np.array([31.9, 35.0, 38.0, 41.0]))
     d = bd_rate(anchor, test)
     assert d.value is None
-    assert d.note == f"quality overlap {overlap_fraction(anchor.quality, test.quality) * 100:.0f} % < 75 %"
+    assert d.note == f"quality overlap {overlap_fraction(anchor.values, test.values) * 100:.0f} % < 75 %"
     assert d.note == "quality overlap 23 % < 75 %"
     assert "rate overlap" in bd_quality(anchor, test).note
 
 
 def test_few_points():
     anchor = Curve("a", np.array([0.2, 0.4, 0.8]), np.array([28.0, 31.0, 34.0]))
-    test = Curve("t", anchor.bpp * 0.9, anchor.quality)
+    test = Curve("t", anchor.bpp * 0.9, anchor.values)
     d = bd_rate(anchor, test, "pchip")
     assert d.value == pytest.approx(-10.0) and "only 3 points" in d.note
     assert bd_rate(anchor, test, "cubic").value is None
