@@ -14,6 +14,7 @@ import math
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .argtypes import count as _count
@@ -412,9 +413,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    from .metrics import DEFAULT_METRICS, METRICS
+Command = Callable[[str, str], argparse.ArgumentParser]  # adds a subcommand: (name, help) -> its parser
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per task, each added by its own function below."""
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the traceback of errors instead of one line")
@@ -427,26 +430,65 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(interrupted="interrupted")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str, **kwargs) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[debug],
-                              **kwargs)
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[debug])
 
-    def codecs_dir(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--codecs-dir", action="append", default=[], metavar="DIR",
-                       help="extra folder of codec adapter modules (repeatable)")
+    for add in (_listing_commands, _run_command, _worker_command, _report_commands, _verify_command,
+                _tools_command, _crops_command, _train_command):
+        add(command)
+    return parser
 
-    def device_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                       help="device of codecs that have one (learned codecs); auto (default) = cuda when torch "
-                            "sees a GPU")
 
+def _codecs_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--codecs-dir", action="append", default=[], metavar="DIR",
+                   help="extra folder of codec adapter modules (repeatable)")
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="device of codecs that have one (learned codecs); auto (default) = cuda when torch "
+                        "sees a GPU")
+
+
+def _report_options(p: argparse.ArgumentParser, reference_help: str, reference_default: list | None) -> None:
+    p.add_argument("results", metavar="DIR", help="results folder of a run (holds results.sqlite)")
+    p.add_argument("--anchor", default="jpeg",
+                   help="codec (or published curve) the others are compared against (default: %(default)s)")
+    p.add_argument("--reference", nargs="*", default=reference_default, metavar="FILE", help=reference_help)
+    p.add_argument("--method", default="pchip", choices=BD_METHODS,
+                   help="BD interpolation shown in the tables (default: %(default)s)")
+    p.add_argument("--bootstrap", type=_count, default=BD_BOOTSTRAP, metavar="N",
+                   help="bootstrap resamples over images for the 95 %% intervals, and sign flips for p "
+                        "(default: %(default)s; 0 = none)")
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the jobs on this Dask scheduler's workers, e.g. tcp://host:8786 (or $BENCH_SCHEDULER)")
+    p.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file (instead of --scheduler)")
+    p.add_argument("--cluster", choices=["local", "slurm", "pbs", "sge"],
+                   help="start a Dask cluster: local (--jobs worker processes, dashboard on loopback) or a "
+                        "dask-jobqueue cluster configured by Dask's jobqueue configuration file")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="jobqueue workers to start (with --adaptive: the maximum); for --dry-run: workers to "
+                        "estimate the wall time for")
+    p.add_argument("--adaptive", action="store_true", help="scale the jobqueue cluster adaptively")
+
+
+def _listing_commands(command: Command) -> None:
+    """``codecs`` and ``datasets``: what is available here."""
     p = command("codecs", "list codecs: name, library version, options, default sweep, availability")
-    codecs_dir(p)
-    device_option(p)
+    _codecs_dir_option(p)
+    _device_option(p)
     p.set_defaults(func=cmd_codecs)
 
     p = command("datasets", "list known datasets, whether each is present locally, and the data folder")
     p.set_defaults(func=cmd_datasets)
+
+
+def _run_command(command: Command) -> None:
+    """``run``: measure a dataset with codecs."""
+    from .metrics import DEFAULT_METRICS, METRICS
 
     p = command("run", "encode/decode/score a dataset with codecs; store and export results")
     p.add_argument("--dataset", default="kodak",
@@ -469,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="results folder (default: results/<dataset>; a folder dataset: results/<name>-<digest of its "
                         "path>)")
-    device_option(p)
+    _device_option(p)
     p.add_argument("--no-download", action="store_true", help="never download dataset files")
     p.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS",
                    help="limit per job; a job over it is a 'timeout' failure and its worker is replaced "
@@ -477,16 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (measurements total, cached, to run, per codec) and an estimate of CPU/GPU "
                         "hours and wall time from stored timings; measure nothing")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="run the jobs on this Dask scheduler's workers, e.g. tcp://host:8786 (or $BENCH_SCHEDULER)")
-    p.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file (instead of --scheduler)")
-    p.add_argument("--cluster", choices=["local", "slurm", "pbs", "sge"],
-                   help="start a Dask cluster: local (--jobs worker processes, dashboard on loopback) or a "
-                        "dask-jobqueue cluster configured by Dask's jobqueue configuration file")
-    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                   help="jobqueue workers to start (with --adaptive: the maximum); for --dry-run: workers to "
-                        "estimate the wall time for")
-    p.add_argument("--adaptive", action="store_true", help="scale the jobqueue cluster adaptively")
+    _cluster_options(p)
     p.add_argument("--no-retry-failures", action="store_true",
                    help="keep the failures of earlier runs instead of retrying them")
     p.add_argument("--decode-check", choices=["sample", "all", "off"], default="sample",
@@ -499,10 +532,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure the published bitstreams in DIR (codec published:dir=DIR), repeatable; a DIR "
                         "that does not exist is left out with one line (make bench: PUBLISHED=DIR)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    codecs_dir(p)
+    _codecs_dir_option(p)
     p.set_defaults(func=cmd_run, interrupted="interrupted: every finished measurement is saved; "
                                               "run the same command again to continue")
 
+
+def _worker_command(command: Command) -> None:
+    """``worker``: Dask workers for cluster runs."""
     p = command("worker", "start Dask workers for this project on this machine (CPU and GPU)")
     p.add_argument("scheduler", help="scheduler address, e.g. tcp://host:8786")
     p.add_argument("--jobs", type=_count, default=os.cpu_count() or 1,
@@ -514,24 +550,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "machine runs other work, as more threads than cores make OpenMP spin")
     p.set_defaults(func=cmd_worker)
 
-    def report_options(p: argparse.ArgumentParser, reference_help: str, reference_default: list | None) -> None:
-        p.add_argument("results", metavar="DIR", help="results folder of a run (holds results.sqlite)")
-        p.add_argument("--anchor", default="jpeg",
-                       help="codec (or published curve) the others are compared against (default: %(default)s)")
-        p.add_argument("--reference", nargs="*", default=reference_default, metavar="FILE", help=reference_help)
-        p.add_argument("--method", default="pchip", choices=BD_METHODS,
-                       help="BD interpolation shown in the tables (default: %(default)s)")
-        p.add_argument("--bootstrap", type=_count, default=BD_BOOTSTRAP, metavar="N",
-                       help="bootstrap resamples over images for the 95 %% intervals, and sign flips for p "
-                            "(default: %(default)s; 0 = none)")
 
+def _report_commands(command: Command) -> None:
+    """``report`` and ``figure4``: tables, plots and the report from stored results."""
     p = command("report", "rebuild BD-rate tables, RD plots and report.md/.html from stored results")
-    report_options(p, "published CompressAI-format JSON curves to overlay and compare, labelled '(published)'", [])
+    _report_options(p, "published CompressAI-format JSON curves to overlay and compare, labelled '(published)'", [])
     p.set_defaults(func=cmd_report)
 
     p = command("figure4", "the report, with the Conventional vs End2End view's published curves "
                            "(End2End milestones and VTM) added by default")
-    report_options(p, "published CompressAI-format JSON curves (default: the Figure-4 set, "
+    _report_options(p, "published CompressAI-format JSON curves (default: the Figure-4 set, "
                       "paper-bmshj2018-factorized, paper-bmshj2018-hyperprior, paper-mbt2018, "
                       "compressai-cheng2020-attn_mse_cuda, paper-elic2022_mse and vtm.json, from --reference-dir)",
                    None)
@@ -540,6 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "beside the working directory or the checkout, when present)")
     p.set_defaults(func=cmd_figure4)
 
+
+def _verify_command(command: Command) -> None:
+    """``verify``: our curves against published ones."""
     p = command("verify", "compare our curves with published CompressAI-format curves, and codecs measured from "
                           "published bitstreams with their publisher's table; exit 0 if within tolerance, 1 if "
                           "not, 2 on usage errors")
@@ -558,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max |bpp difference| at the same quality setting (default: %(default)s)")
     p.set_defaults(func=cmd_verify)
 
+
+def _tools_command(command: Command) -> None:
+    """``tools``: external codec tools built from source."""
     p = command("tools", "build external codec tools from source into the per-user tool folder, or list them")
     p.add_argument("action", choices=["build", "list"],
                    help="build: build a tool unless it is built already; list: where each built tool is")
@@ -567,6 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="source tarball or folder (default: $VVC_SRC / $COOLCHIC_SRC, else ../shared/src)")
     p.set_defaults(func=cmd_tools)
 
+
+def _crops_command(command: Command) -> None:
+    """``crops``: the rate-matched visual comparison."""
     p = command("crops", "rate-matched visual comparison: one crop from every codec near a bpp")
     p.add_argument("results", metavar="DIR", help="results folder of a run")
     p.add_argument("--image", help="image name (default: the first image)")
@@ -576,15 +613,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codecs", metavar="LABEL,...", help="comma-separated codec labels (default: all in the store)")
     p.add_argument("--force", action="store_true",
                    help="make the crops even when --bpp is outside every codec's measured range for the image")
-    codecs_dir(p)
+    _codecs_dir_option(p)
     p.set_defaults(func=cmd_crops)
 
+
+def _train_command(command: Command) -> None:
+    """``train``: a CompressAI model for one λ."""
     from .train import add_arguments
 
     p = command("train", "train a CompressAI model for one λ into a checkpoint folder the adapters load")
     add_arguments(p)
     p.set_defaults(func=cmd_train, interrupted="interrupted; the last periodic checkpoint is kept")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
