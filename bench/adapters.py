@@ -72,8 +72,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .code_identity import Files, digest
+from .code_identity import digest
 from .errors import BenchError, did_you_mean
+from .model import Files
 
 FAMILIES = ("conventional", "learned")
 ENTRY_POINT_GROUP = "bench.codecs"

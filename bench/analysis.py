@@ -30,24 +30,13 @@ import pandas as pd
 from . import stats
 from .compressai_json import read_result_file
 from .metrics import METRICS, ms_ssim_db
+from .model import Curve
 
 METHODS = ("pchip", "akima", "cubic")
 AGGREGATIONS = ("mean-curve", "per-image")
 MIN_OVERLAP = 0.75
 MIN_POINTS = 4
 BOOTSTRAP = 10_000  # resamples for intervals and sign flips for p
-
-
-@dataclass(frozen=True)
-class Curve:
-    """One RD curve: bpp and one metric's values, point by point as measured (not sorted).
-
-    (Not the codec's quality setting: that is the ``quality`` column of the result files.)"""
-
-    label: str
-    bpp: np.ndarray
-    values: np.ndarray  # the metric's value at each point
-    published: bool = False
 
 
 @dataclass(frozen=True)

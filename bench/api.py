@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from . import analysis
-from .analysis import Curve
 from .errors import BenchError
 from .export import per_image_frame, summary_frame
 from .metrics import METRICS
+from .model import Curve
 from .store import open_results
 
 
@@ -115,7 +115,7 @@ def _as_curve(curve, metric: str, name: str) -> Curve:
 def bd_rate(anchor, test, metric: str = "psnr-rgb", method: str = "pchip") -> float:
     """BD-rate in % of ``test`` against ``anchor`` (negative = fewer bits at equal quality).
 
-    Each curve is an ``analysis.Curve`` (e.g. from ``Results.curves``), a DataFrame with ``bpp``
+    Each curve is a ``model.Curve`` (e.g. from ``Results.curves``), a DataFrame with ``bpp``
     and ``metric`` columns (e.g. rows of ``Results.summary``) or a ``(bpp, values)`` pair. The
     metric's direction (``gmsd``: lower is better) is respected. Raises ``ValueError`` with the
     reason when there is no value (too little overlap, too few points).

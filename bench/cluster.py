@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_path
-from .code_identity import CodeMismatch, Refused
+from .code_identity import CodeMismatch
 from .errors import BenchError
 from .execution import POOLS, Executor, Job
+from .model import Refused
 
 RESOURCE = {"cpu": "CPU", "gpu": "GPU", "fresh": "CPU"}
 IN_FLIGHT_PER_SLOT = 2  # Dask tasks in flight per worker slot

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BenchError
+from .model import Files
 
-Files = tuple[tuple[str, str], ...]  # (file name, SHA-256 of its bytes, 12 hex digits), sorted by name
 HARNESS_ROOT = Path(__file__).resolve().parent
 
 
@@ -37,27 +36,6 @@ def differing(expected: Files, actual: Files) -> list[str]:
     """Names of the files whose digests differ, or that only one side has."""
     mine, theirs = dict(actual), dict(expected)
     return sorted(name for name in mine.keys() | theirs.keys() if mine.get(name) != theirs.get(name))
-
-
-@dataclass(frozen=True)
-class CodeIdentity:
-    """The code a task expects to be measured with (the client's)."""
-
-    harness: Files
-    adapter: Files
-    version: str  # the codec's resolved version (library, binaries, weights; adapter code hash)
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A worker's answer to a task it will not run: its code differs from the task's."""
-
-    reason: str  # e.g. "its harness file(s) bench/measure.py differ from the client's"
-    worker: str = ""  # a Dask worker's address; empty: a local worker process
-
-    def message(self, label: str) -> str:
-        who = f"worker {self.worker}" if self.worker else "a worker process of this run"
-        return f"{who} refused the {label} jobs: {self.reason}"
 
 
 class CodeMismatch(BenchError):

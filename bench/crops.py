@@ -23,7 +23,8 @@ from .fairness import bpp_ranges, off_target, range_text, target_tolerance
 from .images import load_image, pixel_sha256
 from .measure import StageError, measure, read_only
 from .metrics import luma_bt709
-from .store import DB_NAME, Key, open_results
+from .model import Key
+from .store import DB_NAME, open_results
 
 
 class CropsError(BenchError):

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from .model import CodecTask
+
 POOLS = ("cpu", "gpu", "fresh")
 READY = "bench-worker-ready"  # a new worker's first message: its start-up is not part of any job's time
 
@@ -33,7 +35,7 @@ READY = "bench-worker-ready"  # a new worker's first message: its start-up is no
 @dataclass
 class Job:
     func: Callable[[Any], Any]  # a module-level function run in the worker: func(task) -> result
-    task: Any  # has ``memory_bytes``
+    task: CodecTask  # what to measure (its estimated memory decides how many jobs run at once)
     timeout_s: float | None = None  # None or 0: no limit
     pool: str = "cpu"
     expected_s: float | None = None  # expected seconds, when known (a cluster groups short jobs)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis import Curve
+from .model import Curve
 from .plots import TIMELINE_CAP, ZOOM_MAX_BPP, axis_label, legend_label, zoom_range
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",

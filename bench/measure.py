@@ -27,8 +27,8 @@ import numpy as np
 
 from .adapters import _RUN_DIRECTORIES, CodecConfig
 from .metrics import DEFAULT_METRICS, compute_metrics
+from .model import CrossDevice, Key, Measurement
 from .provenance import cpu_model
-from .store import CrossDevice, Key, Measurement
 
 
 class StageError(Exception):

@@ -7,97 +7,12 @@ code identity it must be measured with (``bench.code_identity``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .adapters import CodecConfig
-from .code_identity import CodeIdentity, harness_files
+from .code_identity import harness_files
 from .metrics import METRICS
-from .store import Ident, Key, Store
+from .model import CodecTask, CodeIdentity, Ident, ImageRef, SearchTask, Task
+from .store import Store
 from .targets import quality_grid
-
-BYTES_PER_PIXEL = {"conventional": 400, "learned": 2000}  # peak memory of one job, codec and metrics
-BASE_JOB_BYTES = 300 * 2**20  # a worker's own footprint (interpreter, libraries)
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """An input image as workers see it: its pixels in ``npy`` (uint8 H x W x 3) and their hash."""
-
-    name: str
-    image_hash: str
-    width: int
-    height: int
-    npy: str
-
-    @property
-    def pixels(self) -> int:
-        return self.width * self.height
-
-
-@dataclass(frozen=True)
-class CodecTask:
-    """What every kind of job has: which codec configuration, on which image."""
-
-    origin: str
-    options: dict[str, str]
-    label: str
-    family: str
-    image: ImageRef
-    code: CodeIdentity  # the client's: the worker refuses the task if its own differs
-
-    def codec_fields(self) -> dict:
-        """The fields of this class, to build another kind of task for the same codec and image."""
-        return dict(origin=self.origin, options=self.options, label=self.label, family=self.family, image=self.image,
-                    code=self.code)
-
-    @property
-    def on_gpu(self) -> bool:
-        return self.options.get("device", "cpu").startswith("cuda")
-
-    @property
-    def memory_bytes(self) -> int:
-        """Estimated peak memory of the job, from the image size and the codec family."""
-        return BASE_JOB_BYTES + self.image.pixels * BYTES_PER_PIXEL.get(self.family, BYTES_PER_PIXEL["learned"])
-
-
-@dataclass(frozen=True)
-class Task(CodecTask):
-    """Measure one (image, codec configuration, quality)."""
-
-    key: Key = field(default=None)  # type: ignore[assignment]
-    metrics: tuple[str, ...] = ()
-    metrics_only: bool = False  # measurement stored already: add the missing metrics only
-    check_decode: bool = False  # also decode the bytes in a process that never encoded
-    check_determinism: bool = False  # encode twice and compare
-    decode_device: str = ""  # also decode the bytes on this device (--decode-device)
-
-    @property
-    def quality(self) -> float:
-        return self.key.quality
-
-    @property
-    def on_gpu(self) -> bool:
-        return super().on_gpu or self.decode_device.startswith("cuda")
-
-
-@dataclass(frozen=True)
-class SearchTask(CodecTask):
-    """Find the quality nearest each target bpp for one image and codec configuration."""
-
-    ident: Ident = field(default=None)  # type: ignore[assignment]
-    targets: tuple[float, ...] = ()
-    grid: tuple[float, ...] | None = None
-    bounds: tuple[float, float] | None = None
-    known: dict[float, int] = field(default_factory=dict)  # quality -> bytes, from earlier runs
-
-
-@dataclass(frozen=True)
-class DecodeCheckTask(CodecTask):
-    """Decode a stored bitstream again in a process that never encoded; compare the result."""
-
-    key: Key = field(default=None)  # type: ignore[assignment]
-    data: bytes = b""
-    expected_sha256: str = ""
 
 
 def codec_task_fields(config: CodecConfig, image: ImageRef) -> dict:

@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .analysis import Curve
 from .atomic import atomic_path
 from .metrics import METRICS
+from .model import Curve
 
 ZOOM_MAX_BPP = 2.0
 LINESTYLES = {"conventional": "--", "learned": "-"}

@@ -23,17 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from .analysis import (
-    AGGREGATIONS,
-    BOOTSTRAP,
-    METHODS,
-    NO_IMAGES,
-    Curve,
-    bd_metrics,
-    bd_table,
-    load_reference,
-    mean_curves,
-)
+from .analysis import AGGREGATIONS, BOOTSTRAP, METHODS, NO_IMAGES, bd_metrics, bd_table, load_reference, mean_curves
 from .atomic import write_text_atomic
 from .cross_device import report_blocks as cross_device_blocks
 from .errors import BenchError
@@ -69,6 +59,7 @@ from .interactive import (
     timeline_json,
 )
 from .metrics import METRICS
+from .model import Curve
 from .plots import family_rd_figure, rd_figure, save_figure, speed_figure, timeline_figure
 from .provenance import git_commit
 from .stats import ALPHA, SEED

@@ -25,23 +25,16 @@ import numpy as np
 
 from .adapters import AdapterError, CodecConfig
 from .atomic import remove_partial_files
-from .code_identity import CodeMismatch, Refused
+from .code_identity import CodeMismatch
 from .datasets import Dataset
 from .errors import BenchError
 from .execution import Executor, Job, available_memory_bytes
 from .images import ImageError, load_image, pixel_sha256
 from .metrics import DEFAULT_METRICS
-from .planning import (
-    BYTES_PER_PIXEL,
-    DecodeCheckTask,
-    ImageRef,
-    Task,
-    order_slowest_first,
-    plan_measurements,
-    plan_searches,
-)
+from .model import BYTES_PER_PIXEL, DecodeCheckTask, ImageRecord, ImageRef, Refused, Task
+from .planning import order_slowest_first, plan_measurements, plan_searches
 from .provenance import run_provenance
-from .store import ImageRecord, Store
+from .store import Store
 from .worker import DecodeCheckOutcome, Outcome, SearchOutcome, run_decode_check, run_search, run_task
 
 DEFAULT_TIMEOUT_S = 600.0  # per job, unless the adapter declares TIMEOUT_S or --timeout is given

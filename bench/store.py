@@ -20,11 +20,11 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from .errors import BenchError, printable
+from .model import CrossDevice, Ident, ImageRecord, Key, Measurement
 
 DB_NAME = "results.sqlite"
 
@@ -124,86 +124,6 @@ WHERE_KEY = " AND ".join(f"{c} = ?" for c in KEY_COLUMNS)
 
 class StoreError(BenchError):
     """The result store cannot be used (damaged, locked, another dataset); the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Ident:
-    """One codec configuration on one image: everything of a measurement's key but the quality."""
-
-    image_hash: str
-    codec: str
-    options: str  # canonical JSON
-    version: str
-
-    def as_tuple(self) -> tuple[str, str, str, str]:
-        return (self.image_hash, self.codec, self.options, self.version)
-
-    def at(self, quality: float) -> Key:
-        return Key(*self.as_tuple(), float(quality))
-
-
-@dataclass(frozen=True)
-class Key:
-    """Identity of one measurement."""
-
-    image_hash: str
-    codec: str
-    options: str  # canonical JSON
-    version: str
-    quality: float
-
-    def as_tuple(self) -> tuple[str, str, str, str, float]:
-        return (self.image_hash, self.codec, self.options, self.version, float(self.quality))
-
-    @property
-    def ident(self) -> Ident:
-        return Ident(self.image_hash, self.codec, self.options, self.version)
-
-
-@dataclass(frozen=True)
-class CrossDevice:
-    """The same bitstream decoded on another device: identical to the measured decode, or how far off.
-
-    ``identical`` is None and ``error`` says why when the other device failed to decode.
-    """
-
-    encode_device: str
-    decode_device: str
-    identical: bool | None
-    max_abs_diff: int | None = None  # pixel levels (0-255) against the measured decode
-    psnr_rgb: float | None = None  # dB, the other device's decode against the original
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class Measurement:
-    key: Key
-    bytes: int
-    bpp: float
-    width: int
-    height: int
-    encode_s: float  # wall seconds; NaN = not measured (e.g. published bitstreams are not encoded here)
-    decode_s: float
-    metric_s: float
-    device: str
-    metrics: dict[str, float]
-    metric_seconds: dict[str, float] = field(default_factory=dict)  # per metric (sums to about metric_s)
-    host: str = ""  # host name of the machine that measured it
-    machine: str = ""  # its CPU model (and GPU name on CUDA)
-    metric_device: str = "cpu"  # where the metrics were computed
-    cross_device: CrossDevice | None = None  # with --decode-device
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """An input image of a dataset as registered in the store."""
-
-    name: str
-    image_hash: str
-    width: int
-    height: int
-    path: str
-    conversions: tuple[str, ...] = ()
 
 
 def _seconds(value: float) -> float:

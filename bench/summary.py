@@ -13,8 +13,9 @@ import math
 
 import pandas as pd
 
-from .analysis import Curve, bd_rate
+from .analysis import bd_rate
 from .metrics import METRICS
+from .model import Curve
 
 MAIN_METRICS = ("psnr-rgb", "ms-ssim-db", "psnr-y")
 METRIC_NAMES = {"psnr-rgb": "PSNR-RGB", "psnr-y": "PSNR-Y", "ms-ssim-db": "MS-SSIM (dB)", "ms-ssim-rgb": "MS-SSIM"}

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import scipy.interpolate
 
-from .analysis import Curve, bd_rate
+from .analysis import bd_rate
 from .compressai_json import read_result_file
 from .errors import BenchError
 from .export import per_image_frame, summary_frame
+from .model import Curve
 from .published import BPP_TOLERANCE, PSNR_TOLERANCE_DB, PublishedError, compare_rows, find_manifest
 from .report import markdown_table
 from .store import open_results

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .adapters import CodecConfig, load_origin
-from .code_identity import Refused, harness_files, mismatch
+from .code_identity import harness_files, mismatch
 from .images import pixel_sha256
 from .measure import (
     StageError,
@@ -29,8 +29,7 @@ from .measure import (
     read_only,
     reconstruction_sha256,
 )
-from .planning import CodecTask, DecodeCheckTask, SearchTask, Task
-from .store import Measurement
+from .model import CodecTask, DecodeCheckTask, Measurement, Refused, SearchTask, Task
 from .targets import search_quality
 
 _CONFIGS: dict[tuple[str, str], CodecConfig] = {}

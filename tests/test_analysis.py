@@ -4,7 +4,8 @@ import bjontegaard
 import numpy as np
 import pytest
 
-from bench.analysis import METHODS, Curve, bd_quality, bd_rate, overlap_fraction
+from bench.analysis import METHODS, bd_quality, bd_rate, overlap_fraction
+from bench.model import Curve
 from bench.plots import rd_figure
 
 

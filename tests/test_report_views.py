@@ -113,7 +113,7 @@ def test_summary_first_with_sorted_bd_and_family_sentences(mixed_run):
 
 
 def test_legends_carry_bd_rate_and_mark_the_anchor(mixed_run):
-    from bench.analysis import Curve
+    from bench.model import Curve
     from bench.plots import rd_figure
 
     out, _, _ = mixed_run

@@ -194,9 +194,8 @@ def test_decompression_bomb_is_skipped_by_name(tmp_path, image_folder, capsys):
 
 
 def test_memory_bounds_concurrency():
-    from bench.code_identity import CodeIdentity
     from bench.execution import Executor, Job
-    from bench.planning import ImageRef, Task
+    from bench.model import CodeIdentity, ImageRef, Task
 
     image = ImageRef("big", "0" * 64, 4000, 3000, "/nonexistent.npy")
     task = Task(origin="", options={}, label="x", family="conventional", image=image, code=CodeIdentity((), (), ""))
