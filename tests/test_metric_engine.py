@@ -14,9 +14,8 @@ from PIL import Image
 from piq.functional import rgb2yiq
 from pytorch_msssim import ms_ssim, ssim
 
-from bench import metric_engine as engine
 from bench.images import load_image, pixel_sha256
-from bench.metrics import DEFAULT_METRICS, METRICS, MS_SSIM_MIN_SIDE, compute_metrics, compute_metrics_batch
+from bench.metrics import DEFAULT_METRICS, METRICS, MS_SSIM_MIN_SIDE, compute_metrics, compute_metrics_batch, engine
 
 from .conftest import KODAK, photo
 

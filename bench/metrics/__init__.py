@@ -15,7 +15,7 @@
 
 A metric that cannot be computed for an image (e.g. MS-SSIM on an image whose shorter side is
 at most 160 pixels) is NaN, with a warning naming the metric and the image size. The default
-set is computed by ``bench.metric_engine`` with shared work; its values equal the libraries'.
+set is computed by ``bench.metrics.engine`` with shared work; its values equal the libraries'.
 """
 
 from __future__ import annotations
@@ -29,19 +29,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import BenchError, did_you_mean
+from ..errors import BenchError, did_you_mean
 
 if TYPE_CHECKING:
-    from .metric_engine import Pair
+    from .engine import Pair
 
 _FROM_ENGINE = ("MS_SSIM_MIN_SIDE", "PEAK", "psnr_from_mse")  # re-exported, loaded with the engine
 
 
 def _engine() -> Any:
     """The metric engine (torch), imported when a metric is first computed, not when names are listed."""
-    from . import metric_engine
+    from . import engine
 
-    return metric_engine
+    return engine
 
 
 def __getattr__(name: str) -> Any:
