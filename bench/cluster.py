@@ -47,6 +47,7 @@ IN_FLIGHT_PER_SLOT = 2  # Dask tasks in flight per worker slot
 BATCH_S = 5.0  # expected seconds of work per Dask task when jobs are short (see DaskExecutor)
 MAX_BATCH = 32
 POLL_S = 2.0
+WORKER_WAIT_S = 60.0  # how long pending jobs wait for a worker of their kind to (re)join (a nanny restart, a new node)
 
 
 # Settings for workers whose tasks only wait for a child process (where the jobs run): no
@@ -239,6 +240,7 @@ class DaskExecutor:
         self.images: dict[str, Any] = {}  # image hash -> scattered future, while jobs in flight need it
         self.image_users: Counter[str] = Counter()
         self._workers_cache: tuple[float, dict[str, list[str]]] | None = None
+        self._no_workers_since: dict[str, float] = {}  # resource kind -> when its last worker went
 
     def submit(self, job: Job) -> None:
         self.pending[job.pool].append(job)
@@ -258,6 +260,20 @@ class DaskExecutor:
     def _slots(self) -> dict[str, int]:
         """Task slots per resource kind among the connected workers."""
         return {kind: len(addresses) for kind, addresses in self._workers().items()}
+
+    def _worker_of_kind(self, kind: str, slots: int, pending: int) -> bool:
+        """Whether a worker with ``kind`` slots is connected. Without one, jobs wait up to
+        ``WORKER_WAIT_S`` seconds for one to join (a worker that a job killed is restarted by its
+        nanny), then the run ends with ``ClusterError``."""
+        if slots:
+            self._no_workers_since.pop(kind, None)
+            return True
+        since = self._no_workers_since.setdefault(kind, time.monotonic())
+        if time.monotonic() - since > WORKER_WAIT_S:
+            raise ClusterError(f"no connected worker advertises the {kind} resource needed by {pending} job(s) "
+                               f"(waited {WORKER_WAIT_S:g} s): start workers with `python -m bench worker` "
+                               f"(or `dask worker ... --resources {kind}=N`)")
+        return False
 
     def _allowed(self, job: Job) -> list[str] | None:
         """Workers that may run ``job`` (None: any): all but those that refused its codec."""
@@ -335,15 +351,16 @@ class DaskExecutor:
                 slots = self._slots()
                 for pool in POOLS:
                     kind = RESOURCE[pool]
-                    if self.pending[pool] and slots[kind] == 0:
-                        raise ClusterError(f"no connected worker advertises the {kind} resource needed by "
-                                           f"{len(self.pending[pool])} job(s): start workers with `python -m bench "
-                                           f"worker` (or `dask worker ... --resources {kind}=N`)")
+                    if self.pending[pool] and not self._worker_of_kind(kind, slots[kind], len(self.pending[pool])):
+                        continue
                     limit = max(1, IN_FLIGHT_PER_SLOT * slots[kind])
                     while self.pending[pool] and sum(
                             1 for b in in_flight.values() if RESOURCE[b[0].pool] == kind) < limit:
                         batch = self._take(pool, slots[kind])
                         in_flight[self._submit(batch)] = batch
+                if not in_flight:  # waiting for workers to join
+                    time.sleep(POLL_S)
+                    continue
                 try:
                     done, _ = wait(list(in_flight), timeout=POLL_S, return_when="FIRST_COMPLETED")
                 except TimeoutError:  # nothing finished yet: look at the workers again
@@ -457,9 +474,9 @@ def gpu_available(client) -> bool:
     return any((info.get("resources") or {}).get("GPU") for info in workers.values())
 
 
-def wait_for_workers(client, timeout_s: float = 60) -> None:
-    """Dask's ``Client.wait_for_workers`` for one worker, with the run's error when none comes."""
+def wait_for_workers(client) -> None:
+    """Dask's ``Client.wait_for_workers`` for one worker (``WORKER_WAIT_S``), with the run's error when none comes."""
     try:
-        client.wait_for_workers(1, timeout=timeout_s)
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
     except TimeoutError:
-        raise ClusterError(f"no Dask worker connected within {timeout_s:g} s") from None
+        raise ClusterError(f"no Dask worker connected within {WORKER_WAIT_S:g} s") from None

@@ -252,6 +252,37 @@ def test_late_worker_with_another_codec_version_refuses_its_jobs(image_folder, t
     assert "the client's '1; adapter " in printed and "they run on other workers" in printed
 
 
+def test_jobs_wait_for_a_worker_to_join_and_end_the_run_when_none_does(image_folder, tmp_path, monkeypatch):
+    """With no worker connected (a killed one restarting, a node not yet up), pending jobs wait
+    ``WORKER_WAIT_S`` for one to join; when none does, the run ends with ``ClusterError``."""
+    from distributed import Client
+
+    import bench.cluster
+
+    configs = select(discover([fake_adapter(tmp_path / "p")]), ["fake"])[0]
+    dataset = resolve_dataset(str(image_folder))
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as started, Client(started) as client:
+        def run(out: Path):
+            return run_benchmark(dataset, configs, out, jobs=1, progress=False, metrics=("psnr-rgb",),
+                                 check_decode="off", make_executor=lambda: DaskExecutor(client))
+
+        monkeypatch.setattr(bench.cluster, "WORKER_WAIT_S", 1.0)
+        with pytest.raises(bench.cluster.ClusterError, match=r"the CPU resource needed by 9 job\(s\) \(waited 1 s\)"):
+            run(tmp_path / "none")
+        monkeypatch.setattr(bench.cluster, "WORKER_WAIT_S", 120.0)
+        late: list[subprocess.Popen] = []
+        timer = threading.Timer(5.0, lambda: late.append(dask_worker(started.scheduler_address, "CPU=1")))
+        timer.start()
+        try:
+            report = run(tmp_path / "late")
+        finally:
+            timer.join()
+            for proc in late:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert report.failed == 0 and len(rows(tmp_path / "late", "measurements")) == 9
+
+
 def _bench_copy(tmp_path: Path) -> Path:
     """A copy of the harness (the ``bench`` package) with one file edited, as on a worker that differs."""
     import shutil
