@@ -69,7 +69,7 @@ train: $(STAMP)
 	done
 
 perf: $(STAMP)
-	$(PY) -m bench.perf --dataset $(DATASET)
+	$(PY) -m bench.cli.perf --dataset $(DATASET)
 
 # make vvc / make coolchic: build vvenc+vvdec / Cool-chic's decoder from source (VVC_SRC / COOLCHIC_SRC, else
 # ../shared/src) once into the per-user tool folder ($$BENCH_TOOLS, default ~/.cache/codec-bench/tools).

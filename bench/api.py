@@ -19,10 +19,10 @@ import pandas as pd
 
 from . import analysis
 from .errors import BenchError
-from .export import per_image_frame, summary_frame
 from .metrics import METRICS
 from .model import Curve
 from .store import open_results
+from .store.export import per_image_frame, summary_frame
 
 
 class ResultsError(BenchError):

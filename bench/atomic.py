@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-STAGING_PREFIX = ".staging-"  # folders of a multi-file export being written (bench.export)
+STAGING_PREFIX = ".staging-"  # folders of a multi-file export being written (bench.store.export)
 
 
 def remove_partial_files(folder: Path) -> list[Path]:

@@ -3,7 +3,7 @@
 Every task carries the client's ``CodeIdentity``: the harness's files (the ``bench`` package), the
 adapter's files (its module and ``CODE_FILES``) and the codec's resolved version (library,
 binaries, weights). The process that runs the task compares them with its own before it measures
-(``bench.worker.refusal``; a Dask worker also resolves the version itself, ``bench.cluster``) and
+(``bench.pipeline.worker.refusal``; a Dask worker also resolves the version itself, ``bench.execution.cluster``) and
 refuses the task, naming the differing files, when they differ: no row is ever stored under a code
 version other than the one that measured it.
 """

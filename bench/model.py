@@ -28,7 +28,7 @@ class CodeIdentity:
 class Refused:
     """A worker's answer to a task it will not run: its code differs from the task's."""
 
-    reason: str  # e.g. "its harness file(s) bench/measure.py differ from the client's"
+    reason: str  # e.g. "its harness file(s) bench/pipeline/measure.py differ from the client's"
     worker: str = ""  # a Dask worker's address; empty: a local worker process
 
     def message(self, label: str) -> str:

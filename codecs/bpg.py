@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from bench.adapters import Option
-from bench.codec_tools import file_sha256, resolve_tool, run_tool, tool_version
+from bench.adapters.codec_tools import file_sha256, resolve_tool, run_tool, tool_version
 
 NAME = "bpg"
 FAMILY = "conventional"

@@ -6,7 +6,7 @@ resolved at setup, and only their content hashes enter the cache key.
 Same conversion, QP sweep and 4-byte dimension header as ``vtm``.
 """
 
-from bench.reference_software import ReferenceCodec
+from bench.adapters.reference_software import ReferenceCodec
 
 _codec = ReferenceCodec("HM", "TAppEncoder", "TAppDecoder")
 NAME = "hm"
@@ -17,5 +17,5 @@ OPTIONS = _codec.options
 QUALITIES = [47, 42, 37, 32, 27, 22]
 QUALITY_RANGE = (0, 51, 1)
 TIMEOUT_S = 3600  # the reference encoder is slow
-CODE_FILES = ["bench.reference_software", "bench.codec_tools"]  # the driver and the colour conversion
+CODE_FILES = ["bench.adapters.reference_software", "bench.adapters.codec_tools"]  # the driver and the colour conversion
 setup, encode, decode = _codec.setup, _codec.encode, _codec.decode

@@ -1,7 +1,7 @@
 """Published bitstreams as a codec: ``published:dir=PATH`` (see docs/published-bitstreams.md).
 
 A folder of another codec's real bitstreams, the images its own decoder made from them and a
-manifest (``bench.published``) is measured like a codec that ran here, except that nothing is
+manifest (``bench.datasets.published``) is measured like a codec that ran here, except that nothing is
 encoded here: ``encode`` returns the published bitstream of the image (matched by name) at the
 rate asked for, so bpp comes from its bytes. Quality = the publisher's rate parameter, as a
 number (Cool-chic: λ, larger = fewer bits). The harness computes every metric on the decoded
@@ -33,9 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import tools
-from bench.adapters import Option
-from bench.published import (
+from bench.adapters import Option, tools
+from bench.datasets.published import (
     Entry,
     Manifest,
     PublishedError,
@@ -66,7 +65,7 @@ OPTIONS = {
     "decoder": Option("", help="resolved by setup: the decoder used here (empty: supplied images)", key=False),
 }
 SUPPLIED = "supplied images (times not measured)"
-CODE_FILES = ["bench.published"]
+CODE_FILES = ["bench.datasets.published"]
 
 
 # --- decoders ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ As in CompressAI's VTM runs: RGB -> full-range BT.709 YCbCr 4:4:4, 8 bit, one in
 height as uint16) that the decoder needs to read back the raw YUV output; bpp counts it.
 """
 
-from bench.reference_software import ReferenceCodec
+from bench.adapters.reference_software import ReferenceCodec
 
 _codec = ReferenceCodec("VTM", "EncoderApp", "DecoderApp")
 NAME = "vtm"
@@ -19,5 +19,5 @@ OPTIONS = _codec.options
 QUALITIES = [47, 42, 37, 32, 27, 22]
 QUALITY_RANGE = (0, 63, 1)
 TIMEOUT_S = 7200  # VTM at its slowest settings takes minutes per image; large images more
-CODE_FILES = ["bench.reference_software", "bench.codec_tools"]  # the driver and the colour conversion
+CODE_FILES = ["bench.adapters.reference_software", "bench.adapters.codec_tools"]  # the driver and the colour conversion
 setup, encode, decode = _codec.setup, _codec.encode, _codec.decode

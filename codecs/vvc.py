@@ -1,7 +1,7 @@
 """VVC intra with Fraunhofer HHI's vvenc (encoder) and vvdec (decoder), built from source by the project.
 
 ``make vvc`` (``python -m bench tools build vvc``) builds ``vvencapp``/``vvdecapp`` into the per-user
-tool folder (``bench.tools``). Options ``vvencapp``/``vvdecapp`` (machine-local, not in the cache
+tool folder (``bench.adapters.tools``). Options ``vvencapp``/``vvdecapp`` (machine-local, not in the cache
 key): empty means ``$VVENCAPP``/``$VVDECAPP``, else the project-built tool, else the command on
 PATH; ``setup`` resolves them and puts their version line and SHA-256 into the version.
 
@@ -29,9 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import tools
-from bench.adapters import Option
-from bench.codec_tools import file_sha256, require_tool, rgb_to_ycbcr420, run_tool, tool_version, ycbcr420_to_rgb
+from bench.adapters import Option, tools
+from bench.adapters.codec_tools import (
+    file_sha256,
+    require_tool,
+    rgb_to_ycbcr420,
+    run_tool,
+    tool_version,
+    ycbcr420_to_rgb,
+)
 
 NAME = "vvc"
 FAMILY = "conventional"
@@ -49,7 +55,7 @@ OPTIONS = {
 QUALITIES = [47, 42, 37, 32, 27, 22]  # --qp; slice QP 44 ... 19; ~0.08-1.8 bpp on Kodak
 QUALITY_RANGE = (0, 63, 1)
 TIMEOUT_S = 3600  # slower at QP 0 on a large image takes minutes
-CODE_FILES = ["bench.codec_tools"]  # the colour conversion
+CODE_FILES = ["bench.adapters.codec_tools"]  # the colour conversion
 BUILD_HINT = "make vvc"
 CROP_LAST_COLUMN, CROP_LAST_ROW = 1, 2  # bits of the leading byte that odd-sized pictures carry
 

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from bench.adapters import Option
-from bench.codec_tools import resolve_tool, run_tool, tool_version
+from bench.adapters.codec_tools import resolve_tool, run_tool, tool_version
 
 NAME = "x265"
 FAMILY = "conventional"

@@ -6,7 +6,7 @@ import pytest
 
 from bench.analysis import METHODS, bd_quality, bd_rate, overlap_fraction
 from bench.model import Curve
-from bench.plots import rd_figure
+from bench.report.plots import rd_figure
 
 
 def random_curve(rng, n=6, label="c"):

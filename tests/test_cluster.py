@@ -21,10 +21,10 @@ from distributed import LocalCluster  # noqa: E402
 
 from bench.adapters import discover, select  # noqa: E402
 from bench.cli import main  # noqa: E402
-from bench.cluster import DaskExecutor, batch_size  # noqa: E402
 from bench.datasets import resolve_dataset  # noqa: E402
 from bench.execution import Job  # noqa: E402
-from bench.runner import plan_run, run_benchmark  # noqa: E402
+from bench.execution.cluster import DaskExecutor, batch_size  # noqa: E402
+from bench.pipeline.runner import plan_run, run_benchmark  # noqa: E402
 from bench.store import DB_NAME  # noqa: E402
 
 from .conftest import REPO  # noqa: E402
@@ -219,10 +219,10 @@ def _run_fake(image_folder: Path, plugins: Path, scheduler: str, out: Path) -> i
 
 def test_late_worker_with_another_codec_version_refuses_its_jobs(image_folder, tmp_path, capsys, monkeypatch):
     """A worker that joins after the run started is checked too (per task): its jobs run elsewhere."""
-    import bench.cluster
+    import bench.execution.cluster
 
-    monkeypatch.setattr(bench.cluster, "batch_size", lambda job, pending, slots: 1)  # one job per task, and
-    monkeypatch.setattr(bench.cluster, "IN_FLIGHT_PER_SLOT", 1)  # one task per worker: the late one gets some
+    monkeypatch.setattr(bench.execution.cluster, "batch_size", lambda job, pending, slots: 1)  # one job per task, and
+    monkeypatch.setattr(bench.execution.cluster, "IN_FLIGHT_PER_SLOT", 1)  # one task per worker: the late one gets some
     plugins = fake_adapter(tmp_path / "p", sleep=2.0)
     out = tmp_path / "out"
     late: list[subprocess.Popen] = []
@@ -257,7 +257,7 @@ def test_jobs_wait_for_a_worker_to_join_and_end_the_run_when_none_does(image_fol
     ``WORKER_WAIT_S`` for one to join; when none does, the run ends with ``ClusterError``."""
     from distributed import Client
 
-    import bench.cluster
+    import bench.execution.cluster
 
     configs = select(discover([fake_adapter(tmp_path / "p")]), ["fake"])[0]
     dataset = resolve_dataset(str(image_folder))
@@ -266,10 +266,11 @@ def test_jobs_wait_for_a_worker_to_join_and_end_the_run_when_none_does(image_fol
             return run_benchmark(dataset, configs, out, jobs=1, progress=False, metrics=("psnr-rgb",),
                                  check_decode="off", make_executor=lambda: DaskExecutor(client))
 
-        monkeypatch.setattr(bench.cluster, "WORKER_WAIT_S", 1.0)
-        with pytest.raises(bench.cluster.ClusterError, match=r"the CPU resource needed by 9 job\(s\) \(waited 1 s\)"):
+        monkeypatch.setattr(bench.execution.cluster, "WORKER_WAIT_S", 1.0)
+        needed = r"the CPU resource needed by 9 job\(s\) \(waited 1 s\)"
+        with pytest.raises(bench.execution.cluster.ClusterError, match=needed):
             run(tmp_path / "none")
-        monkeypatch.setattr(bench.cluster, "WORKER_WAIT_S", 120.0)
+        monkeypatch.setattr(bench.execution.cluster, "WORKER_WAIT_S", 120.0)
         late: list[subprocess.Popen] = []
         timer = threading.Timer(5.0, lambda: late.append(dask_worker(started.scheduler_address, "CPU=1")))
         timer.start()
@@ -302,14 +303,15 @@ def test_worker_with_other_harness_code_refuses_and_alone_ends_the_run_with_1(im
     with cluster_with_extra_worker("CPU=1", cwd=other, PYTHONPATH=str(other)) as (started, client):
         assert _run_fake(image_folder, plugins, started.scheduler_address, tmp_path / "mixed") == 0
         printed = capsys.readouterr().out
-        assert "refused the fake jobs: its harness file(s) bench/measure.py differ from the client's" in printed
+        assert "refused the fake jobs: its harness file(s) bench/pipeline/measure.py differ from the client's" \
+            in printed
         assert len(rows(tmp_path / "mixed", "measurements")) == 9 and rows(tmp_path / "mixed", "failures").empty
         client.retire_workers([nanny.worker_address for nanny in started.workers.values()])  # the good one
         code = _run_fake(image_folder, plugins, started.scheduler_address, tmp_path / "other")
     message = capsys.readouterr().err
     assert code == 1, "no worker with the client's code: the run ends incomplete"
     assert "no connected worker has the client's code for fake: worker tcp://" in message
-    assert "bench/measure.py" in message
+    assert "bench/pipeline/measure.py" in message
     assert stored(tmp_path / "other") == 0
 
 
@@ -387,11 +389,11 @@ def test_job_that_kills_its_worker_is_found_in_its_batch(image_folder, tmp_path,
     import dask
     from distributed import Client, LocalCluster
 
-    import bench.cluster
+    import bench.execution.cluster
 
     # all four jobs in one batch, one task in flight: no other task shares the worker that dies
-    monkeypatch.setattr(bench.cluster, "batch_size", lambda job, pending, slots: 4)
-    monkeypatch.setattr(bench.cluster, "IN_FLIGHT_PER_SLOT", 1)
+    monkeypatch.setattr(bench.execution.cluster, "batch_size", lambda job, pending, slots: 4)
+    monkeypatch.setattr(bench.execution.cluster, "IN_FLIGHT_PER_SLOT", 1)
     plugins = tmp_path / "p"
     plugins.mkdir()
     (plugins / "killer.py").write_text(KILLER)

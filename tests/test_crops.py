@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.crops import CropsError, build_crops, crops_figure, detailed_box
+from bench.report.crops import CropsError, build_crops, crops_figure, detailed_box
 
 from .conftest import photo
 
@@ -24,7 +24,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_crops_png_and_panels(run_dir, monkeypatch):
-    import bench.crops as crops
+    import bench.report.crops as crops
 
     figures = []
     original = crops.crops_figure
@@ -75,8 +75,8 @@ def test_crops_errors(run_dir, tmp_path, capsys):
 
 
 def test_crops_flag_off_target_and_refuse_out_of_range(run_dir, monkeypatch):
-    import bench.crops as crops
-    from bench.fairness import off_target
+    import bench.report.crops as crops
+    from bench.analysis.fairness import off_target
 
     figures = []
     original = crops.crops_figure

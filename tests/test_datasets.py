@@ -10,7 +10,7 @@ from PIL import Image
 
 from bench import datasets
 from bench.datasets import DatasetError, resolve_dataset
-from bench.images import pixel_sha256
+from bench.datasets.images import pixel_sha256
 
 from .conftest import photo
 

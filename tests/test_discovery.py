@@ -10,7 +10,7 @@ import pytest
 from bench.adapters import Adapter, AdapterError, Unavailable, discover, load_origin, select
 from bench.cli import main
 from bench.datasets import resolve_dataset
-from bench.runner import run_benchmark
+from bench.pipeline.runner import run_benchmark
 from bench.store import Store
 
 PNG_ADAPTER = '''

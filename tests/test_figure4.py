@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import figure4
+from bench.analysis.fairness import chroma_format, published_chroma
 from bench.cli import main, published_specs, tool_lines
-from bench.fairness import chroma_format, published_chroma
+from bench.report import figure4
 
 from .conftest import SHARED
 
@@ -254,8 +254,8 @@ def test_anchor_choice():
 
 def test_published_bitstream_rows_show_decode_time_only(f4_run):
     """A row whose encode time was not measured (as the published codec stores it) keeps its decode time."""
-    from bench.interactive import speed_figure_json
-    from bench.summary import speed_points
+    from bench.report.interactive import speed_figure_json
+    from bench.report.summary import speed_points
 
     out, refs = f4_run
     build(out, refs)

@@ -13,7 +13,7 @@ from PIL import Image
 from bench.adapters import AdapterError, discover, merge_duplicates, select
 from bench.cli import main, results_folder
 from bench.datasets import resolve_dataset
-from bench.images import ImageError, load_image
+from bench.datasets.images import ImageError, load_image
 from bench.store import DB_NAME
 
 from .conftest import photo, write_photos

@@ -13,7 +13,7 @@ from compressai.utils.eval_model.__main__ import inference, load_checkpoint
 from bench.adapters import Adapter, discover, select
 from bench.datasets import resolve_dataset
 from bench.metrics import compute_metrics
-from bench.runner import run_benchmark
+from bench.pipeline.runner import run_benchmark
 from bench.store import Store
 
 from .conftest import REPO, SHARED, photo
@@ -283,7 +283,7 @@ def test_decode_mismatch_oom_fallback_and_gpu_worker(mode, image_folder, tmp_pat
 
 def test_gpu_check_script_on_cpu(tiny, image_folder, tmp_path, capsys):
     """The prepared GPU check with two CPU 'devices' (cpu:1 = a separately loaded model): all identical."""
-    from bench.gpu_check import main
+    from bench.cli.gpu_check import main
 
     code = main(["--dataset", str(image_folder), "--codec", "hyperprior", "--checkpoints", str(tiny.parent),
                  "--devices", "cpu,cpu:1", "--out", str(tmp_path / "check"), "--quiet"])

@@ -14,7 +14,7 @@ from PIL import Image
 from piq.functional import rgb2yiq
 from pytorch_msssim import ms_ssim, ssim
 
-from bench.images import load_image, pixel_sha256
+from bench.datasets.images import load_image, pixel_sha256
 from bench.metrics import DEFAULT_METRICS, METRICS, MS_SSIM_MIN_SIDE, compute_metrics, compute_metrics_batch, engine
 
 from .conftest import KODAK, photo

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from bench.adapters import Adapter, discover, select
-from bench.codec_tools import rgb_to_ycbcr444, ycbcr444_to_rgb
+from bench.adapters.codec_tools import rgb_to_ycbcr444, ycbcr444_to_rgb
 from bench.datasets import resolve_dataset
 from bench.metrics import psnr_rgb
-from bench.runner import run_benchmark
+from bench.pipeline.runner import run_benchmark
 
 from .conftest import photo
 

@@ -24,7 +24,7 @@ from bench.adapters import (
     select,
 )
 from bench.datasets import resolve_dataset
-from bench.runner import run_benchmark
+from bench.pipeline.runner import run_benchmark
 from bench.store import Store
 
 RAW = '''

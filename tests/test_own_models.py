@@ -23,7 +23,7 @@ from compressai.models import ScaleHyperprior
 from PIL import Image
 
 from bench.adapters import Adapter, discover, select
-from bench.cross_device import summary
+from bench.analysis.cross_device import summary
 
 from .conftest import REPO, SHARED, photo
 
@@ -298,7 +298,7 @@ def test_own_models_end_to_end_with_cross_device_check(user_models, tmp_path):
 def test_cross_device_decode_failure_is_reported(user_models, tmp_path, monkeypatch):
     """A decoder that raises on the other device: stored as failed with the reason, the measurement kept."""
     from bench.datasets import resolve_dataset
-    from bench.runner import run_benchmark
+    from bench.pipeline.runner import run_benchmark
     from bench.store import Store
 
     plugins = tmp_path / "plugins"

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench import published as pub
 from bench.cli import main
+from bench.datasets import published as pub
 
 from .conftest import KODAK, SHARED, photo
 
@@ -231,7 +231,7 @@ def test_coolchic_kodak_reproduces_the_published_table(coolchic, shared_data, tm
 
 @pytest.mark.slow
 def test_coolchic_decoded_here_is_pixel_identical(coolchic, tmp_path, capsys):
-    from bench import tools
+    from bench.adapters import tools
 
     if tools.built("coolchic") is None:
         pytest.skip("Cool-chic's decoder is not built (make coolchic)")

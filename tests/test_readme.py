@@ -6,7 +6,7 @@ import pytest
 
 from bench.adapters import Adapter, discover, select
 from bench.datasets import resolve_dataset
-from bench.runner import run_benchmark
+from bench.pipeline.runner import run_benchmark
 
 from .conftest import REPO
 

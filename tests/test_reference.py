@@ -7,9 +7,9 @@ import pytest
 
 from bench.adapters import Adapter, discover, select
 from bench.datasets import resolve_dataset
-from bench.export import export_results
-from bench.runner import run_benchmark
+from bench.pipeline.runner import run_benchmark
 from bench.store import Store
+from bench.store.export import export_results
 
 from .conftest import SHARED
 

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.analysis.fairness import off_target
 from bench.cli import main
-from bench.fairness import off_target
 
 pytestmark = pytest.mark.slow  # builds full reports (plots, HTML) from real runs
 
@@ -114,7 +114,7 @@ def test_summary_first_with_sorted_bd_and_family_sentences(mixed_run):
 
 def test_legends_carry_bd_rate_and_mark_the_anchor(mixed_run):
     from bench.model import Curve
-    from bench.plots import rd_figure
+    from bench.report.plots import rd_figure
 
     out, _, _ = mixed_run
     assert main(["report", str(out), "--anchor", "webp"]) == 0
@@ -173,7 +173,7 @@ def test_page_is_self_contained(mixed_run):
 
 
 def test_speed_view(mixed_run):
-    from bench.summary import speed_points
+    from bench.report.summary import speed_points
 
     out, _, _ = mixed_run
     assert main(["report", str(out)]) == 0

@@ -18,8 +18,8 @@ from PIL import Image
 from bench.adapters import Adapter, discover, select
 from bench.cli import main
 from bench.datasets import resolve_dataset
-from bench.measure import bits_per_pixel
-from bench.runner import run_benchmark
+from bench.pipeline.measure import bits_per_pixel
+from bench.pipeline.runner import run_benchmark
 from bench.store import DB_NAME, Store
 
 from .conftest import REPO, photo
@@ -145,7 +145,7 @@ def test_bad_inputs_are_converted_or_skipped(tmp_path, capsys):
     assert tiny["ms-ssim-rgb"].isna().all() and (tiny["psnr-rgb"] > 10).all()
     odd = frame[frame["image"] == "odd769x513"].iloc[0]
     assert (odd["width"], odd["height"]) == (769, 513)
-    from bench.images import load_image
+    from bench.datasets.images import load_image
 
     assert np.array_equal(load_image(folder / "rgb16.tif").rgb, base), "16-bit x*257 maps back to x"
     assert np.array_equal(load_image(folder / "gray16.png").rgb, np.repeat(base[..., 1:2], 3, axis=2))
@@ -266,7 +266,7 @@ def test_crashing_codec_and_untimed_prepare(tmp_path, image_folder):
 
 
 def test_same_stem_images_and_file_names(tmp_path):
-    from bench.export import file_stem
+    from bench.store.export import file_stem
 
     folder = tmp_path / "imgs"
     folder.mkdir()

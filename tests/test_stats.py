@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from bench import stats
-from bench.analysis import METHODS, bd_table
-from bench.export import summary_frame
+from bench.analysis import METHODS, bd_table, stats
+from bench.store.export import summary_frame
 
 
 # --- vectorised BD ------------------------------------------------------------------------------
@@ -274,7 +273,7 @@ def test_bd_table_cells_show_interval_and_marks():
 
 def test_repeated_points_give_nan_not_an_error():
     """Two quality points at the same bpp (a learned codec's duplicate checkpoints) used to raise LinAlgError."""
-    from bench.stats import bd_batch
+    from bench.analysis.stats import bd_batch
 
     rate = np.array([[0.2, 0.2, 0.2, 0.2, 0.8]])
     quality = np.array([[30.0, 30.0, 30.0, 30.0, 36.0]])

@@ -8,9 +8,9 @@ from PIL import Image
 from bench.adapters import Adapter, discover, select
 from bench.cli import main
 from bench.datasets import resolve_dataset
-from bench.runner import run_benchmark
+from bench.pipeline.runner import run_benchmark
+from bench.pipeline.targets import quality_grid, search_quality
 from bench.store import Store
-from bench.targets import quality_grid, search_quality
 
 ADAPTERS = [a for a in discover() if isinstance(a, Adapter)]
 

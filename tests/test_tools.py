@@ -1,4 +1,4 @@
-"""bench.tools builds a tiny real CMake project (standing in for vvenc, which takes 15 minutes) into
+"""bench.adapters.tools builds a tiny real CMake project (standing in for vvenc, which takes 15 minutes) into
 a per-test tool folder: install, no-op rebuild, a new folder per source, folder sources, errors."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import tools
-from bench.tools import ToolBuildError, build_group, build_tool, built, built_file
+from bench.adapters import tools
+from bench.adapters.tools import ToolBuildError, build_group, build_tool, built, built_file
 
 from .conftest import REPO
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from bench.cli import build_parser, main
-from bench.train import TrainError, quality_for_lambda, train
+from bench.cli.train import TrainError, quality_for_lambda, train
 
 from .conftest import REPO, photo
 

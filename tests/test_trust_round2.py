@@ -17,7 +17,7 @@ from PIL import Image
 
 from bench.adapters import discover, select
 from bench.cli import main
-from bench.runner import IMAGES_LOCK, TMP_PREFIX, remove_stale_temp_dirs
+from bench.pipeline.runner import IMAGES_LOCK, TMP_PREFIX, remove_stale_temp_dirs
 from bench.store import DB_NAME
 
 from .conftest import REPO, photo
@@ -155,7 +155,7 @@ def test_an_export_failing_midway_changes_no_file(tmp_path, image_folder, monkey
     out = tmp_path / "out"
     assert run(tmp_path, image_folder, out, "jpeg,webp", "--qualities", "50", "--metrics", "psnr-rgb") == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    from bench import export
+    from bench.store import export
 
     def fail_on_webp(summary, codec, *args):
         if codec["label"] == "webp":

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from bench.adapters import discover, select
+from bench.adapters.codec_tools import rgb_to_ycbcr420, upsample2_bilinear, ycbcr420_to_rgb
 from bench.cli import main
-from bench.codec_tools import rgb_to_ycbcr420, upsample2_bilinear, ycbcr420_to_rgb
 
 from .conftest import KODAK, REPO, photo
 
@@ -162,7 +162,7 @@ def test_reproduces_readme_vvc_kodim01(kodak_dir):
 
 # --- verify: vvenc against the published VTM curve is judged by a BD-rate band ---------------------
 def test_verify_expected_band_for_vvc_against_vtm(tmp_path):
-    from bench.verify import Published, expected_difference
+    from bench.report.verify import Published, expected_difference
 
     vtm = Published(tmp_path / "vtm.json", "VTM", np.array([0.1, 1.0]), np.array([28.0, 38.0]), None)
     medium = expected_difference(vtm, "vvc", {"preset": "medium"})
@@ -179,7 +179,7 @@ def test_verify_judges_a_known_difference_by_its_band(tmp_path, monkeypatch, cap
     declared a known difference of +8..+13 % BD-rate: pass with the reason, and fail outside."""
     import json
 
-    import bench.verify as verify
+    import bench.report.verify as verify
 
     folder = tmp_path / "images"
     folder.mkdir()

@@ -1,0 +1,483 @@
+"""The run: dataset -> jobs in worker processes -> measurements in the store.
+
+Owns the order of a run (images, target-bpp searches, measurements, decode checks), caching
+(only missing rows are computed), the temporary image files workers read, and the summary.
+Measuring one job is ``bench.pipeline.measure``; the worker side is ``bench.pipeline.worker``; which jobs are
+needed is ``bench.pipeline.planning``; processes are ``bench.execution``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..adapters import AdapterError, CodecConfig
+from ..atomic import remove_partial_files
+from ..code_identity import CodeMismatch
+from ..datasets import Dataset
+from ..datasets.images import ImageError, load_image, pixel_sha256
+from ..errors import BenchError
+from ..execution import Executor, Job, available_memory_bytes
+from ..metrics import DEFAULT_METRICS
+from ..model import BYTES_PER_PIXEL, DecodeCheckTask, ImageRecord, ImageRef, Refused, Task
+from ..store import Store
+from .planning import order_slowest_first, plan_measurements, plan_searches
+from .provenance import run_provenance
+from .worker import DecodeCheckOutcome, Outcome, SearchOutcome, run_decode_check, run_search, run_task
+
+DEFAULT_TIMEOUT_S = 600.0  # per job, unless the adapter declares TIMEOUT_S or --timeout is given
+LARGE_IMAGE_PIXELS = 40_000_000
+TMP_PREFIX = "bench-images-"
+
+Log = Callable[[str], None]
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: stop like Ctrl-C (workers stopped, temporary files removed)."""
+
+
+@dataclass
+class RunReport:
+    images: list[ImageRef]
+    skipped_images: list[str]
+    total_jobs: int = 0
+    cached_jobs: int = 0
+    kept_failures: int = 0  # failed before and not retried (--no-retry-failures)
+    done: int = 0
+    failures: Counter = field(default_factory=Counter)  # (label, stage, error) -> count
+    warnings: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    work_s: float = 0.0  # sum of encode + decode + metric seconds
+    interrupted: bool = False
+    terminated: bool = False
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+    @property
+    def complete(self) -> bool:
+        """Every planned measurement is stored."""
+        return (not self.interrupted and self.failed == 0 and self.kept_failures == 0
+                and self.done + self.cached_jobs == self.total_jobs and bool(self.images))
+
+
+@dataclass
+class Execution:
+    """How jobs run: a local process pool (default) or a given executor (e.g. a Dask cluster's)."""
+
+    jobs: int
+    timeouts: dict[str, float | None]  # codec label -> seconds per job (None: no limit)
+    progress: bool = True
+    log: Log = print
+    make_executor: Callable[[], object] | None = None
+
+    def executor(self):
+        if self.make_executor is not None:
+            return self.make_executor()
+        budget = available_memory_bytes()
+        return Executor(self.jobs, int(budget * 0.8) if budget else None)
+
+
+def default_jobs() -> int:
+    return os.cpu_count() or 1
+
+
+# --- images ------------------------------------------------------------------------------
+IMAGES_LOCK = ".lock"  # held (flock) by the run that owns an image folder, for as long as it runs
+UNLOCKED_GRACE_S = 60.0  # a folder without its lock file is another run's only this long after its creation
+
+
+def _owned_by_a_live_run(folder: Path) -> bool:
+    """Whether a run still holds the folder's lock: works across PID namespaces, unlike a pid check."""
+    try:
+        fd = os.open(folder / IMAGES_LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        try:
+            return time.time() - folder.stat().st_mtime < UNLOCKED_GRACE_S
+        except OSError:
+            return False
+    except OSError:
+        return True  # not ours to judge (permissions)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_dirs() -> None:
+    """Remove image folders left by runs that were killed: those whose lock no process holds."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*"):
+        if folder.is_dir() and not _owned_by_a_live_run(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def image_folder() -> Iterator[Path]:
+    """A temporary folder for the workers' image files, locked by this run, removed at the end."""
+    remove_stale_temp_dirs()
+    folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
+    lock = os.open(folder / IMAGES_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(lock)
+
+
+def prepare_images(dataset: Dataset, folder: Path, log: Log) -> tuple[list[ImageRef], list[ImageRecord], list[str]]:
+    """Decode every image once to 8-bit RGB in ``folder``; unreadable files are named and skipped."""
+    refs, records, skipped = [], [], []
+    for source in dataset.sources:
+        try:
+            image = load_image(source.path, source.name)
+        except ImageError as exc:
+            skipped.append(str(exc))
+            log(f"warning: skipping image: {exc}")
+            continue
+        for note in image.conversions:
+            log(f"warning: {source.path}: {note}")
+        digest = pixel_sha256(image.rgb)
+        npy = folder / f"{digest}.npy"
+        np.save(npy, image.rgb)
+        refs.append(ImageRef(image.name, digest, image.width, image.height, str(npy)))
+        records.append(ImageRecord(image.name, digest, image.width, image.height, str(source.path),
+                                   tuple(image.conversions)))
+        if image.pixels >= LARGE_IMAGE_PIXELS:
+            per_job = image.pixels * BYTES_PER_PIXEL["conventional"] / 2**30
+            log(f"warning: {source.path} is {image.pixels / 1e6:.0f} MP: about {per_job:.1f} GB per job or more; "
+                "jobs run only as many at a time as fit in available memory")
+    return refs, records, skipped
+
+
+# --- the run -----------------------------------------------------------------------------
+@contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    """Turn SIGTERM into an exception in the main thread, so that clean-up runs."""
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_images(configs: list[CodecConfig], images: list[ImageRef]) -> None:
+    """Each codec's check of the run's originals (adapters with ``check_images``), before any job runs."""
+    checking = [c for c in configs if c.adapter.check_images is not None]
+    if not checking:
+        return
+    originals = {ref.name: np.load(ref.npy, mmap_mode="r") for ref in images}  # read-only, read on demand
+    for config in checking:
+        try:
+            config.check_images(originals)
+        except BenchError as exc:
+            raise AdapterError(f"{config.label}: {exc}") from None
+        except Exception as exc:
+            raise AdapterError(f"{config.label}: checking the originals failed: {type(exc).__name__}: {exc}") from None
+
+
+def timeout_for(config: CodecConfig, timeout_s: float | None) -> float | None:
+    """Seconds a job may take: ``--timeout`` if given (0 = none), else the adapter's TIMEOUT_S, else the default."""
+    if timeout_s is not None:
+        return timeout_s or None
+    return getattr(config.adapter, "timeout_s", None) or DEFAULT_TIMEOUT_S
+
+
+def run_benchmark(
+    dataset: Dataset,
+    configs: list[CodecConfig],
+    out_dir: str | Path,
+    qualities: list[float] | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+    log: Log = print,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    targets: tuple[float, ...] = (),
+    timeout_s: float | None = None,
+    retry_failures: bool = True,
+    check_decode: str = "sample",
+    make_executor: Callable[[], object] | None = None,
+    decode_device: str = "",
+) -> RunReport:
+    """Measure every (image, codec, quality) not yet in the store of ``out_dir``.
+
+    A stored measurement that lacks some of ``metrics`` is encoded and decoded again and only
+    the missing metrics are added (reconstructions are not stored). With ``targets`` (bpp), each
+    image and codec is also measured at the quality whose bpp is nearest each target. Failures
+    of earlier runs are retried unless ``retry_failures`` is false. ``make_executor``: where jobs
+    run (default: local worker processes; see ``bench.execution.cluster`` for Dask). ``decode_device``: learned
+    codecs also decode each bitstream on that device (stored in the ``cross_device`` table).
+    """
+    jobs = max(1, jobs or default_jobs())
+    started = time.perf_counter()
+    with Store(out_dir) as store, image_folder() as folder, _sigterm_as_exception():
+        remove_partial_files(Path(out_dir))  # left by a killed run: this run holds the folder's lock now
+        store.claim_dataset(dataset.name, dataset.description)
+        report = RunReport([], [])
+        try:
+            images, records, report.skipped_images = prepare_images(dataset, folder, log)
+            report.images = images
+            check_images(configs, images)
+            store.register_images(dataset.name, records)
+            for config in configs:
+                a = config.adapter
+                store.register_codec(config.label, a.name, config.options_key, config.version, a.family,
+                                     a.description, config.info)
+                store.add_sweep(a.name, config.options_key, config.version,
+                                config.qualities if qualities is None else qualities)
+            store.set_meta("run", run_provenance(jobs))
+            execution = Execution(jobs, {c.label: timeout_for(c, timeout_s) for c in configs}, progress, log,
+                                  make_executor)
+            chosen = _search_targets(store, images, configs, targets, execution, report) if targets else {}
+            tasks, report.cached_jobs, report.kept_failures = plan_measurements(
+                store, images, configs, qualities, chosen, metrics, retry_failures, check_decode, decode_device)
+            report.total_jobs = len(tasks) + report.cached_jobs + report.kept_failures
+            log(f"{dataset.name}: {len(images)} images, {len(configs)} codec(s), {report.total_jobs} measurements "
+                f"({report.cached_jobs} cached, {len(tasks)} to run) with {jobs} job(s)")
+            _measure_all(store, order_slowest_first(tasks, store), report, execution)
+        except KeyboardInterrupt:
+            report.interrupted = True
+        except Terminated:
+            report.interrupted = report.terminated = True
+    report.wall_s = time.perf_counter() - started
+    return report
+
+
+def _refusal_stops_the_run(on_result: Callable[[Job, Any], None]) -> Callable[[Job, object], None]:
+    """A local worker refuses a job when the code on this machine changed since the run started (a
+    worker started later runs other code): the run stops; every finished measurement is kept.
+    (A cluster's executor runs refused jobs on other workers and never passes a ``Refused`` on.)"""
+    def handle(job: Job, result: object) -> None:
+        if isinstance(result, Refused):
+            raise CodeMismatch(f"{result.message(job.task.label)}: the code changed since this run started; every "
+                               "finished measurement is saved: run the same command again to continue")
+        on_result(job, result)
+    return handle
+
+
+def _progress_bar(total: int, enabled: bool, label: str, unit: str = "job"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit=unit, disable=not enabled or total == 0, dynamic_ncols=True,
+                smoothing=0.05)
+
+
+def _measure_all(store: Store, tasks: list[tuple[Task, float]], report: RunReport, execution: Execution) -> None:
+    """Run the measurement tasks (with their expected seconds); a sampled job's row is stored only once
+    its decode check passes."""
+    executor = execution.executor()
+    timeouts, progress = execution.timeouts, execution.progress
+    labels = sorted({t.label for t, _ in tasks})
+    bar = _progress_bar(len(tasks), progress, "measuring " + (", ".join(labels) if len(labels) <= 3 else
+                                                              f"{len(labels)} codecs"))
+    waiting: dict[int, Outcome] = {}  # id(decode-check task) -> the measurement it verifies
+    condemned: dict[tuple[str, str, str], str] = {}  # codec configurations whose decoder failed the check
+
+    def fail(task, stage: str, error: str) -> None:
+        store.add_failure(task.key, task.image.name, stage, error)
+        report.failures[(task.label, stage, error)] += 1
+
+    def condemn(task: Task, error: str) -> None:
+        """A decoder that does not decode from the bytes makes every row of its configuration wrong."""
+        fail(task, "decode-not-from-bytes", error)
+        config = task.key.ident.as_tuple()[1:]
+        reason = f"another image of this codec configuration failed the decode check ({error})"
+        condemned[config] = reason
+        discarded = store.discard_configuration(*config, "decode-not-from-bytes", reason)
+        if discarded:
+            report.failures[(task.label, "decode-not-from-bytes", reason)] += discarded
+            report.done -= min(report.done, discarded)
+
+    def stored(outcome: Outcome) -> None:
+        m = outcome.measurement
+        assert m is not None
+        reason = condemned.get(outcome.task.key.ident.as_tuple()[1:])
+        if reason:
+            fail(outcome.task, "decode-not-from-bytes", reason)
+            return
+        if outcome.task.metrics_only:
+            store.add_metrics(outcome.task.key, m.metrics, m.metric_seconds, m.cross_device)
+        else:
+            store.add(m)
+            report.work_s += sum(s for s in (m.encode_s, m.decode_s, m.metric_s) if s == s)  # NaN: not measured
+        report.done += 1
+
+    def on_result(job: Job, result) -> None:
+        if isinstance(result, DecodeCheckOutcome):
+            verified = waiting.pop(id(job.task))
+            if result.error:
+                condemn(verified.task, result.error)
+            else:
+                stored(verified)
+            return
+        outcome: Outcome = result
+        bar.update(1)
+        for message in outcome.warnings:
+            report.warnings[message] += 1
+        if outcome.note:
+            report.warnings[outcome.note] += 1
+            report.notes.append(outcome.note)
+            store.add_codec_note(outcome.task.key.ident, outcome.note)
+        if outcome.measurement is None:
+            fail(outcome.task, outcome.stage, outcome.error)
+        elif outcome.data is not None:
+            check = DecodeCheckTask(**outcome.task.codec_fields(), key=outcome.task.key, data=outcome.data,
+                                    expected_sha256=outcome.rec_sha256)
+            waiting[id(check)] = outcome
+            executor.submit(Job(run_decode_check, check, timeouts[outcome.task.label], "fresh"))
+        else:
+            stored(outcome)
+
+    def on_failure(job: Job, stage: str, error: str) -> None:
+        if isinstance(job.task, DecodeCheckTask):
+            outcome = waiting.pop(id(job.task))
+            if stage == "worker-start":  # the harness's fault, not the codec's: nothing is condemned
+                fail(outcome.task, "decode-check", error)
+            else:
+                condemn(outcome.task, f"the fresh-process decode failed: {error}")
+            return
+        bar.update(1)
+        fail(job.task, stage, error)
+
+    for task, seconds in tasks:
+        executor.submit(Job(run_task, task, timeouts[task.label], "gpu" if task.on_gpu else "cpu", seconds))
+    try:
+        executor.run(_refusal_stops_the_run(on_result), on_failure)
+    finally:
+        bar.close()
+
+
+def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecConfig], targets: tuple[float, ...],
+                    execution: Execution, report: RunReport) -> dict[tuple[str, str], list[float]]:
+    """Find (and store) per image and codec the quality nearest each target bpp.
+
+    Returns {(image hash, codec label): [qualities to measure]}. Searches already stored are reused.
+    A failed search is a failure of the run (``report.failures``, stage ``target-bpp search``).
+    """
+    tasks, chosen = plan_searches(store, images, configs, targets)
+    if not tasks:
+        return chosen
+    log, timeouts = execution.log, execution.timeouts
+    log(f"target bpp {', '.join(f'{t:g}' for t in targets)}: searching {len(tasks)} image x codec pair(s)")
+    bar = _progress_bar(len(tasks), execution.progress, "target-bpp search", unit="search")
+
+    def on_result(job: Job, outcome: SearchOutcome) -> None:
+        bar.update(1)
+        task = outcome.task
+        if outcome.error:
+            log(f"warning: target-bpp search failed for {task.label} on {task.image.name}: {outcome.error}")
+            report.failures[(task.label, "target-bpp search", outcome.error)] += 1
+        store.add_search(task.ident, outcome.probes, outcome.chosen)
+        key = (task.image.image_hash, task.label)
+        chosen[key] = sorted(set(chosen[key]) | set(outcome.chosen.values()))
+
+    def on_failure(job: Job, stage: str, error: str) -> None:
+        bar.update(1)
+        log(f"warning: target-bpp search failed for {job.task.label} on {job.task.image.name}: {stage}: {error}")
+        report.failures[(job.task.label, "target-bpp search", f"{stage}: {error}")] += 1
+
+    executor = execution.executor()
+    for task in tasks:
+        # a search encodes up to ~8 times per target
+        limit = timeouts[task.label]
+        timeout = limit and limit * 8 * len(task.targets)
+        executor.submit(Job(run_search, task, timeout, "gpu" if task.on_gpu else "cpu"))
+    try:
+        executor.run(_refusal_stops_the_run(on_result), on_failure)
+    finally:
+        bar.close()
+    return chosen
+
+
+@dataclass
+class Plan:
+    """What a run would do (``run --dry-run``): counts per codec and an estimate of the cost."""
+
+    images: int
+    counts: dict[str, list[int]]  # codec label -> [total, cached, to run]
+    searches: int
+    cpu_s: float
+    gpu_s: float
+    longest_s: float
+
+    def lines(self, workers: int, gpu_workers: int = 1) -> list[str]:
+        total = [sum(c[i] for c in self.counts.values()) for i in range(3)]
+        out = [f"{self.images} images; {total[0]} measurements: {total[1]} cached, {total[2]} to run"]
+        width = max([len(label) for label in self.counts] + [5])
+        out += [f"  {label:<{width}} {t:>6} total {c:>6} cached {r:>6} to run" for label, (t, c, r) in
+                sorted(self.counts.items())]
+        if self.searches:
+            out.append(f"  plus {self.searches} target-bpp searches, then the measurements at the chosen qualities")
+        wall = max(self.cpu_s / max(1, workers), self.gpu_s / max(1, gpu_workers), self.longest_s)
+        out.append(f"estimate (stored timings per megapixel of the same codecs, else family hints): "
+                   f"{self.cpu_s / 3600:.2f} CPU-hours, {self.gpu_s / 3600:.2f} GPU-hours; "
+                   f"about {_duration(wall)} on {workers} CPU worker(s)"
+                   + (f" and {gpu_workers} GPU worker(s)" if self.gpu_s else ""))
+        return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def plan_run(dataset: Dataset, configs: list[CodecConfig], out_dir: str | Path, qualities: list[float] | None = None,
+             metrics: tuple[str, ...] = DEFAULT_METRICS, targets: tuple[float, ...] = (),
+             retry_failures: bool = True, log: Log = print) -> Plan:
+    """Plan a run without measuring or writing anything (the store, if any, is only read)."""
+    from .planning import expected_seconds, wanted_qualities
+
+    with image_folder() as folder, tempfile.TemporaryDirectory(prefix="bench-plan-") as empty:
+        images, _, _ = prepare_images(dataset, folder, log)
+        db = Path(out_dir) / "results.sqlite"
+        with (Store(out_dir, writer=False) if db.is_file() else Store(empty)) as store:
+            searches, chosen = plan_searches(store, images, configs, targets) if targets else ([], {})
+            tasks, _, _ = plan_measurements(store, images, configs, qualities, chosen, metrics, retry_failures, "off")
+            measured = store.seconds_per_megapixel()
+            counts = {c.label: [0, 0, 0] for c in configs}
+            for task in tasks:
+                counts[task.label][2] += 1
+            for config in configs:  # cached (or kept failed) = wanted - to run
+                counts[config.label][0] = sum(len(wanted_qualities(config, i, qualities, chosen)) for i in images)
+                counts[config.label][1] = counts[config.label][0] - counts[config.label][2]
+            seconds = [(expected_seconds(t, measured), t.on_gpu) for t in tasks]
+    return Plan(len(images), counts, len(searches), sum(s for s, gpu in seconds if not gpu),
+                sum(s for s, gpu in seconds if gpu), max((s for s, _ in seconds), default=0.0))
+
+
+def format_failures(report: RunReport) -> list[str]:
+    """Per-codec failure counts with reasons."""
+    by_codec: dict[str, list[tuple[str, str, int]]] = {}
+    for (label, stage, error), count in report.failures.items():
+        by_codec.setdefault(label, []).append((stage, error, count))
+    lines = []
+    for label, items in sorted(by_codec.items()):
+        lines.append(f"  {label}: {sum(c for *_, c in items)} failed")
+        for stage, error, count in sorted(items, key=lambda x: -x[2]):
+            lines.append(f"    {count} x {stage}: {error}")
+    return lines
