@@ -292,7 +292,7 @@ def _bench_copy(tmp_path: Path) -> Path:
 
     root = tmp_path / "other-harness"
     shutil.copytree(Path(bench.__file__).parent, root / "bench", ignore=shutil.ignore_patterns("__pycache__"))
-    with open(root / "bench" / "measure.py", "a") as f:
+    with open(root / "bench" / "pipeline" / "measure.py", "a") as f:
         f.write("\n# edited on this worker only\n")
     return root
 

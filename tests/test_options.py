@@ -16,13 +16,13 @@ from bench.adapters import (
     Catalog,
     Option,
     Unavailable,
-    _module_name_for,
     check_signature,
     declared_names,
     discover,
     parse_qualities,
     select,
 )
+from bench.adapters.discovery import _module_name_for
 from bench.datasets import resolve_dataset
 from bench.pipeline.runner import run_benchmark
 from bench.store import Store

@@ -65,8 +65,8 @@ def test_wheel_holds_every_adapter_and_manifest(installed):
     adapters = {f"bench/codecs_builtin/{p.name}" for p in (REPO / "codecs").glob("*.py")}
     manifests = {f"bench/manifests/{p.name}" for p in (REPO / "datasets").glob("*.json")}
     manifests |= {f"bench/manifests/published/{p.name}" for p in (REPO / "datasets" / "published").glob("*.tsv")}
-    modules = {f"bench/{p.name}" for p in (REPO / "bench").glob("*.py")}
-    assert adapters and manifests
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "bench").rglob("*.py") if "__pycache__" not in p.parts}
+    assert adapters and manifests and "bench/pipeline/runner.py" in modules  # every subpackage is packaged
     assert adapters | manifests | modules <= names
     assert not any(n.startswith(("tests/", "codecs/", "datasets/")) or "/cache/" in n for n in names)
     entry_points = (next(installed.glob("codec_bench-*.dist-info")) / "entry_points.txt").read_text()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..adapters import _RUN_DIRECTORIES, CodecConfig
+from ..adapters import CodecConfig, stage_directory
 from ..metrics import DEFAULT_METRICS, compute_metrics
 from ..model import CrossDevice, Key, Measurement
 from .provenance import cpu_model
@@ -159,11 +159,10 @@ def fresh_directory(stage: str) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{stage}-"))
     os.chdir(folder)
     os.environ["TMPDIR"] = tempfile.tempdir = str(folder)
-    _RUN_DIRECTORIES.append(old_cwd)  # adapters resolve relative option paths there (adapters.run_directory)
     try:
-        yield folder
+        with stage_directory(old_cwd):  # adapters resolve relative option paths there (adapters.run_directory)
+            yield folder
     finally:
-        _RUN_DIRECTORIES.pop()
         os.chdir(old_cwd)
         tempfile.tempdir = old_tempdir
         if old_env is None:
