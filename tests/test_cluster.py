@@ -470,7 +470,7 @@ def test_lost_scheduler_is_one_line_and_exit_status_1(image_folder, tmp_path):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-    assert run.returncode == 1, "the run did not measure everything"
+    assert run.returncode == 1, f"the run did not measure everything; its stderr: {err}"
     assert err.splitlines() == ["error: lost the Dask scheduler; every finished measurement is saved: run the same "
                                 "command again to continue"], "one line, no traceback first"
     assert 1 <= stored(out) < 9
