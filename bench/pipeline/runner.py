@@ -290,85 +290,95 @@ def _measure_all(store: Store, tasks: list[tuple[Task, float]], report: RunRepor
     """Run the measurement tasks (with their expected seconds); a sampled job's row is stored only once
     its decode check passes."""
     executor = execution.executor()
-    timeouts, progress = execution.timeouts, execution.progress
     labels = sorted({t.label for t, _ in tasks})
-    bar = _progress_bar(len(tasks), progress, "measuring " + (", ".join(labels) if len(labels) <= 3 else
-                                                              f"{len(labels)} codecs"))
-    waiting: dict[int, Outcome] = {}  # id(decode-check task) -> the measurement it verifies
-    condemned: dict[tuple[str, str, str], str] = {}  # codec configurations whose decoder failed the check
-
-    def fail(task, stage: str, error: str) -> None:
-        store.add_failure(task.key, task.image.name, stage, error)
-        report.failures[(task.label, stage, error)] += 1
-
-    def condemn(task: Task, error: str) -> None:
-        """A decoder that does not decode from the bytes makes every row of its configuration wrong."""
-        fail(task, "decode-not-from-bytes", error)
-        config = task.key.ident.as_tuple()[1:]
-        reason = f"another image of this codec configuration failed the decode check ({error})"
-        condemned[config] = reason
-        discarded = store.discard_configuration(*config, "decode-not-from-bytes", reason)
-        if discarded:
-            report.failures[(task.label, "decode-not-from-bytes", reason)] += discarded
-            report.done -= min(report.done, discarded)
-
-    def stored(outcome: Outcome) -> None:
-        m = outcome.measurement
-        assert m is not None
-        reason = condemned.get(outcome.task.key.ident.as_tuple()[1:])
-        if reason:
-            fail(outcome.task, "decode-not-from-bytes", reason)
-            return
-        if outcome.task.metrics_only:
-            store.add_metrics(outcome.task.key, m.metrics, m.metric_seconds, m.cross_device)
-        else:
-            store.add(m)
-            report.work_s += sum(s for s in (m.encode_s, m.decode_s, m.metric_s) if s == s)  # NaN: not measured
-        report.done += 1
-
-    def on_result(job: Job, result) -> None:
-        if isinstance(result, DecodeCheckOutcome):
-            verified = waiting.pop(id(job.task))
-            if result.error:
-                condemn(verified.task, result.error)
-            else:
-                stored(verified)
-            return
-        outcome: Outcome = result
-        bar.update(1)
-        for message in outcome.warnings:
-            report.warnings[message] += 1
-        if outcome.note:
-            report.warnings[outcome.note] += 1
-            report.notes.append(outcome.note)
-            store.add_codec_note(outcome.task.key.ident, outcome.note)
-        if outcome.measurement is None:
-            fail(outcome.task, outcome.stage, outcome.error)
-        elif outcome.data is not None:
-            check = DecodeCheckTask(**outcome.task.codec_fields(), key=outcome.task.key, data=outcome.data,
-                                    expected_sha256=outcome.rec_sha256)
-            waiting[id(check)] = outcome
-            executor.submit(Job(run_decode_check, check, timeouts[outcome.task.label], "fresh"))
-        else:
-            stored(outcome)
-
-    def on_failure(job: Job, stage: str, error: str) -> None:
-        if isinstance(job.task, DecodeCheckTask):
-            outcome = waiting.pop(id(job.task))
-            if stage == "worker-start":  # the harness's fault, not the codec's: nothing is condemned
-                fail(outcome.task, "decode-check", error)
-            else:
-                condemn(outcome.task, f"the fresh-process decode failed: {error}")
-            return
-        bar.update(1)
-        fail(job.task, stage, error)
-
+    bar = _progress_bar(len(tasks), execution.progress, "measuring " + (
+        ", ".join(labels) if len(labels) <= 3 else f"{len(labels)} codecs"))
+    recorder = _Recorder(store, report, executor, execution.timeouts, bar)
     for task, seconds in tasks:
-        executor.submit(Job(run_task, task, timeouts[task.label], "gpu" if task.on_gpu else "cpu", seconds))
+        executor.submit(Job(run_task, task, execution.timeouts[task.label], "gpu" if task.on_gpu else "cpu", seconds))
     try:
-        executor.run(_refusal_stops_the_run(on_result), on_failure)
+        executor.run(_refusal_stops_the_run(recorder.on_result), recorder.on_failure)
     finally:
         bar.close()
+
+
+class _Recorder:
+    """Stores what the executor returns: rows, failures, warnings; holds a sampled row until its
+    fresh-process decode check passes, and discards a configuration whose decoder fails it."""
+
+    def __init__(self, store: Store, report: RunReport, executor: Any, timeouts: dict[str, float | None], bar: Any):
+        self.store, self.report, self.executor, self.timeouts, self.bar = store, report, executor, timeouts, bar
+        self.waiting: dict[int, Outcome] = {}  # id(decode-check task) -> the measurement it verifies
+        self.condemned: dict[tuple[str, str, str], str] = {}  # configurations whose decoder failed the check
+
+    def fail(self, task: Task, stage: str, error: str) -> None:
+        self.store.add_failure(task.key, task.image.name, stage, error)
+        self.report.failures[(task.label, stage, error)] += 1
+
+    def condemn(self, task: Task, error: str) -> None:
+        """A decoder that does not decode from the bytes makes every row of its configuration wrong."""
+        self.fail(task, "decode-not-from-bytes", error)
+        config = task.key.ident.as_tuple()[1:]
+        reason = f"another image of this codec configuration failed the decode check ({error})"
+        self.condemned[config] = reason
+        discarded = self.store.discard_configuration(*config, "decode-not-from-bytes", reason)
+        if discarded:
+            self.report.failures[(task.label, "decode-not-from-bytes", reason)] += discarded
+            self.report.done -= min(self.report.done, discarded)
+
+    def stored(self, outcome: Outcome) -> None:
+        m = outcome.measurement
+        assert m is not None
+        reason = self.condemned.get(outcome.task.key.ident.as_tuple()[1:])
+        if reason:
+            self.fail(outcome.task, "decode-not-from-bytes", reason)
+            return
+        if outcome.task.metrics_only:
+            self.store.add_metrics(outcome.task.key, m.metrics, m.metric_seconds, m.cross_device)
+        else:
+            self.store.add(m)
+            self.report.work_s += sum(s for s in (m.encode_s, m.decode_s, m.metric_s) if s == s)  # NaN: not measured
+        self.report.done += 1
+
+    def on_result(self, job: Job, result: Outcome | DecodeCheckOutcome) -> None:
+        if isinstance(result, DecodeCheckOutcome):
+            verified = self.waiting.pop(id(job.task))
+            if result.error:
+                self.condemn(verified.task, result.error)
+            else:
+                self.stored(verified)
+            return
+        self.bar.update(1)
+        self._note(result)
+        if result.measurement is None:
+            self.fail(result.task, result.stage, result.error)
+        elif result.data is not None:  # sampled: its decode check runs in a fresh process first
+            check = DecodeCheckTask(**result.task.codec_fields(), key=result.task.key, data=result.data,
+                                    expected_sha256=result.rec_sha256)
+            self.waiting[id(check)] = result
+            self.executor.submit(Job(run_decode_check, check, self.timeouts[result.task.label], "fresh"))
+        else:
+            self.stored(result)
+
+    def _note(self, outcome: Outcome) -> None:
+        for message in outcome.warnings:
+            self.report.warnings[message] += 1
+        if outcome.note:
+            self.report.warnings[outcome.note] += 1
+            self.report.notes.append(outcome.note)
+            self.store.add_codec_note(outcome.task.key.ident, outcome.note)
+
+    def on_failure(self, job: Job, stage: str, error: str) -> None:
+        if isinstance(job.task, DecodeCheckTask):
+            outcome = self.waiting.pop(id(job.task))
+            if stage == "worker-start":  # the harness's fault, not the codec's: nothing is condemned
+                self.fail(outcome.task, "decode-check", error)
+            else:
+                self.condemn(outcome.task, f"the fresh-process decode failed: {error}")
+            return
+        assert isinstance(job.task, Task)  # _measure_all submits measurement and decode-check jobs only
+        self.bar.update(1)
+        self.fail(job.task, stage, error)
 
 
 def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecConfig], targets: tuple[float, ...],
