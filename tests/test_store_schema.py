@@ -6,7 +6,8 @@ import sqlite3
 
 import pytest
 
-from bench.store import DB_NAME, SCHEMA_VERSION, Store, StoreError
+from bench.store import DB_NAME, Store, StoreError
+from bench.store.schema import SCHEMA_VERSION
 
 # The first store's shape (before sweeps, targets, probes, notes, cross-device decodes, codec info,
 # per-metric timing, host provenance and untimed stages), with no user_version.

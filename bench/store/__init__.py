@@ -1,7 +1,8 @@
 """The result store: one SQLite database per results directory, source of truth and cache.
 
-The store layer; its modules: this one (schema, migrations, queries) and ``export`` (CSV/JSON files
-written from the store), ``export_state`` (skipping an export that would write the same files).
+The store layer; its modules: this one (the ``Store``: writes and queries), ``schema`` (tables,
+version, migrations), ``export`` (CSV/JSON files written from the store) and ``export_state``
+(skipping an export that would write the same files).
 
 A measurement's key is (image content hash, codec name, options, codec library version,
 quality). Each finished measurement is committed on its own (WAL journal, synchronous=NORMAL:
@@ -28,96 +29,9 @@ from typing import TextIO
 
 from ..errors import BenchError, printable
 from ..model import CrossDevice, Ident, ImageRecord, Key, Measurement
+from .schema import MIGRATIONS, SCHEMA_VERSION, create_tables, schema_version
 
 DB_NAME = "results.sqlite"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    dataset TEXT NOT NULL, name TEXT NOT NULL, image_hash TEXT NOT NULL,
-    width INTEGER NOT NULL, height INTEGER NOT NULL, path TEXT, conversions TEXT,
-    PRIMARY KEY (dataset, name));
-CREATE TABLE IF NOT EXISTS codecs (
-    label TEXT PRIMARY KEY, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
-    family TEXT NOT NULL, description TEXT NOT NULL, info TEXT NOT NULL, updated TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS measurements (
-    image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
-    quality REAL NOT NULL, bytes INTEGER NOT NULL, bpp REAL NOT NULL,
-    width INTEGER NOT NULL, height INTEGER NOT NULL,
-    encode_s REAL NOT NULL, decode_s REAL NOT NULL, metric_s REAL NOT NULL,
-    device TEXT NOT NULL, created TEXT NOT NULL, host TEXT NOT NULL DEFAULT '', machine TEXT NOT NULL DEFAULT '',
-    metric_device TEXT NOT NULL DEFAULT 'cpu', untimed TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (image_hash, codec, options, version, quality));
-CREATE TABLE IF NOT EXISTS metrics (
-    image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
-    quality REAL NOT NULL, metric TEXT NOT NULL, value REAL, seconds REAL,
-    PRIMARY KEY (image_hash, codec, options, version, quality, metric));
-CREATE TABLE IF NOT EXISTS failures (
-    image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
-    quality REAL NOT NULL, image_name TEXT NOT NULL, stage TEXT NOT NULL, error TEXT NOT NULL,
-    created TEXT NOT NULL,
-    PRIMARY KEY (image_hash, codec, options, version, quality));
-CREATE TABLE IF NOT EXISTS sweeps (
-    codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL, quality REAL NOT NULL,
-    PRIMARY KEY (codec, options, version, quality));
-CREATE TABLE IF NOT EXISTS probes (
-    image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
-    quality REAL NOT NULL, bytes INTEGER NOT NULL,
-    PRIMARY KEY (image_hash, codec, options, version, quality));
-CREATE TABLE IF NOT EXISTS targets (
-    image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
-    target_bpp REAL NOT NULL, quality REAL NOT NULL,
-    PRIMARY KEY (image_hash, codec, options, version, target_bpp));
-CREATE TABLE IF NOT EXISTS notes (
-    codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL, note TEXT NOT NULL,
-    PRIMARY KEY (codec, options, version, note));
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS cross_device (
-    image_hash TEXT NOT NULL, codec TEXT NOT NULL, options TEXT NOT NULL, version TEXT NOT NULL,
-    quality REAL NOT NULL, decode_device TEXT NOT NULL, encode_device TEXT NOT NULL,
-    identical INTEGER, max_abs_diff INTEGER, psnr_rgb REAL, error TEXT NOT NULL,
-    PRIMARY KEY (image_hash, codec, options, version, quality, decode_device));
-"""
-
-
-SCHEMA_VERSION = 1  # PRAGMA user_version of a store of this version; MIGRATIONS bring older ones up to it
-
-
-def _migrate_unversioned(conn: sqlite3.Connection) -> None:
-    """0 -> 1: stores from before ``user_version`` get the tables and columns added since the first store."""
-    have = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    _create_tables(conn)
-    if "sweeps" not in have:  # stores written before sweeps were recorded: every non-target quality
-        conn.execute("""INSERT OR IGNORE INTO sweeps SELECT DISTINCT m.codec, m.options, m.version, m.quality
-                        FROM measurements m WHERE NOT EXISTS (SELECT 1 FROM targets t WHERE
-                        t.codec = m.codec AND t.options = m.options AND t.version = m.version
-                        AND t.quality = m.quality)""")
-    _add_column(conn, "codecs", "info", "TEXT NOT NULL DEFAULT '{}'")  # stores before codec metadata
-    _add_column(conn, "metrics", "seconds", "REAL")  # stores before per-metric timing
-    _add_column(conn, "measurements", "host", "TEXT NOT NULL DEFAULT ''")  # stores before host provenance
-    _add_column(conn, "measurements", "machine", "TEXT NOT NULL DEFAULT ''")
-    _add_column(conn, "measurements", "metric_device", "TEXT NOT NULL DEFAULT 'cpu'")
-    _add_column(conn, "measurements", "untimed", "TEXT NOT NULL DEFAULT ''")  # stores before untimed stages
-
-
-# version -> the step that brings a store of version - 1 to it, inside the opening writer's transaction.
-# A schema change adds a step here and raises SCHEMA_VERSION; SCHEMA is always the newest shape.
-MIGRATIONS = {1: _migrate_unversioned}
-
-
-def _create_tables(conn: sqlite3.Connection) -> None:
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
-    if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
-        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-
-
-def schema_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
-
 
 IDENT_COLUMNS = ("image_hash", "codec", "options", "version")
 KEY_COLUMNS = (*IDENT_COLUMNS, "quality")
@@ -304,7 +218,7 @@ class Store:
                 for step in range(version + 1, SCHEMA_VERSION + 1):
                     MIGRATIONS[step](self.conn)
             else:
-                _create_tables(self.conn)
+                create_tables(self.conn)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             self.conn.rollback()
