@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from bench.analysis.fairness import chroma_format, published_chroma
-from bench.cli import main, published_specs, tool_lines
+from bench.cli import main
+from bench.cli.commands import published_specs, tool_lines
 from bench.report import figure4
 
 from .conftest import SHARED

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from bench.adapters import AdapterError, discover, merge_duplicates, select
-from bench.cli import main, results_folder
+from bench.cli import main
+from bench.cli.commands import results_folder
 from bench.datasets import resolve_dataset
 from bench.datasets.images import ImageError, load_image
 from bench.store import DB_NAME
