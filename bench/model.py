@@ -214,3 +214,13 @@ class Curve:
     bpp: np.ndarray
     values: np.ndarray  # the metric's value at each point
     published: bool = False
+
+
+@dataclass(frozen=True)
+class BDResult:
+    """One Bjøntegaard delta of a test curve against an anchor: ``value`` in % (BD-rate, negative =
+    fewer bits) or in the metric's unit (BD-quality), or None when it cannot be computed, with the
+    reason in ``note`` (e.g. too little overlap); a value may carry a note too (e.g. few points)."""
+
+    value: float | None
+    note: str = ""

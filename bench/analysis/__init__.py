@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import METRICS, ms_ssim_db
-from ..model import Curve
+from ..model import BDResult, Curve
 from . import stats
 from .compressai_json import read_result_file
 
@@ -42,12 +42,6 @@ AGGREGATIONS = ("mean-curve", "per-image")
 MIN_OVERLAP = 0.75
 MIN_POINTS = 4
 BOOTSTRAP = 10_000  # resamples for intervals and sign flips for p
-
-
-@dataclass(frozen=True)
-class Delta:
-    value: float | None
-    note: str = ""
 
 
 def overlap_fraction(a: np.ndarray, b: np.ndarray) -> float:
@@ -69,13 +63,13 @@ def _clean(curve: Curve, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray
     return rate[keep], quality[keep], note
 
 
-def _bd(anchor: Curve, test: Curve, method: str, higher_is_better: bool, kind: str) -> Delta:
+def _bd(anchor: Curve, test: Curve, method: str, higher_is_better: bool, kind: str) -> BDResult:
     rate_a, q_a, note_a = _clean(anchor, higher_is_better)
     rate_t, q_t, note_t = _clean(test, higher_is_better)
     notes = [n for n in (note_a, note_t) if n]
     n_min = min(len(rate_a), len(rate_t))
     if n_min < 2 or (method == "cubic" and n_min < 4):
-        return Delta(None, "; ".join([*notes, f"too few points ({n_min}) for {method} interpolation"]))
+        return BDResult(None, "; ".join([*notes, f"too few points ({n_min}) for {method} interpolation"]))
     if kind == "rate":  # equal quality: overlap along the quality axis
         overlap = overlap_fraction(q_a, q_t)
         axis = "quality"
@@ -83,7 +77,7 @@ def _bd(anchor: Curve, test: Curve, method: str, higher_is_better: bool, kind: s
         overlap = overlap_fraction(np.log10(rate_a), np.log10(rate_t))
         axis = "rate"
     if overlap < MIN_OVERLAP:
-        return Delta(None, "; ".join([*notes, f"{axis} overlap {overlap * 100:.0f} % < {MIN_OVERLAP * 100:.0f} %"]))
+        return BDResult(None, "; ".join([*notes, f"{axis} overlap {overlap * 100:.0f} % < {MIN_OVERLAP * 100:.0f} %"]))
     if n_min < MIN_POINTS:
         notes.append(f"only {n_min} points: unreliable")
     func = bjontegaard.bd_rate if kind == "rate" else bjontegaard.bd_psnr
@@ -93,10 +87,10 @@ def _bd(anchor: Curve, test: Curve, method: str, higher_is_better: bool, kind: s
             value = func(*_sorted(rate_a, q_a, kind), *_sorted(rate_t, q_t, kind), method,
                          require_matching_points=False, min_overlap=0)
         except ValueError as exc:
-            return Delta(None, "; ".join([*notes, f"not computable: {exc}"]))
+            return BDResult(None, "; ".join([*notes, f"not computable: {exc}"]))
     if not math.isfinite(value):
-        return Delta(None, "; ".join([*notes, "not computable (non-monotone curve?)"]))
-    return Delta(float(value), "; ".join(notes))
+        return BDResult(None, "; ".join([*notes, "not computable (non-monotone curve?)"]))
+    return BDResult(float(value), "; ".join(notes))
 
 
 def _sorted(rate: np.ndarray, quality: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -109,12 +103,12 @@ def _sorted(rate: np.ndarray, quality: np.ndarray, kind: str) -> tuple[np.ndarra
     return rate[first], quality[first]
 
 
-def bd_rate(anchor: Curve, test: Curve, method: str = "pchip", higher_is_better: bool = True) -> Delta:
+def bd_rate(anchor: Curve, test: Curve, method: str = "pchip", higher_is_better: bool = True) -> BDResult:
     """BD-rate of ``test`` against ``anchor`` in % (negative = fewer bits at equal quality)."""
     return _bd(anchor, test, method, higher_is_better, "rate")
 
 
-def bd_quality(anchor: Curve, test: Curve, method: str = "pchip", higher_is_better: bool = True) -> Delta:
+def bd_quality(anchor: Curve, test: Curve, method: str = "pchip", higher_is_better: bool = True) -> BDResult:
     """BD-quality of ``test`` against ``anchor`` in the metric's unit; positive = better at equal rate
     (for a lower-is-better metric, a positive value is a decrease)."""
     return _bd(anchor, test, method, higher_is_better, "quality")
@@ -240,18 +234,18 @@ class ImageValues:
     def no_value_images(self) -> str:
         return "; ".join(f"{image} ({reason})" for image, reason in sorted(self.missing.items()))
 
-    def mean_delta(self) -> Delta:
+    def mean_delta(self) -> BDResult:
         if self.unavailable:
-            return Delta(None, self.unavailable)
+            return BDResult(None, self.unavailable)
         total = len(self.values) + len(self.missing)
         if not self.values:
             reasons = list(self.missing.values())
             common = max(set(reasons), key=reasons.count) if reasons else "no common images"
-            return Delta(None, f"no image gave a value ({common})")
+            return BDResult(None, f"no image gave a value ({common})")
         note = ""
         if self.missing:
             note = f"mean over {len(self.values)} of {total} images; no value for {self.no_value_images()}"
-        return Delta(float(np.mean(list(self.values.values()))), note)
+        return BDResult(float(np.mean(list(self.values.values()))), note)
 
 
 def _per_image_values(per_img: dict[str, dict[str, Curve]], anchor: str, label: str, method: str,
@@ -320,7 +314,7 @@ def _image_comparison(images: ImageValues, kind: str, bootstrap: int) -> dict:
             "note": note}
 
 
-def _per_image_interval(images: ImageValues, delta: Delta, bootstrap: int) -> dict:
+def _per_image_interval(images: ImageValues, delta: BDResult, bootstrap: int) -> dict:
     """Percentile bootstrap interval of the mean of the per-image values."""
     if delta.value is None or not bootstrap or len(images.values) < 2:
         return {"ci_low": np.nan, "ci_high": np.nan}
@@ -383,7 +377,7 @@ def _resampled_mean_curves(a: Matrices, t: Matrices, images: tuple[str, ...], me
 
 
 def _mean_curve_interval(matrices: dict[str, Matrices], anchor: str, label: str, metric: str, method: str,
-                         kind: str, delta: Delta, bootstrap: int) -> tuple[dict, str]:
+                         kind: str, delta: BDResult, bootstrap: int) -> tuple[dict, str]:
     """Percentile bootstrap interval of the mean-curve BD: resample images, recompute both mean
     curves, recompute BD (vectorised, see stats.bd_batch). Returns (ci columns, note)."""
     none = {"ci_low": np.nan, "ci_high": np.nan}
