@@ -214,7 +214,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Start Dask workers for this project on this machine: CPU workers and one per GPU."""
     import subprocess
 
-    from ..execution.cluster import worker_config_env
+    from ..execution.dask_worker import worker_config_env
 
     cores = os.cpu_count() or 1
     base = [sys.executable, "-m", "distributed.cli.dask_worker", args.scheduler, "--nthreads", "1"]

@@ -114,7 +114,8 @@ def print_cluster_times(dataset, jobs: int) -> None:
     """The same JPEG + WebP sweep through a Dask LocalCluster of ``jobs`` workers next to the local pool."""
     from distributed import Client
 
-    from ..execution.cluster import DaskExecutor, local_cluster
+    from ..execution.cluster import DaskExecutor
+    from ..execution.dask_worker import local_cluster
 
     start = time.perf_counter()
     with local_cluster(jobs, None) as cluster, Client(cluster) as client:

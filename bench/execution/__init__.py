@@ -1,8 +1,8 @@
 """Running tasks in worker processes, one task per worker at a time.
 
-The execution layer: this module (the ``Executor`` interface, ``Job`` and the local process pool) and
-``cluster`` (the same interface on Dask, client and worker side). It runs jobs; what a job does is
-the pipeline's.
+The execution layer: this module (the ``Executor`` interface, ``Job`` and the local process pool),
+``cluster`` (the same interface on Dask: the client side) and ``dask_worker`` (what a Dask worker
+runs). It runs jobs; what a job does is the pipeline's.
 
 Because each worker runs one task at a time, the parent knows exactly which task a worker was
 running when it died or overran its time: only that task fails (``crash`` or ``timeout``), the

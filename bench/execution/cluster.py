@@ -1,8 +1,9 @@
 """Running a benchmark on a Dask cluster (Dask distributed; dask-jobqueue for SLURM/PBS/SGE).
 
-Dask does the scheduling, retries, work stealing, resources and the dashboard; this module only
-turns the run's jobs into Dask tasks and their results back into store rows (the client is the
-only writer of ``results.sqlite``).
+Dask does the scheduling, retries, work stealing, resources and the dashboard; this module (the
+client side) only turns the run's jobs into Dask tasks and their results back into store rows (the
+client is the only writer of ``results.sqlite``); what runs on the workers is
+``bench.execution.dask_worker``.
 
 * Each Dask task runs one job, or a few short jobs of one codec configuration and image (see
   ``batch_size``), with a deterministic key derived from what they measure, so the same job never
@@ -28,19 +29,16 @@ import asyncio
 import hashlib
 import logging
 import math
-import os
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_path
 from ..code_identity import CodeMismatch
 from ..errors import BenchError
 from ..model import Refused
-from . import POOLS, Executor, Job
+from . import POOLS, Job
+from .dask_worker import TaskFailed, local_cluster, run_isolated, worker_config_env
 
 RESOURCE = {"cpu": "CPU", "gpu": "GPU", "fresh": "CPU"}
 IN_FLIGHT_PER_SLOT = 2  # Dask tasks in flight per worker slot
@@ -48,36 +46,6 @@ BATCH_S = 5.0  # expected seconds of work per Dask task when jobs are short (see
 MAX_BATCH = 32
 POLL_S = 2.0
 WORKER_WAIT_S = 60.0  # how long pending jobs wait for a worker of their kind to (re)join (a nanny restart, a new node)
-
-
-# Settings for workers whose tasks only wait for a child process (where the jobs run): no
-# statistical profiling of the waiting thread, and slower housekeeping loops. Dask's defaults
-# (sampling every 10 ms, memory checks every 100 ms, event-loop ticks every 20 ms) take CPU from the
-# jobs on cores the cluster shares with them.
-WORKER_CONFIG = {
-    "distributed.worker.profile.enabled": False,
-    "distributed.worker.memory.monitor-interval": "1s",
-    "distributed.admin.system-monitor.interval": "2s",
-    "distributed.admin.tick.interval": "500ms",
-}
-
-
-def worker_config_env() -> dict[str, str]:
-    """``WORKER_CONFIG`` as Dask's environment variables, for ``dask worker`` commands."""
-    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
-            for key, value in WORKER_CONFIG.items()}
-
-
-def local_cluster(jobs: int, dashboard_address: str | None):
-    """A ``LocalCluster`` of ``jobs`` worker processes on loopback, each with the ``CPU`` resource."""
-    import dask
-    from distributed import LocalCluster
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with dask.config.set(WORKER_CONFIG):  # the nannies pass the configuration to their workers
-        return LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                            dashboard_address=dashboard_address, resources={"CPU": 1},
-                            env={"BENCH_THREADS": str(threads)})
 
 
 class ClusterError(BenchError):
@@ -94,99 +62,6 @@ class SchedulerLost(ClusterError):
                          "is saved: run the same command again to continue")
 
 
-@dataclass(frozen=True)
-class TaskFailed:
-    """Returned by a cluster task whose job crashed or overran its time in the worker's child process."""
-
-    stage: str
-    message: str
-
-
-# --- worker side -------------------------------------------------------------------------
-_ISOLATION: Executor | None = None
-_LOCAL_IMAGES: OrderedDict[str, Path] = OrderedDict()  # image hash -> .npy file on this worker
-LOCAL_IMAGE_FILES = 8  # image files kept per worker (its child process caches a few in memory)
-
-
-def run_isolated(func: Callable, tasks: list, rgb, timeout_s: float | None, pool: str) -> list:
-    """On a Dask worker: run jobs one by one, each in a child process of this worker (kept between
-    tasks); one result, ``TaskFailed`` or ``Refused`` per job.
-
-    The child reads the image from a file in the worker's local directory (written once per image),
-    rather than receiving it through the pipe with every job.
-    """
-    global _ISOLATION
-    from distributed import get_worker
-
-    address = get_worker().address
-    first = tasks[0]  # a batch's jobs share one codec configuration and image
-    version = worker_version(first.origin, first.options)
-    if version != first.code.version:
-        return [Refused(f"its {first.label} version is {version!r}, the client's {first.code.version!r}",
-                        address)] * len(tasks)
-    if _ISOLATION is None:
-        # Dask's worker processes are daemonic, and multiprocessing refuses children to daemons. The
-        # children here die with this worker anyway (parent-death signal), which is what daemon means.
-        import multiprocessing
-
-        multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
-        _ISOLATION = Executor(1, threads=int(os.environ.get("BENCH_THREADS", "1")))
-        _ISOLATION.prestart("fresh")  # the decode-check process starts while the first jobs run
-    npy = str(_local_image_file(tasks[0].image.image_hash, rgb))  # a batch's jobs share one image
-    out: list[Any] = []
-    for task in tasks:
-        local = replace(task, image=replace(task.image, npy=npy))
-        result, failure = _ISOLATION.run_one(Job(func, local, timeout_s, pool))
-        if failure:
-            out.append(TaskFailed(*failure))
-        elif isinstance(result, Refused):
-            out.append(replace(result, worker=address))
-        else:  # every outcome names its task: give back the client's (its image path is the client's)
-            out.append(replace(result, task=task))
-    return out
-
-
-def _local_image_file(image_hash: str, rgb) -> Path:
-    """The image as a .npy file in this Dask worker's local directory (which Dask removes with the
-    worker); the child process checks the pixel hash when it loads it."""
-    path = _LOCAL_IMAGES.get(image_hash)
-    if path is not None and path.exists():
-        _LOCAL_IMAGES.move_to_end(image_hash)
-        return path
-    import numpy as np
-    from distributed import get_worker
-
-    folder = Path(get_worker().local_directory) / "bench-images"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{image_hash}.npy"
-    with atomic_path(path) as tmp:
-        np.save(tmp, rgb)
-    _LOCAL_IMAGES[image_hash] = path
-    while len(_LOCAL_IMAGES) > LOCAL_IMAGE_FILES:
-        _LOCAL_IMAGES.popitem(last=False)[1].unlink(missing_ok=True)
-    return path
-
-
-_VERSIONS: dict[tuple[str, str], str] = {}  # (origin, key options) -> this worker's resolved version
-
-
-def worker_version(origin: str, options: dict[str, str]) -> str:
-    """On a worker: its own resolved version of a codec configuration (its library, binaries and
-    weights: the adapter's ``setup`` runs here, once per worker process), or ``error: ...``."""
-    from ..adapters import configure, load_origin
-
-    key = (origin, repr(sorted(options.items())))
-    if key not in _VERSIONS:
-        try:
-            adapter = load_origin(origin)
-            keyed = {k: v for k, v in options.items() if k in adapter.key_options}  # it finds its own binaries
-            _VERSIONS[key] = configure(adapter, keyed).version
-        except Exception as exc:  # a worker that cannot even load the codec runs none of its jobs
-            _VERSIONS[key] = f"error: {type(exc).__name__}: {exc}"
-    return _VERSIONS[key]
-
-
-# --- client side -------------------------------------------------------------------------
 def task_key(job: Job) -> str:
     """A deterministic Dask key from what the job measures."""
     task = job.task
@@ -340,24 +215,13 @@ class DaskExecutor:
                                   workers=self._allowed(first), allow_other_workers=False)
 
     def run(self, on_result: Callable[[Job, Any], None], on_failure: Callable[[Job, str, str], None]) -> None:
-        from concurrent.futures import CancelledError
-
         from distributed import wait
-        from distributed.client import FutureCancelledError, FuturesCancelledError
+        from distributed.client import FuturesCancelledError
 
         in_flight: dict = {}  # future -> its batch of jobs
         try:
             while any(self.pending.values()) or in_flight:
-                slots = self._slots()
-                for pool in POOLS:
-                    kind = RESOURCE[pool]
-                    if self.pending[pool] and not self._worker_of_kind(kind, slots[kind], len(self.pending[pool])):
-                        continue
-                    limit = max(1, IN_FLIGHT_PER_SLOT * slots[kind])
-                    while self.pending[pool] and sum(
-                            1 for b in in_flight.values() if RESOURCE[b[0].pool] == kind) < limit:
-                        batch = self._take(pool, slots[kind])
-                        in_flight[self._submit(batch)] = batch
+                self._fill(in_flight)
                 if not in_flight:  # waiting for workers to join
                     time.sleep(POLL_S)
                     continue
@@ -368,39 +232,60 @@ class DaskExecutor:
                 except FuturesCancelledError:  # handled one by one below
                     done = {f for f in in_flight if f.status in ("cancelled", "error", "finished")}
                 for future in done:
-                    batch = in_flight.pop(future)
-                    self._done_with_image(batch[0])
-                    try:
-                        results = future.result()
-                    except (FutureCancelledError, CancelledError):
-                        if self.client.status != "running":
-                            raise SchedulerLost() from None
-                        self._forget_lost_image(batch[0])  # its only copy was on a worker that died
-                        self.pending[batch[0].pool].extendleft(reversed(batch))
-                        continue
-                    except Exception as exc:
-                        name = type(exc).__name__
-                        if name == "KilledWorker" and len(batch) > 1:  # find the job that kills workers
-                            self.solo.update(id(j) for j in batch)
-                            self.pending[batch[0].pool].extendleft(reversed(batch))
-                            continue
-                        for job in batch:
-                            on_failure(job, "crash" if name == "KilledWorker" else "setup", f"{name}: {exc}")
-                        continue
-                    finally:
-                        future.release()
-                    for job, result in zip(batch, results, strict=True):
-                        if isinstance(result, Refused):
-                            self._refused(job, result)
-                        elif isinstance(result, TaskFailed):
-                            on_failure(job, result.stage, result.message)
-                        else:
-                            on_result(job, result)
+                    self._finished(future, in_flight.pop(future), on_result, on_failure)
         except OSError as exc:
             raise SchedulerLost(str(exc)) from None
         finally:
             for future in in_flight:
                 future.cancel()
+
+    def _fill(self, in_flight: dict) -> None:
+        """Submit pending batches up to ``IN_FLIGHT_PER_SLOT`` per connected worker slot of their kind."""
+        slots = self._slots()
+        for pool in POOLS:
+            kind = RESOURCE[pool]
+            if self.pending[pool] and not self._worker_of_kind(kind, slots[kind], len(self.pending[pool])):
+                continue
+            limit = max(1, IN_FLIGHT_PER_SLOT * slots[kind])
+            while self.pending[pool] and sum(1 for b in in_flight.values() if RESOURCE[b[0].pool] == kind) < limit:
+                batch = self._take(pool, slots[kind])
+                in_flight[self._submit(batch)] = batch
+
+    def _finished(self, future, batch: list[Job], on_result: Callable[[Job, Any], None],
+                  on_failure: Callable[[Job, str, str], None]) -> None:
+        """A finished Dask task: its jobs' results and failures, or its batch pending again (its worker
+        was lost; a batch that killed workers is split to find the job that does)."""
+        from concurrent.futures import CancelledError
+
+        from distributed.client import FutureCancelledError
+
+        self._done_with_image(batch[0])
+        try:
+            results = future.result()
+        except (FutureCancelledError, CancelledError):
+            if self.client.status != "running":
+                raise SchedulerLost() from None
+            self._forget_lost_image(batch[0])  # its only copy was on a worker that died
+            self.pending[batch[0].pool].extendleft(reversed(batch))
+            return
+        except Exception as exc:
+            name = type(exc).__name__
+            if name == "KilledWorker" and len(batch) > 1:  # find the job that kills workers
+                self.solo.update(id(j) for j in batch)
+                self.pending[batch[0].pool].extendleft(reversed(batch))
+                return
+            for job in batch:
+                on_failure(job, "crash" if name == "KilledWorker" else "setup", f"{name}: {exc}")
+            return
+        finally:
+            future.release()
+        for job, result in zip(batch, results, strict=True):
+            if isinstance(result, Refused):
+                self._refused(job, result)
+            elif isinstance(result, TaskFailed):
+                on_failure(job, result.stage, result.message)
+            else:
+                on_result(job, result)
 
 
 def connect(scheduler: str | None, scheduler_file: str | None, cluster: str | None, jobs: int, workers: int | None,
