@@ -7,9 +7,12 @@ this one exists, so every module may import it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+Log = Callable[[str], None]  # where a run's one-line messages go (print, a logger, a list's append)
 
 Files = tuple[tuple[str, str], ...]  # (file name, SHA-256 of its bytes, 12 hex digits), sorted by name
 

@@ -20,7 +20,8 @@ from PIL import Image
 from bench.adapters import discover, select
 from bench.cli import main
 from bench.datasets import resolve_dataset
-from bench.pipeline.runner import TMP_PREFIX, run_benchmark
+from bench.pipeline.inputs import TMP_PREFIX
+from bench.pipeline.runner import run_benchmark
 from bench.store import DB_NAME, Store, StoreError
 
 from .conftest import REPO

@@ -17,7 +17,7 @@ from PIL import Image
 
 from bench.adapters import discover, select
 from bench.cli import main
-from bench.pipeline.runner import IMAGES_LOCK, TMP_PREFIX, remove_stale_temp_dirs
+from bench.pipeline.inputs import IMAGES_LOCK, TMP_PREFIX, remove_stale_temp_dirs
 from bench.store import DB_NAME
 
 from .conftest import REPO, photo

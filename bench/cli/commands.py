@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace, client) -> int:
     out = results_folder(args.out, args.dataset, dataset, cwd)
     targets = tuple(args.target_bpp or ())
     if args.dry_run:
-        from ..pipeline.runner import plan_run
+        from ..pipeline.planning import plan_run
 
         plan = plan_run(dataset, configs, out, None, metrics, targets, not args.no_retry_failures)
         print("\n".join(plan.lines(args.workers or args.jobs)))

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..code_identity import CodeMismatch
 from ..errors import BenchError
-from ..model import Refused
+from ..model import Log, Refused
 from . import POOLS, Job
 from .dask_worker import TaskFailed, local_cluster, run_isolated, worker_config_env
 
@@ -106,7 +106,7 @@ class DaskExecutor:
     again; they run on the other workers (Dask's ``workers=`` restriction).
     """
 
-    def __init__(self, client, log: Callable[[str], None] = print):
+    def __init__(self, client, log: Log = print):
         self.client = client
         self.log = log
         self.refused: dict[str, dict[str, str]] = {}  # codec label -> {worker address: reason}
@@ -289,7 +289,7 @@ class DaskExecutor:
 
 
 def connect(scheduler: str | None, scheduler_file: str | None, cluster: str | None, jobs: int, workers: int | None,
-            adaptive: bool, log: Callable[[str], None]):
+            adaptive: bool, log: Log):
     """A Dask client: to a scheduler address or file, or to a cluster this process starts."""
     try:
         from distributed import Client

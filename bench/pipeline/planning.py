@@ -7,11 +7,17 @@ code identity it must be measured with (``bench.code_identity``).
 
 from __future__ import annotations
 
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
 from ..adapters import CodecConfig
 from ..code_identity import harness_files
-from ..metrics import METRICS
-from ..model import CodecTask, CodeIdentity, Ident, ImageRef, SearchTask, Task
+from ..datasets import Dataset
+from ..metrics import DEFAULT_METRICS, METRICS
+from ..model import CodecTask, CodeIdentity, Ident, ImageRef, Log, SearchTask, Task
 from ..store import Store
+from .inputs import image_folder, prepare_images
 from .targets import quality_grid
 
 
@@ -116,3 +122,58 @@ def order_slowest_first(tasks: list[Task], store: Store) -> list[tuple[Task, flo
     """(task, expected seconds), longest jobs first, so that a slow straggler does not set the wall time."""
     measured = store.seconds_per_megapixel()
     return sorted(((t, expected_seconds(t, measured)) for t in tasks), key=lambda pair: -pair[1])
+
+
+@dataclass
+class Plan:
+    """What a run would do (``run --dry-run``): counts per codec and an estimate of the cost."""
+
+    images: int
+    counts: dict[str, list[int]]  # codec label -> [total, cached, to run]
+    searches: int
+    cpu_s: float
+    gpu_s: float
+    longest_s: float
+
+    def lines(self, workers: int, gpu_workers: int = 1) -> list[str]:
+        total = [sum(c[i] for c in self.counts.values()) for i in range(3)]
+        out = [f"{self.images} images; {total[0]} measurements: {total[1]} cached, {total[2]} to run"]
+        width = max([len(label) for label in self.counts] + [5])
+        out += [f"  {label:<{width}} {t:>6} total {c:>6} cached {r:>6} to run" for label, (t, c, r) in
+                sorted(self.counts.items())]
+        if self.searches:
+            out.append(f"  plus {self.searches} target-bpp searches, then the measurements at the chosen qualities")
+        wall = max(self.cpu_s / max(1, workers), self.gpu_s / max(1, gpu_workers), self.longest_s)
+        out.append(f"estimate (stored timings per megapixel of the same codecs, else family hints): "
+                   f"{self.cpu_s / 3600:.2f} CPU-hours, {self.gpu_s / 3600:.2f} GPU-hours; "
+                   f"about {_duration(wall)} on {workers} CPU worker(s)"
+                   + (f" and {gpu_workers} GPU worker(s)" if self.gpu_s else ""))
+        return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def plan_run(dataset: Dataset, configs: list[CodecConfig], out_dir: str | Path, qualities: list[float] | None = None,
+             metrics: tuple[str, ...] = DEFAULT_METRICS, targets: tuple[float, ...] = (),
+             retry_failures: bool = True, log: Log = print) -> Plan:
+    """Plan a run without measuring or writing anything (the store, if any, is only read)."""
+    with image_folder() as folder, tempfile.TemporaryDirectory(prefix="bench-plan-") as empty:
+        images, _, _ = prepare_images(dataset, folder, log)
+        db = Path(out_dir) / "results.sqlite"
+        with (Store(out_dir, writer=False) if db.is_file() else Store(empty)) as store:
+            searches, chosen = plan_searches(store, images, configs, targets) if targets else ([], {})
+            tasks, _, _ = plan_measurements(store, images, configs, qualities, chosen, metrics, retry_failures, "off")
+            measured = store.seconds_per_megapixel()
+            counts = {c.label: [0, 0, 0] for c in configs}
+            for task in tasks:
+                counts[task.label][2] += 1
+            for config in configs:  # cached (or kept failed) = wanted - to run
+                counts[config.label][0] = sum(len(wanted_qualities(config, i, qualities, chosen)) for i in images)
+                counts[config.label][1] = counts[config.label][0] - counts[config.label][2]
+            seconds = [(expected_seconds(t, measured), t.on_gpu) for t in tasks]
+    return Plan(len(images), counts, len(searches), sum(s for s, gpu in seconds if not gpu),
+                sum(s for s, gpu in seconds if gpu), max((s for s, _ in seconds), default=0.0))

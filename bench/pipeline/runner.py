@@ -8,11 +8,8 @@ needed is ``bench.pipeline.planning``; processes are ``bench.execution``.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,27 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..adapters import AdapterError, CodecConfig
+from ..adapters import CodecConfig
 from ..atomic import remove_partial_files
 from ..code_identity import CodeMismatch
 from ..datasets import Dataset
-from ..datasets.images import ImageError, load_image, pixel_sha256
-from ..errors import BenchError
 from ..execution import Executor, Job, available_memory_bytes
 from ..metrics import DEFAULT_METRICS
-from ..model import BYTES_PER_PIXEL, DecodeCheckTask, ImageRecord, ImageRef, Refused, Task
+from ..model import DecodeCheckTask, ImageRef, Log, Refused, Task
 from ..store import Store
+from .inputs import check_images, image_folder, prepare_images
 from .planning import order_slowest_first, plan_measurements, plan_searches
 from .provenance import run_provenance
 from .worker import DecodeCheckOutcome, Outcome, SearchOutcome, run_decode_check, run_search, run_task
 
 DEFAULT_TIMEOUT_S = 600.0  # per job, unless the adapter declares TIMEOUT_S or --timeout is given
-LARGE_IMAGE_PIXELS = 40_000_000
-TMP_PREFIX = "bench-images-"
 
-Log = Callable[[str], None]
 
 
 class Terminated(BaseException):
@@ -96,77 +87,6 @@ def default_jobs() -> int:
     return os.cpu_count() or 1
 
 
-# --- images ------------------------------------------------------------------------------
-IMAGES_LOCK = ".lock"  # held (flock) by the run that owns an image folder, for as long as it runs
-UNLOCKED_GRACE_S = 60.0  # a folder without its lock file is another run's only this long after its creation
-
-
-def _owned_by_a_live_run(folder: Path) -> bool:
-    """Whether a run still holds the folder's lock: works across PID namespaces, unlike a pid check."""
-    try:
-        fd = os.open(folder / IMAGES_LOCK, os.O_RDWR)
-    except FileNotFoundError:
-        try:
-            return time.time() - folder.stat().st_mtime < UNLOCKED_GRACE_S
-        except OSError:
-            return False
-    except OSError:
-        return True  # not ours to judge (permissions)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-
-
-def remove_stale_temp_dirs() -> None:
-    """Remove image folders left by runs that were killed: those whose lock no process holds."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*"):
-        if folder.is_dir() and not _owned_by_a_live_run(folder):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextmanager
-def image_folder() -> Iterator[Path]:
-    """A temporary folder for the workers' image files, locked by this run, removed at the end."""
-    remove_stale_temp_dirs()
-    folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
-    lock = os.open(folder / IMAGES_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        os.close(lock)
-
-
-def prepare_images(dataset: Dataset, folder: Path, log: Log) -> tuple[list[ImageRef], list[ImageRecord], list[str]]:
-    """Decode every image once to 8-bit RGB in ``folder``; unreadable files are named and skipped."""
-    refs, records, skipped = [], [], []
-    for source in dataset.sources:
-        try:
-            image = load_image(source.path, source.name)
-        except ImageError as exc:
-            skipped.append(str(exc))
-            log(f"warning: skipping image: {exc}")
-            continue
-        for note in image.conversions:
-            log(f"warning: {source.path}: {note}")
-        digest = pixel_sha256(image.rgb)
-        npy = folder / f"{digest}.npy"
-        np.save(npy, image.rgb)
-        refs.append(ImageRef(image.name, digest, image.width, image.height, str(npy)))
-        records.append(ImageRecord(image.name, digest, image.width, image.height, str(source.path),
-                                   tuple(image.conversions)))
-        if image.pixels >= LARGE_IMAGE_PIXELS:
-            per_job = image.pixels * BYTES_PER_PIXEL["conventional"] / 2**30
-            log(f"warning: {source.path} is {image.pixels / 1e6:.0f} MP: about {per_job:.1f} GB per job or more; "
-                "jobs run only as many at a time as fit in available memory")
-    return refs, records, skipped
-
-
 # --- the run -----------------------------------------------------------------------------
 @contextmanager
 def _sigterm_as_exception() -> Iterator[None]:
@@ -183,21 +103,6 @@ def _sigterm_as_exception() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def check_images(configs: list[CodecConfig], images: list[ImageRef]) -> None:
-    """Each codec's check of the run's originals (adapters with ``check_images``), before any job runs."""
-    checking = [c for c in configs if c.adapter.check_images is not None]
-    if not checking:
-        return
-    originals = {ref.name: np.load(ref.npy, mmap_mode="r") for ref in images}  # read-only, read on demand
-    for config in checking:
-        try:
-            config.check_images(originals)
-        except BenchError as exc:
-            raise AdapterError(f"{config.label}: {exc}") from None
-        except Exception as exc:
-            raise AdapterError(f"{config.label}: checking the originals failed: {type(exc).__name__}: {exc}") from None
 
 
 def timeout_for(config: CodecConfig, timeout_s: float | None) -> float | None:
@@ -421,63 +326,6 @@ def _search_targets(store: Store, images: list[ImageRef], configs: list[CodecCon
     finally:
         bar.close()
     return chosen
-
-
-@dataclass
-class Plan:
-    """What a run would do (``run --dry-run``): counts per codec and an estimate of the cost."""
-
-    images: int
-    counts: dict[str, list[int]]  # codec label -> [total, cached, to run]
-    searches: int
-    cpu_s: float
-    gpu_s: float
-    longest_s: float
-
-    def lines(self, workers: int, gpu_workers: int = 1) -> list[str]:
-        total = [sum(c[i] for c in self.counts.values()) for i in range(3)]
-        out = [f"{self.images} images; {total[0]} measurements: {total[1]} cached, {total[2]} to run"]
-        width = max([len(label) for label in self.counts] + [5])
-        out += [f"  {label:<{width}} {t:>6} total {c:>6} cached {r:>6} to run" for label, (t, c, r) in
-                sorted(self.counts.items())]
-        if self.searches:
-            out.append(f"  plus {self.searches} target-bpp searches, then the measurements at the chosen qualities")
-        wall = max(self.cpu_s / max(1, workers), self.gpu_s / max(1, gpu_workers), self.longest_s)
-        out.append(f"estimate (stored timings per megapixel of the same codecs, else family hints): "
-                   f"{self.cpu_s / 3600:.2f} CPU-hours, {self.gpu_s / 3600:.2f} GPU-hours; "
-                   f"about {_duration(wall)} on {workers} CPU worker(s)"
-                   + (f" and {gpu_workers} GPU worker(s)" if self.gpu_s else ""))
-        return out
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
-def plan_run(dataset: Dataset, configs: list[CodecConfig], out_dir: str | Path, qualities: list[float] | None = None,
-             metrics: tuple[str, ...] = DEFAULT_METRICS, targets: tuple[float, ...] = (),
-             retry_failures: bool = True, log: Log = print) -> Plan:
-    """Plan a run without measuring or writing anything (the store, if any, is only read)."""
-    from .planning import expected_seconds, wanted_qualities
-
-    with image_folder() as folder, tempfile.TemporaryDirectory(prefix="bench-plan-") as empty:
-        images, _, _ = prepare_images(dataset, folder, log)
-        db = Path(out_dir) / "results.sqlite"
-        with (Store(out_dir, writer=False) if db.is_file() else Store(empty)) as store:
-            searches, chosen = plan_searches(store, images, configs, targets) if targets else ([], {})
-            tasks, _, _ = plan_measurements(store, images, configs, qualities, chosen, metrics, retry_failures, "off")
-            measured = store.seconds_per_megapixel()
-            counts = {c.label: [0, 0, 0] for c in configs}
-            for task in tasks:
-                counts[task.label][2] += 1
-            for config in configs:  # cached (or kept failed) = wanted - to run
-                counts[config.label][0] = sum(len(wanted_qualities(config, i, qualities, chosen)) for i in images)
-                counts[config.label][1] = counts[config.label][0] - counts[config.label][2]
-            seconds = [(expected_seconds(t, measured), t.on_gpu) for t in tasks]
-    return Plan(len(images), counts, len(searches), sum(s for s, gpu in seconds if not gpu),
-                sum(s for s, gpu in seconds if gpu), max((s for s, _ in seconds), default=0.0))
 
 
 def format_failures(report: RunReport) -> list[str]:
