@@ -92,3 +92,10 @@ def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: 
 
 def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+# A measurement's identity (image, codec configuration) and key (plus quality), as columns and WHERE clauses.
+IDENT_COLUMNS = ("image_hash", "codec", "options", "version")
+KEY_COLUMNS = (*IDENT_COLUMNS, "quality")
+WHERE_IDENT = " AND ".join(f"{c} = ?" for c in IDENT_COLUMNS)
+WHERE_KEY = " AND ".join(f"{c} = ?" for c in KEY_COLUMNS)
