@@ -254,7 +254,7 @@ def test_bd_table_cells_show_interval_and_marks():
     per_image, summary = frames((bpp, psnr), tests)
     table = bd_table(per_image, summary, 6, "jpeg", bootstrap=200)
     blocks = bd_blocks(table, "jpeg", "pchip", {"close": "conventional", "cheaper": "conventional"}, "synthetic", 200)
-    _, rows = blocks[2][1:]
+    rows = blocks[2].rows  # caption, legend, table, notes per BD table
     cells = {row[0]: row[2] for row in rows}
     cheaper = table.query("codec == 'cheaper' and method == 'pchip' and aggregation == 'mean-curve' "
                           "and kind == 'bd-rate'")
@@ -264,11 +264,11 @@ def test_bd_table_cells_show_interval_and_marks():
     value, spread = close[["value", "spread"]].iloc[0]
     assert close["p_holm"].iloc[0] >= 0.05
     assert cells["close"].endswith(" ns ≈" if abs(value) < spread else " ns")
-    assert "Holm-adjusted p ≥ 0.05 over the 2 tests of this table" in blocks[1][1]
-    assert "200 resamples" in blocks[1][1]
+    assert "Holm-adjusted p ≥ 0.05 over the 2 tests of this table" in blocks[1].text
+    assert "200 resamples" in blocks[1].text
     no_boot = bd_table(per_image, summary, 6, "jpeg", bootstrap=0)
     assert no_boot[["ci_low", "ci_high", "p", "p_holm"]].isna().all().all()
-    assert "No intervals" in bd_blocks(no_boot, "jpeg", "pchip", {}, "synthetic", 0)[1][1]
+    assert "No intervals" in bd_blocks(no_boot, "jpeg", "pchip", {}, "synthetic", 0)[1].text
 
 
 def test_repeated_points_give_nan_not_an_error():

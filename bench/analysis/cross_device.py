@@ -3,17 +3,13 @@
 The bug learned-codec users report most is a bitstream that decodes to garbage on another
 device (CompressAI #279, #309, #320): float differences in the entropy parameters desynchronise
 the range coder. ``run --decode-device`` decodes every learned-codec bitstream on a second
-device too; this module summarises what the store holds, per codec and device pair.
+device too; this module summarises what the store holds, per codec and device pair (the report's
+section on it is ``bench.report.sections.cross_device_blocks``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
-
-from ..store import Store
-from ..store.export import write_csv
 
 HEADER = ["codec", "encode → decode", "bitstreams", "identical", "differing", "failed", "max abs diff",
           "mean PSNR-RGB same device (dB)", "mean PSNR-RGB other device (dB)", "first error"]
@@ -61,16 +57,3 @@ def markdown(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in table_rows(table)])
 
-
-def report_blocks(store: Store, dataset: str, out: Path) -> list[tuple]:
-    """Report blocks (heading, caption, table) and ``cross_device.csv`` (per image); [] without cross decodes."""
-    rows = store.cross_device_rows(dataset)
-    if not rows:
-        return []
-    write_csv(pd.DataFrame(rows), Path(out) / "cross_device.csv")
-    table = summary(rows)
-    caption = ("Each bitstream (image × quality) encoded and decoded on the first device is decoded again on the "
-               "second (run --decode-device). identical = the same pixels; differing = another image (max |diff| in "
-               "pixel levels, PSNR of that decode against the original beside the measured one); failed = the "
-               "other device raised. Per-image rows: cross_device.csv.")
-    return [("h2", "Cross-device decoding"), ("caption", caption), ("table", HEADER, table_rows(table))]

@@ -114,9 +114,7 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
     rgb = load_image(path).rgb
     if pixel_sha256(rgb) != rows[0]["image_hash"]:
         raise CropsError(f"{path} changed since it was measured (its pixels no longer match the stored hash)")
-    x, y, w, h = box or detailed_box(rgb, max(64, rgb.shape[1] // 4), max(64, rgb.shape[0] // 4))
-    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > rgb.shape[1] or y + h > rgb.shape[0]:
-        raise CropsError(f"box {x},{y},{w},{h} is outside the {rgb.shape[1]}x{rgb.shape[0]} image")
+    x, y, w, h = _crop_box(rgb, box)
     adapters = {a.name: a for a in discover(codecs_dir) if isinstance(a, Adapter)}
     panels = []
     for label in selected:
@@ -140,6 +138,14 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
 
     plt.close(fig)
     return target
+
+
+def _crop_box(rgb: np.ndarray, box: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:
+    """``box``, else the most detailed quarter of the image; an error when it reaches outside the image."""
+    x, y, w, h = box or detailed_box(rgb, max(64, rgb.shape[1] // 4), max(64, rgb.shape[0] // 4))
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > rgb.shape[1] or y + h > rgb.shape[0]:
+        raise CropsError(f"box {x},{y},{w},{h} is outside the {rgb.shape[1]}x{rgb.shape[0]} image")
+    return x, y, w, h
 
 
 def _regenerate(label: str, row: dict, codec: dict, adapters: dict, rgb: np.ndarray, log) -> np.ndarray | None:

@@ -29,7 +29,7 @@ from ..errors import BenchError
 from ..model import Curve
 from ..store import open_results
 from ..store.export import per_image_frame, summary_frame
-from . import markdown_table
+from .document import markdown_table
 
 METRIC = "psnr-rgb"
 
