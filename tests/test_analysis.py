@@ -1,5 +1,9 @@
 """BD-rate / BD-quality against the bjontegaard package and closed-form cases; RD plots."""
 
+import os
+import subprocess
+import sys
+
 import bjontegaard
 import numpy as np
 import pytest
@@ -103,3 +107,13 @@ def test_repeated_points_are_dropped_not_fatal():
     anchor = Curve("a", np.array([0.2, 0.4, 0.8, 1.6]), np.array([28.0, 31.0, 34.0, 37.0]))
     test = Curve("t", np.array([0.18, 0.36, 0.36, 0.72, 1.44]), np.array([28.0, 31.0, 31.0, 34.0, 37.0]))
     assert bd_rate(anchor, test).value == pytest.approx(-10.0)
+
+
+def test_no_value_note_is_the_same_under_every_hash_seed():
+    """The reason shown when no image gave a BD value is the most frequent one, ties broken by image
+    order: reports rebuilt in new processes (new PYTHONHASHSEED) stay identical."""
+    missing = {"a": "overlap 19 %", "b": "overlap 29 %", "c": "too few points"}  # a three-way tie
+    code = f"from bench.analysis import ImageValues; print(ImageValues({{}}, {missing!r}).mean_delta().note)"
+    notes = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(5)}
+    assert notes == {"no image gave a value (overlap 19 %)\n"}

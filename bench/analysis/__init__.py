@@ -240,7 +240,9 @@ class ImageValues:
         total = len(self.values) + len(self.missing)
         if not self.values:
             reasons = list(self.missing.values())
-            common = max(set(reasons), key=reasons.count) if reasons else "no common images"
+            # the most frequent reason; a tie goes to the first image's (not to set order, which
+            # changes with PYTHONHASHSEED and made rebuilt reports differ)
+            common = max(reasons, key=reasons.count) if reasons else "no common images"
             return BDResult(None, f"no image gave a value ({common})")
         note = ""
         if self.missing:

@@ -1,8 +1,8 @@
 """The result store: one SQLite database per results directory, source of truth and cache.
 
 The store layer; its modules: this one (the ``Store``: opening, locking, migrating and the writes),
-``queries`` (the reads), ``schema`` (tables, version, migrations), ``export`` (CSV/JSON files written from the store) and ``export_state``
-(skipping an export that would write the same files).
+``queries`` (the reads), ``schema`` (tables, version, migrations), ``export`` (CSV/JSON files
+written from the store) and ``export_state`` (skipping an export that would write the same files).
 
 A measurement's key is (image content hash, codec name, options, codec library version,
 quality). Each finished measurement is committed on its own (WAL journal, synchronous=NORMAL:
