@@ -120,6 +120,19 @@ class ImageRecord:
     conversions: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class StoredCodec:
+    """A codec configuration as the store records it, at its current version (a row of ``codecs``)."""
+
+    label: str  # the name it has in every table and plot: NAME, or NAME[options] when run with options
+    codec: str  # the adapter's NAME
+    options: str  # JSON of its resolved options
+    version: str
+    family: str  # conventional or learned
+    description: str
+    info: dict  # codec_info: chroma, parameters, kMAC/pixel, weights; source and manifest of published bitstreams
+
+
 # --- tasks: what a worker process measures ---------------------------------------------------
 BYTES_PER_PIXEL = {"conventional": 400, "learned": 2000}  # peak memory of one job, codec and metrics
 BASE_JOB_BYTES = 300 * 2**20  # a worker's own footprint (interpreter, libraries)

@@ -52,3 +52,9 @@ def shared_data(kodak_dir: Path, monkeypatch) -> Path:
     monkeypatch.setenv("BENCH_DATA", str(kodak_dir.parent))
     return kodak_dir.parent
 
+
+def stored_codec(label: str, family: str, info: dict | None = None, codec: str = ""):
+    """A codec configuration as ``Store.codecs()`` returns it (options, version, description left empty)."""
+    from bench.model import StoredCodec
+
+    return StoredCodec(label, codec or label, "{}", "", family, "", info or {})

@@ -20,7 +20,7 @@ from bench.cli import main
 from bench.cli.commands import published_specs, tool_lines
 from bench.report import figure4
 
-from .conftest import SHARED
+from .conftest import SHARED, stored_codec
 
 pytestmark = pytest.mark.slow  # real sweeps and reports of the Conventional vs End2End view
 
@@ -217,12 +217,11 @@ def infos(*items: tuple[str, str, str, str]) -> dict:
 
 def test_published_bitstream_rows_are_end2end_and_marked():
     """Rows of the published codec (codec info as it stores them) are End2End, marked, and dated."""
-    codecs = [{"label": "coolchic-3.4.1-kodak", "codec": "published", "family": "learned",
-               "info": {"source": "published bitstreams", "decoded": "here (Cool-chic 3.4.1 decoder)"}},
-              {"label": "other", "codec": "published", "family": "learned",
-               "info": {"source": "published bitstreams", "decoded": "supplied images (times not measured)"}},
-              {"label": "jpeg", "codec": "jpeg", "family": "conventional", "info": {}},
-              {"label": "gone", "codec": "webp", "family": "conventional", "info": {}}]
+    here = {"source": "published bitstreams", "decoded": "here (Cool-chic 3.4.1 decoder)"}
+    supplied = {"source": "published bitstreams", "decoded": "supplied images (times not measured)"}
+    codecs = [stored_codec("coolchic-3.4.1-kodak", "learned", here, "published"),
+              stored_codec("other", "learned", supplied, "published"),
+              stored_codec("jpeg", "conventional"), stored_codec("gone", "conventional", codec="webp")]
     found = figure4.curve_infos(codecs, {"coolchic-3.4.1-kodak", "other", "jpeg"}, ["VTM (published)"])
     assert set(found) == {"coolchic-3.4.1-kodak", "other", "jpeg", "VTM (published)"}
     cool = found["coolchic-3.4.1-kodak"]
@@ -263,8 +262,7 @@ def test_published_bitstream_rows_show_decode_time_only(f4_run):
     per_image = pd.read_csv(out / "per_image.csv")
     per_image.loc[per_image["codec"] == "webp", "encode_s"] = np.nan
     table = pd.read_csv(out / "bd_rate.csv")
-    codecs = [{"label": "webp", "family": "learned", "info": {"source": "published bitstreams"}},
-              {"label": "jpeg", "family": "conventional", "info": {}}]
+    codecs = [stored_codec("webp", "learned", {"source": "published bitstreams"}), stored_codec("jpeg", "conventional")]
     points = speed_points(per_image, codecs, table, "psnr-rgb", "pchip", "jpeg").set_index("codec")
     webp = per_image[per_image["codec"] == "webp"]
     megapixels = float((webp["width"] * webp["height"]).sum()) / 1e6

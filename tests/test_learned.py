@@ -227,7 +227,7 @@ def test_harness_runs_learned_codec(tiny, image_folder, tmp_path, monkeypatch):
         codec = store.codecs()[0]
     assert {r["family"] for r in rows} == {"learned"} and {r["device"] for r in rows} == {"cpu"}
     assert all(math.isfinite(r["psnr-rgb"]) for r in rows)
-    assert codec["info"]["parameters"] > 0 and "sha256" in codec["version"]
+    assert codec.info["parameters"] > 0 and "sha256" in codec.version
 
 
 PLUGIN = '''

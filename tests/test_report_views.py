@@ -16,6 +16,8 @@ import pytest
 from bench.analysis.fairness import off_target
 from bench.cli import main
 
+from .conftest import stored_codec
+
 pytestmark = pytest.mark.slow  # builds full reports (plots, HTML) from real runs
 
 FAKE_LEARNED = '''"""WebP at effort 6 posing as a learned codec, with a stated complexity (report tests only)."""
@@ -181,10 +183,8 @@ def test_speed_view(mixed_run):
         assert (out / f"speed_psnr-rgb.{suffix}").stat().st_size > 0
     per_image = pd.read_csv(out / "per_image.csv")
     table = pd.read_csv(out / "bd_rate.csv")
-    codecs = [{"label": "fakelearned", "family": "learned", "info": {"encoder_kmac_per_pixel": 12.5,
-                                                                    "decoder_kmac_per_pixel": 11.0}},
-              {"label": "jpeg", "family": "conventional", "info": {}}, {"label": "webp", "family": "conventional",
-                                                                       "info": {}}]
+    codecs = [stored_codec("fakelearned", "learned", {"encoder_kmac_per_pixel": 12.5, "decoder_kmac_per_pixel": 11.0}),
+              stored_codec("jpeg", "conventional"), stored_codec("webp", "conventional")]
     points = speed_points(per_image, codecs, table, "psnr-rgb", "pchip", "jpeg").set_index("codec")
     for codec, g in per_image.groupby("codec"):
         mp = (g["width"] * g["height"]).sum() / 1e6

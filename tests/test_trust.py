@@ -106,7 +106,7 @@ def test_non_deterministic_encoder_is_noted(tmp_path, image_folder, capsys):
     run(plugins, image_folder, out, "noisy", "--jobs", "1", "--metrics", "psnr-rgb", "--decode-check", "off")
     assert "noisy is not deterministic" in capsys.readouterr().out
     with Store(out, writer=False) as store:
-        info = {c["label"]: c["info"] for c in store.codecs()}
+        info = {c.label: c.info for c in store.codecs()}
     assert "not deterministic" in info["noisy"]["notes"]
 
 

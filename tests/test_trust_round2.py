@@ -158,7 +158,7 @@ def test_an_export_failing_midway_changes_no_file(tmp_path, image_folder, monkey
     from bench.store import export
 
     def fail_on_webp(summary, codec, *args):
-        if codec["label"] == "webp":
+        if codec.label == "webp":
             raise OSError(28, "No space left on device")
         return real(summary, codec, *args)
 

@@ -102,7 +102,7 @@ def headline_table(basis: Basis, headline: list[str]) -> Table:
     """BD-rate against the anchor on the main metrics, best first; published bitstreams say so by the family."""
     header = ["codec", "family", *(f"BD-rate {metric_name(m)}" for m in headline)]
     cells = summary_rows(basis.table, headline, basis.request.method, basis.request.anchor, basis.stored.families)
-    sources = {c["label"]: c["info"]["source"] for c in basis.stored.codecs if c["info"].get("source")}
+    sources = {c.label: c.info["source"] for c in basis.stored.codecs if c.info.get("source")}
     for row in cells:  # e.g. "learned (published bitstreams)": not run here
         row[1] += f" ({sources[row[0]]})" if row[0] in sources else ""
     return Table(header, cells)

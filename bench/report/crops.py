@@ -21,7 +21,7 @@ from ..atomic import atomic_path
 from ..datasets.images import load_image, pixel_sha256
 from ..errors import BenchError
 from ..metrics import luma_bt709
-from ..model import Key
+from ..model import Key, StoredCodec
 from ..pipeline.measure import StageError, measure, read_only
 from ..store import DB_NAME, open_results
 from ..store.export import file_stem
@@ -89,15 +89,14 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
     """
     out = Path(results_dir)
     with open_results(out, CropsError) as (store, dataset):
-        images = {row["name"]: row for row in store.images(dataset)}
+        images = {record.name: record for record in store.images(dataset)}
         if not images:
             raise CropsError(f"{out / DB_NAME} holds no run yet")
         name = image or sorted(images)[0]
         if name not in images:
             raise CropsError(f"image {name!r} not in {dataset} (e.g. {', '.join(sorted(images)[:5])})")
         rows = [r for r in store.rows(dataset, sweep_only=False) if r["name"] == name]
-        stored_codecs = {c["label"]: c for c in store.codecs()}
-        path = store.conn.execute("SELECT path FROM images WHERE dataset=? AND name=?", (dataset, name)).fetchone()[0]
+        stored_codecs = {c.label: c for c in store.codecs()}
     if not rows:
         raise CropsError(f"no measurements of {name} in {out}")
     known = sorted({r["label"] for r in rows})
@@ -111,6 +110,7 @@ def build_crops(results_dir: str | Path, image: str | None, bpp: float, box: tup
         raise CropsError(f"{bpp:g} bpp is outside every codec's measured range for {name} ("
                          + ", ".join(f"{c} {range_text(r)}" for c, r in ranges.items())
                          + "); choose another --bpp, or --force to make the crops anyway")
+    path = images[name].path
     rgb = load_image(path).rgb
     if pixel_sha256(rgb) != rows[0]["image_hash"]:
         raise CropsError(f"{path} changed since it was measured (its pixels no longer match the stored hash)")
@@ -148,16 +148,16 @@ def _crop_box(rgb: np.ndarray, box: tuple[int, int, int, int] | None) -> tuple[i
     return x, y, w, h
 
 
-def _regenerate(label: str, row: dict, codec: dict, adapters: dict, rgb: np.ndarray, log) -> np.ndarray | None:
+def _regenerate(label: str, row: dict, codec: StoredCodec, adapters: dict, rgb: np.ndarray, log) -> np.ndarray | None:
     """The stored measurement again, through the harness's measured path (read-only input, decode
     from the bytes alone in a fresh directory, shape and type checks), so a panel shows exactly what
     was measured; None (with the reason) when it cannot, or when it differs from the stored row."""
-    adapter = adapters.get(codec["codec"])
+    adapter = adapters.get(codec.codec)
     if adapter is None:
-        log(f"skipping {label}: codec {codec['codec']!r} is not available here")
+        log(f"skipping {label}: codec {codec.codec!r} is not available here")
         return None
     try:
-        config = configure(adapter, json.loads(codec["options"]))
+        config = configure(adapter, json.loads(codec.options))
     except AdapterError as exc:
         log(f"skipping {label}: {exc}")
         return None

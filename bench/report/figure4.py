@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..model import StoredCodec
+
 CONVENTIONAL_NAMES = ("jpeg", "mozjpeg", "jpeg2000", "webp", "hevc", "x265", "bpg", "hm", "vvc", "vvenc", "vtm",
                       "avif", "av1", "jxl")
 TIMELINE_METRICS = ("psnr-rgb", "ms-ssim-db")
@@ -174,15 +176,15 @@ def reference_family(label: str) -> str:
     return "conventional" if words and words[0] in CONVENTIONAL_NAMES else "learned"
 
 
-def curve_infos(codecs: list[dict], measured: set[str], ref_labels: list[str]) -> dict[str, CurveInfo]:
-    """label -> CurveInfo for the measured codecs (``Store.codecs()`` rows) and published curves."""
+def curve_infos(codecs: list[StoredCodec], measured: set[str], ref_labels: list[str]) -> dict[str, CurveInfo]:
+    """label -> CurveInfo for the measured codecs (``Store.codecs()``) and published curves."""
     out = {}
     for c in codecs:
-        if c["label"] not in measured:
+        if c.label not in measured:
             continue
-        info = c.get("info") or {}
+        info = c.info
         bitstreams = str(info.get("source", "")).lower() == BITSTREAMS
-        out[c["label"]] = CurveInfo(c["label"], c["family"], BITSTREAMS if bitstreams else MEASURED, c["codec"],
+        out[c.label] = CurveInfo(c.label, c.family, BITSTREAMS if bitstreams else MEASURED, c.codec,
                                     str(info.get("decoded", "")) if bitstreams else "")
     for label in ref_labels:
         out[label] = CurveInfo(label, reference_family(label), PUBLISHED)

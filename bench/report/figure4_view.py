@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..analysis.fairness import chroma_format, published_chroma
+from ..model import StoredCodec
 from ..store.export import write_csv
 from .bd import add_notes, anchored_bd_table, bd_cell
 from .document import Block, BulletList, Caption, Figure, Heading, Paragraph, Table, render_html
@@ -112,13 +113,12 @@ def figure4_anchor_tables(anchors: dict[str, Anchor], basis: Basis) -> dict[str,
     return tables
 
 
-def chroma_notes(codecs: list[dict], infos: dict[str, CurveInfo]) -> dict[str, tuple[str, str]]:
+def chroma_notes(codecs: list[StoredCodec], infos: dict[str, CurveInfo]) -> dict[str, tuple[str, str]]:
     """label -> (chroma format, where it was read) for every Figure-4 curve."""
     out = {}
     for c in codecs:
-        if c["label"] in infos:
-            options = json.loads(c["options"]) if isinstance(c["options"], str) else dict(c["options"] or {})
-            out[c["label"]] = chroma_format(c["codec"], c["family"], options, c.get("info") or {})
+        if c.label in infos:
+            out[c.label] = chroma_format(c.codec, c.family, json.loads(c.options), c.info)
     for label, info in infos.items():
         if info.source == PUBLISHED:
             out[label] = (published_chroma(label, info.family), "published curve")

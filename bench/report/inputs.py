@@ -18,8 +18,8 @@ import pandas as pd
 from ..analysis import METHODS, bd_metrics, load_reference
 from ..analysis.fairness import bpp_ranges, reference_warning
 from ..errors import BenchError
-from ..model import Curve
-from ..store import Store, open_results
+from ..model import Curve, ImageRecord, StoredCodec
+from ..store import open_results
 from ..store.export import export_results
 from .bd import add_notes, anchored_bd_table
 from .sections import mixed_host_warnings, target_warnings
@@ -55,9 +55,9 @@ class Stored:
     summary: pd.DataFrame
     targets: pd.DataFrame  # mean achieved bpp and metrics per codec and target bpp (empty without --target-bpp)
     n_images: int
-    codecs: list[dict]  # the stored rows of the codecs with measurements
+    codecs: list[StoredCodec]  # the codecs with measurements
     families: dict[str, str]  # label -> family, every stored codec
-    images: list[dict]
+    images: list[ImageRecord]
     image_files: dict[str, tuple[str, str]]  # image name -> (stored path of the original, pixel hash)
     run: dict  # the latest run's machine and software
     cross_device: list[dict]  # Store.cross_device_rows
@@ -98,27 +98,20 @@ def read_request(anchor: str, references: list[str] | None, method: str, bootstr
     return Request(anchor, method, bootstrap, paths, refs)
 
 
-def _image_files(store: Store, dataset: str) -> dict[str, tuple[str, str]]:
-    """image name -> (stored path of the original, pixel hash)."""
-    cur = store.conn.execute("SELECT name, path, image_hash FROM images WHERE dataset = ? ORDER BY name", (dataset,))
-    return {name: (path, digest) for name, path, digest in cur}
-
-
 def load_stored(out: Path) -> Stored:
     """Read the store in ``out`` (and export its CSV/JSON files); an error when nothing is measured."""
     with open_results(out, ReportError) as (store, dataset):
         exported = export_results(store, dataset, out)
         codecs = store.codecs()
         images = store.images(dataset)
-        image_files = _image_files(store, dataset)
         run = store.get_meta("run", {})
         cross_device = store.cross_device_rows(dataset)
     if exported.per_image.empty:
         raise ReportError(f"{out}: no measurements stored for dataset {dataset!r}")
     measured = set(exported.per_image["codec"])
     return Stored(out, dataset, exported.per_image, exported.summary, exported.targets, exported.n_images,
-                  [c for c in codecs if c["label"] in measured], {c["label"]: c["family"] for c in codecs},
-                  images, image_files, run, cross_device, list(exported.paths))
+                  [c for c in codecs if c.label in measured], {c.label: c.family for c in codecs},
+                  images, {i.name: (i.path, i.image_hash) for i in images}, run, cross_device, list(exported.paths))
 
 
 def _reference_notes(stored: Stored, request: Request) -> tuple[dict[str, str], list[str]]:
@@ -157,5 +150,5 @@ def make_basis(stored: Stored, request: Request) -> Basis:
     run = stored.run
     host = hosts_text(stored.per_image) or (f"{run.get('cpu', '?')} ({run.get('cores', '?')} cores), "
                                             f"GPU: {run.get('cuda', '?')}")
-    return Basis(stored, request, labels, {c["label"]: options_text(c["options"]) for c in stored.codecs},
+    return Basis(stored, request, labels, {c.label: options_text(c.options) for c in stored.codecs},
                  bd_metrics(stored.per_image.columns), table, ref_notes, ranges, host, warnings)

@@ -15,6 +15,7 @@ import pandas as pd
 from ..analysis import cross_device
 from ..analysis.fairness import off_target, target_flag
 from ..metrics import METRICS
+from ..model import ImageRecord, StoredCodec
 from ..pipeline.provenance import git_commit
 from .document import Block, Caption, Heading, Paragraph, Table
 
@@ -96,27 +97,27 @@ def mixed_host_warnings(per_image: pd.DataFrame) -> list[str]:
             "(timing table)" for codec, h in hosts.items() if len(h) > 1]
 
 
-def codec_rows(codecs: list[dict], options: dict[str, str], per_image: pd.DataFrame) -> list[list[str]]:
+def codec_rows(codecs: list[StoredCodec], options: dict[str, str], per_image: pd.DataFrame) -> list[list[str]]:
     """Per measured codec: family, library version (and source), options and the qualities measured."""
-    return [[c["label"], c["family"], c["version"] + source_marker(c["info"]), options[c["label"]],
-             ", ".join(f"{q:g}" for q in sorted(set(per_image.loc[per_image["codec"] == c["label"], "quality"])))]
+    return [[c.label, c.family, c.version + source_marker(c.info), options[c.label],
+             ", ".join(f"{q:g}" for q in sorted(set(per_image.loc[per_image["codec"] == c.label, "quality"])))]
             for c in codecs]
 
 
-def complexity_rows(codecs: list[dict]) -> list[list[str]]:
+def complexity_rows(codecs: list[StoredCodec]) -> list[list[str]]:
     """Parameters, kMAC per pixel and weights of the codecs that state them (not published bitstreams)."""
-    return [[c["label"], f"{c['info'].get('parameters', ''):,}" if c["info"].get("parameters") else "",
-             str(c["info"].get("encoder_kmac_per_pixel", "")), str(c["info"].get("decoder_kmac_per_pixel", "")),
-             str(c["info"].get("weights", ""))] for c in codecs if c["info"] and not c["info"].get("source")]
+    return [[c.label, f"{c.info.get('parameters', ''):,}" if c.info.get("parameters") else "",
+             str(c.info.get("encoder_kmac_per_pixel", "")), str(c.info.get("decoder_kmac_per_pixel", "")),
+             str(c.info.get("weights", ""))] for c in codecs if c.info and not c.info.get("source")]
 
 
-def resolution_summary(images: list[dict]) -> str:
+def resolution_summary(images: list[ImageRecord]) -> str:
     """``2 × 768x512, 1 × 512x768``: image sizes, most frequent first."""
-    counts = Counter(f"{i['width']}x{i['height']}" for i in images)
+    counts = Counter(f"{i.width}x{i.height}" for i in images)
     return ", ".join(f"{n} × {res}" for res, n in sorted(counts.items(), key=lambda x: -x[1]))
 
 
-def settings_rows(dataset: str, n_images: int, images: list[dict], run: dict, anchor: str, method: str,
+def settings_rows(dataset: str, n_images: int, images: list[ImageRecord], run: dict, anchor: str, method: str,
                   references: list[str], ref_notes: dict[str, str]) -> list[list[str]]:
     """The settings and provenance table: dataset, the latest run's machine and software, commits, options."""
     refs = ", ".join(Path(p).name for p in references) or "none"

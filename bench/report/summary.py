@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..analysis import bd_rate
 from ..metrics import METRICS
-from ..model import Curve
+from ..model import Curve, StoredCodec
 
 MAIN_METRICS = ("psnr-rgb", "ms-ssim-db", "psnr-y")
 METRIC_NAMES = {"psnr-rgb": "PSNR-RGB", "psnr-y": "PSNR-Y", "ms-ssim-db": "MS-SSIM (dB)", "ms-ssim-rgb": "MS-SSIM"}
@@ -125,7 +125,7 @@ def family_sentences(table: pd.DataFrame, curves: dict[str, Curve], metric: str,
     return sentences
 
 
-def speed_points(per_image: pd.DataFrame, codecs: list[dict], table: pd.DataFrame, metric: str, method: str,
+def speed_points(per_image: pd.DataFrame, codecs: list[StoredCodec], table: pd.DataFrame, metric: str, method: str,
                  anchor: str) -> pd.DataFrame:
     """One row per measured codec with a BD-rate: encode/decode megapixels per second (total pixels over
     total seconds of the sweep) and seconds per megapixel (its inverse), devices, kMAC per pixel (learned
@@ -133,17 +133,17 @@ def speed_points(per_image: pd.DataFrame, codecs: list[dict], table: pd.DataFram
     bitstreams: NaN) has NaN encode columns; its decode time stands alone."""
     values = bd_values(table, metric, method)
     values[anchor] = (0.0, "")
-    info = {c["label"]: c for c in codecs}
+    stored = {c.label: c for c in codecs}
     rows = []
     for codec, g in per_image.groupby("codec", sort=True):
         value = values.get(codec, (None, ""))[0]
         if value is None:
             continue
         pixels = float((g["width"] * g["height"]).sum())
-        extra = info.get(codec, {}).get("info", {})
+        extra = stored[codec].info if codec in stored else {}
         encode_mps, decode_mps = (_mps(pixels, g[col]) for col in ("encode_s", "decode_s"))
         rows.append({
-            "codec": codec, "family": info.get(codec, {}).get("family", ""),
+            "codec": codec, "family": stored[codec].family if codec in stored else "",
             "device": ", ".join(sorted(set(g["device"]))), "host": hosts_text(g), "bd_rate": value,
             "encode_mps": encode_mps, "decode_mps": decode_mps,
             "encode_s_per_mp": 1 / encode_mps, "decode_s_per_mp": 1 / decode_mps,

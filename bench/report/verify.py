@@ -187,14 +187,14 @@ class PublishedCheck:
 def published_checks(results_dir: str | Path) -> list[PublishedCheck]:
     """Every published-bitstream codec of the store (its info names a manifest) against the published table."""
     with open_results(results_dir, VerifyError) as (store, dataset):
-        codecs = [c for c in store.codecs() if c["info"].get("source") == "published bitstreams"
-                  and c["info"].get("manifest")]
+        codecs = [c for c in store.codecs() if c.info.get("source") == "published bitstreams"
+                  and c.info.get("manifest")]
         per_image = per_image_frame(store, dataset) if codecs else None
     results = []
     for codec in codecs:
-        info = codec["info"]
-        check = PublishedCheck(codec["label"], info["manifest"])
-        rows = per_image[per_image["codec"] == codec["label"]].to_dict("records") if per_image is not None else []
+        info = codec.info
+        check = PublishedCheck(codec.label, info["manifest"])
+        rows = per_image[per_image["codec"] == codec.label].to_dict("records") if per_image is not None else []
         if not rows:
             continue  # registered but not measured on this dataset
         try:
@@ -202,7 +202,7 @@ def published_checks(results_dir: str | Path) -> list[PublishedCheck]:
         except PublishedError as exc:
             check.error = str(exc)
         else:
-            check.checks, check.unmeasured = compare_rows(codec["label"], manifest, rows)
+            check.checks, check.unmeasured = compare_rows(codec.label, manifest, rows)
         results.append(check)
     return results
 

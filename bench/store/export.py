@@ -16,6 +16,7 @@ import pandas as pd
 from ..adapters import native_quality
 from ..atomic import STAGING_PREFIX, atomic_path, write_text_atomic
 from ..metrics import METRICS, ms_ssim_db
+from ..model import StoredCodec
 from . import Store
 
 ID_COLUMNS = ["dataset", "image", "image_hash", "codec", "codec_name", "family", "options", "version", "quality"]
@@ -73,7 +74,7 @@ def _json_value(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def compressai_json(summary: pd.DataFrame, codec: dict, n_images: int, dataset: str | None = None) -> dict:
+def compressai_json(summary: pd.DataFrame, codec: StoredCodec, n_images: int, dataset: str | None = None) -> dict:
     """CompressAI's result format; only quality points measured on all ``n_images`` images.
 
     Top level also names the ``dataset`` and its image count, so a file used later as a
@@ -81,18 +82,18 @@ def compressai_json(summary: pd.DataFrame, codec: dict, n_images: int, dataset: 
     out: CompressAI's plot tool converts every key containing "ms-ssim" to dB itself (it plots
     ``ms-ssim-rgb`` in dB with ``-m ms-ssim``), so a dB value there would be converted twice.
     """
-    rows = summary[(summary["codec"] == codec["label"]) & (summary["n_images"] == n_images)].sort_values("bpp")
+    rows = summary[(summary["codec"] == codec.label) & (summary["n_images"] == n_images)].sort_values("bpp")
     results = {key: [_json_value(v) for v in rows[col]] for key, col in JSON_KEYS.items()
                if col in rows and key != "ms-ssim-db"}
     results["quality"] = [native_quality(q) for q in rows["quality"]]
     return {
-        "name": codec["label"],
-        "description": codec["description"],
+        "name": codec.label,
+        "description": codec.description,
         "dataset": dataset,
         "n_images": n_images,
-        "family": codec["family"],
-        "version": codec["version"],
-        "options": json.loads(codec["options"]),
+        "family": codec.family,
+        "version": codec.version,
+        "options": json.loads(codec.options),
         "results": results,
     }
 
@@ -138,9 +139,9 @@ def export_results(store: Store, dataset: str, out_dir: str | Path) -> Exported:
     try:
         staged = [write_csv(per_image, stage / "per_image.csv"), write_csv(summary, stage / "summary.csv")]
         for codec in store.codecs():
-            if codec["label"] not in set(summary["codec"]):
+            if codec.label not in set(summary["codec"]):
                 continue
-            path = stage / f"{file_stem(codec['label'])}.json"
+            path = stage / f"{file_stem(codec.label)}.json"
             write_text_atomic(path, json.dumps(compressai_json(summary, codec, n_images, dataset), indent=2) + "\n")
             staged.append(path)
         if not target_rows.empty:

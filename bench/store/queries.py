@@ -9,7 +9,7 @@ import math
 import sqlite3
 from collections.abc import Iterator
 
-from ..model import Ident
+from ..model import Ident, ImageRecord, StoredCodec
 from .schema import KEY_COLUMNS, WHERE_IDENT
 
 
@@ -108,16 +108,18 @@ class Queries:
     def image_count(self, dataset: str) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM images WHERE dataset = ?", (dataset,)).fetchone()[0]
 
-    def images(self, dataset: str) -> list[dict]:
-        cur = self.conn.execute("SELECT name, width, height, conversions FROM images WHERE dataset = ? ORDER BY name",
-                                (dataset,))
-        return [dict(name=n, width=w, height=h, conversions=json.loads(c)) for n, w, h, c in cur]
+    def images(self, dataset: str) -> list[ImageRecord]:
+        """The dataset's current images, by name."""
+        cur = self.conn.execute("SELECT name, image_hash, width, height, path, conversions FROM images "
+                                "WHERE dataset = ? ORDER BY name", (dataset,))
+        return [ImageRecord(n, h, w, ht, p or "", tuple(json.loads(c or "[]"))) for n, h, w, ht, p, c in cur]
 
-    def codecs(self) -> list[dict]:
+    def codecs(self) -> list[StoredCodec]:
+        """Every codec configuration at its current version, by label."""
         cur = self.conn.execute("SELECT label, codec, options, version, family, description, info FROM codecs "
                                 "ORDER BY label")
-        names = ("label", "codec", "options", "version", "family", "description", "info")
-        return [dict(zip(names[:-1], r[:-1], strict=True), info=json.loads(r[-1])) for r in cur]
+        return [StoredCodec(label, codec, options, version, family, description, json.loads(info))
+                for label, codec, options, version, family, description, info in cur]
 
     def rows(self, dataset: str, sweep_only: bool = True) -> Iterator[dict]:
         """Tidy per-image rows for the dataset's current images and each codec's current version.
