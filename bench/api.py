@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import analysis
+from .analysis.table import bd_table
 from .errors import BenchError
 from .metrics import METRICS
 from .model import Curve
@@ -41,7 +42,7 @@ class Results:
     - ``summary``: arithmetic means over images per ``codec, family, quality`` with ``n_images``
       (``ms-ssim-db`` there is that of the mean MS-SSIM).
     - ``bd``: ``codec, anchor, metric, method, aggregation, kind, value, unit, source, note`` against
-      ``anchor`` (see ``analysis.bd_table``); computed on first access.
+      ``anchor`` (see ``analysis.table.bd_table``); computed on first access.
     """
 
     directory: Path
@@ -65,7 +66,7 @@ class Results:
         if self.anchor not in self.curves(analysis.bd_metrics(self.per_image.columns)[0]):
             raise ResultsError(f"anchor {self.anchor!r} not among the curves ({', '.join(self.codecs)}); "
                                "load(..., anchor=...) chooses another")
-        return analysis.bd_table(self.per_image, self.summary, self.n_images, self.anchor, self.references)
+        return bd_table(self.per_image, self.summary, self.n_images, self.anchor, self.references)
 
     def curves(self, metric: str = "psnr-rgb") -> dict[str, Curve]:
         """label -> mean RD curve (bpp, metric) of each codec, and of the published references."""

@@ -113,7 +113,7 @@ def test_no_value_note_is_the_same_under_every_hash_seed():
     """The reason shown when no image gave a BD value is the most frequent one, ties broken by image
     order: reports rebuilt in new processes (new PYTHONHASHSEED) stay identical."""
     missing = {"a": "overlap 19 %", "b": "overlap 29 %", "c": "too few points"}  # a three-way tie
-    code = f"from bench.analysis import ImageValues; print(ImageValues({{}}, {missing!r}).mean_delta().note)"
+    code = f"from bench.analysis.table import ImageValues; print(ImageValues({{}}, {missing!r}).mean_delta().note)"
     notes = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(5)}
     assert notes == {"no image gave a value (overlap 19 %)\n"}

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from bench.analysis import METHODS, bd_table, stats
+from bench.analysis import METHODS, stats
+from bench.analysis.table import bd_table
 from bench.store.export import summary_frame
 
 

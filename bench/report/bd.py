@@ -1,6 +1,6 @@
 """The Bjøntegaard-delta tables of the report and of bd_rate.md.
 
-``anchored_bd_table`` is ``analysis.bd_table`` against the report's anchor (measured or published),
+``anchored_bd_table`` is ``analysis.table.bd_table`` against the report's anchor (measured or published),
 ``add_notes`` appends a reference's dataset warning to its rows, and ``bd_blocks`` turns the tidy
 table into the three tables of the report (BD-rate on the mean curves, BD-rate per image, BD-quality):
 cells with their 95 % interval and marks (``bd_cell``), a legend saying how they were computed, and
@@ -14,8 +14,9 @@ from itertools import product
 
 import pandas as pd
 
-from ..analysis import AGGREGATIONS, BOOTSTRAP, METHODS, NO_IMAGES, bd_metrics, bd_table
+from ..analysis import AGGREGATIONS, BOOTSTRAP, METHODS, bd_metrics
 from ..analysis.stats import ALPHA, SEED
+from ..analysis.table import NO_IMAGES, bd_table
 from ..metrics import METRICS
 from ..model import Curve
 from .document import Block, Caption, Notes, Paragraph, Table
@@ -109,7 +110,7 @@ def bd_blocks(table: pd.DataFrame, anchor: str, method: str, families: dict[str,
 
 def anchored_bd_table(per_image: pd.DataFrame, summary: pd.DataFrame, n_images: int, anchor: str,
                       refs: list[dict[str, Curve]], bootstrap: int = BOOTSTRAP) -> pd.DataFrame:
-    """``analysis.bd_table``, except that metrics the anchor lacks (a published anchor without psnr-y)
+    """``analysis.table.bd_table``, except that metrics the anchor lacks (a published anchor without psnr-y)
     give rows without a value noted ``n/a (anchor has no <metric>)`` instead of an error."""
     metrics = bd_metrics(per_image.columns)
     if anchor in set(per_image["codec"]):

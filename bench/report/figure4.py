@@ -1,7 +1,7 @@
 """Conventional vs End2End (the article's "Figure 4"): families, anchors, years and the timeline.
 
 Pure functions over what the report already has (the stored rows' codec list, the curve labels,
-and ``analysis.bd_table`` DataFrames); nothing here reads files or encodes.
+and ``analysis.table.bd_table`` DataFrames); nothing here reads files or encodes.
 
 - Every curve gets a family (``conventional`` or ``learned`` = End2End) and a source: ``measured``
   (run here), ``published bitstreams`` (a published codec's real bitstreams measured here, its

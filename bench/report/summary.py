@@ -1,7 +1,7 @@
 """The report's opening: what was compared, BD-rate against the anchor (best first), one sentence
 per codec family, and the speed-against-efficiency points.
 
-Everything here reads the tidy BD table (``analysis.bd_table``'s DataFrame) by its ``codec``,
+Everything here reads the tidy BD table (``analysis.table.bd_table``'s DataFrame) by its ``codec``,
 ``metric``, ``method``, ``aggregation``, ``kind``, ``value`` and ``note`` columns only, so
 columns added to it later pass through untouched.
 """
