@@ -1,5 +1,6 @@
 """The records every layer speaks: what is measured (images, codec identities, tasks), what a
-measurement is (its key and values), and what analysis compares (curves).
+measurement is (its key and values), how it runs (``Job``, the ``Executor`` protocol), what the
+store holds of a codec (``StoredCodec``), and what analysis compares (curves, BD results).
 
 Only data and the small methods that derive one field from another live here; no layer below
 this one exists, so every module may import it.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -217,6 +219,28 @@ class DecodeCheckTask(CodecTask):
     key: Key = field(default=None)  # type: ignore[assignment]
     data: bytes = b""
     expected_sha256: str = ""
+
+
+# --- execution: jobs and the executors that run them ------------------------------------------
+@dataclass
+class Job:
+    """One task to run in a worker process, and how (pool, time limit)."""
+
+    func: Callable[[Any], Any]  # a module-level function run in the worker: func(task) -> result
+    task: CodecTask  # what to measure (its estimated memory decides how many jobs run at once)
+    timeout_s: float | None = None  # None or 0: no limit
+    pool: str = "cpu"  # cpu, gpu or fresh (a process that never encoded, for decode checks)
+    expected_s: float | None = None  # expected seconds, when known (a cluster groups short jobs)
+
+
+class Executor(Protocol):
+    """Where jobs run: ``bench.execution.LocalExecutor`` (this machine) or ``DaskExecutor`` (a cluster)."""
+
+    def submit(self, job: Job) -> None:
+        """Queue a job (callbacks may submit more while ``run`` runs)."""
+
+    def run(self, on_result: Callable[[Job, Any], None], on_failure: Callable[[Job, str, str], None]) -> None:
+        """Run until no job is pending or running; ``on_failure(job, stage, message)`` for a crash or timeout."""
 
 
 # --- analysis: rate-distortion curves ----------------------------------------------------------

@@ -22,8 +22,8 @@ from distributed import LocalCluster  # noqa: E402
 from bench.adapters import discover, select  # noqa: E402
 from bench.cli import main  # noqa: E402
 from bench.datasets import resolve_dataset  # noqa: E402
-from bench.execution import Job  # noqa: E402
 from bench.execution.cluster import DaskExecutor, batch_size  # noqa: E402
+from bench.model import Job  # noqa: E402
 from bench.pipeline.planning import plan_run  # noqa: E402
 from bench.pipeline.runner import run_benchmark  # noqa: E402
 from bench.store import DB_NAME  # noqa: E402

@@ -195,12 +195,12 @@ def test_decompression_bomb_is_skipped_by_name(tmp_path, image_folder, capsys):
 
 
 def test_memory_bounds_concurrency():
-    from bench.execution import Executor, Job
-    from bench.model import CodeIdentity, ImageRef, Task
+    from bench.execution import LocalExecutor
+    from bench.model import CodeIdentity, ImageRef, Job, Task
 
     image = ImageRef("big", "0" * 64, 4000, 3000, "/nonexistent.npy")
     task = Task(origin="", options={}, label="x", family="conventional", image=image, code=CodeIdentity((), (), ""))
-    executor = Executor(cpu_workers=4, memory_budget=int(task.memory_bytes * 1.5))
+    executor = LocalExecutor(cpu_workers=4, memory_budget=int(task.memory_bytes * 1.5))
     assert executor._fits(Job(len, task)), "one job always runs"
     executor.busy = [type("W", (), {"job": Job(len, task)})()]
     assert not executor._fits(Job(len, task)), "a second one does not fit in 1.5 jobs' memory"

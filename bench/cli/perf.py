@@ -196,7 +196,6 @@ def metrics_section(dataset, opt_in_images: int = 6, device: str = "cpu") -> Non
     All timings are taken in this process, side by side (the two sides alternate per image), so
     the ratios hold on a loaded machine even when the absolute times do not.
     """
-    import numpy as np
     import torch
 
     from ..datasets.images import pixel_sha256
@@ -226,15 +225,31 @@ def metrics_section(dataset, opt_in_images: int = 6, device: str = "cpu") -> Non
           f"{1000 * cached_s / n:.1f} ms/image -> {lib_s / cached_s:.2f}x")
     print("  compute_metrics per metric (ms/image): "
           + ", ".join(f"{k} {1000 * v / n:.1f}" for k, v in per_metric.items()))
+    _opt_in_metrics(pairs[:opt_in_images], device)
+    _metrics_against_codecs(images, keys, device)
+
+
+def _opt_in_metrics(pairs: list, device: str) -> None:
+    """The opt-in metrics' time against their libraries', side by side."""
+    from ..metrics import compute_metrics
+
     for name in ("vif", "fsim", "ssimulacra2"):
         lib_s = ours_s = 0.0
-        for i, (ref, rec) in enumerate(pairs[:opt_in_images]):
+        for i, (ref, rec) in enumerate(pairs):
             lib, ours = _side_by_side(i % 2 == 0, partial(_library_opt_in, name, ref, rec),
                                       partial(compute_metrics, ref, rec, (name,), device=device))
             lib_s, ours_s = lib_s + lib, ours_s + ours
-        m = min(opt_in_images, n)
+        m = len(pairs)
         print(f"  {name} ({m} images): library {1000 * lib_s / m:.0f} ms/image, compute_metrics "
               f"{1000 * ours_s / m:.0f} ms/image -> {lib_s / ours_s:.2f}x")
+
+
+def _metrics_against_codecs(images: list, keys: list[str], device: str) -> None:
+    """The default metrics' time against the codecs' on a JPEG + WebP sweep (seconds, and the ratio)."""
+    import numpy as np
+
+    from ..metrics import DEFAULT_METRICS, compute_metrics
+
     configs, _ = select([a for a in discover() if isinstance(a, Adapter)], ["jpeg", "webp"])
     codec_s: dict[str, float] = {}
     metric_s: dict[str, float] = {}
@@ -250,7 +265,7 @@ def metrics_section(dataset, opt_in_images: int = 6, device: str = "cpu") -> Non
                 metric_s[config.name] = metric_s.get(config.name, 0.0) + end - mid
     total_codec, total_metric = sum(codec_s.values()), sum(metric_s.values())
     print(f"  JPEG + WebP sweep, qualities {','.join(map(str, METRIC_SWEEP))} (a subset of the 19-point sweep), "
-          f"{n * len(METRIC_SWEEP) * len(configs)} encodes:")
+          f"{len(images) * len(METRIC_SWEEP) * len(configs)} encodes:")
     for name in codec_s:
         print(f"    {name}: encode+decode {codec_s[name]:.1f} s, metrics {metric_s[name]:.1f} s -> "
               f"{metric_s[name] / codec_s[name]:.1f}x the codec time")

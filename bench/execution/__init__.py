@@ -1,6 +1,6 @@
 """Running tasks in worker processes, one task per worker at a time.
 
-The execution layer: this module (the ``Executor`` interface, ``Job`` and the local process pool),
+The execution layer: this module (the local process pool, ``LocalExecutor``),
 ``cluster`` (the same interface on Dask: the client side) and ``dask_worker`` (what a Dask worker
 runs). It runs jobs; what a job does is the pipeline's.
 
@@ -27,25 +27,15 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from ..model import CodecTask
+from ..model import Job
 
 POOLS = ("cpu", "gpu", "fresh")
 PR_SET_PDEATHSIG = 1
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 READY = "bench-worker-ready"  # a new worker's first message: its start-up is not part of any job's time
-
-
-@dataclass
-class Job:
-    func: Callable[[Any], Any]  # a module-level function run in the worker: func(task) -> result
-    task: CodecTask  # what to measure (its estimated memory decides how many jobs run at once)
-    timeout_s: float | None = None  # None or 0: no limit
-    pool: str = "cpu"
-    expected_s: float | None = None  # expected seconds, when known (a cluster groups short jobs)
 
 
 def init_worker(torch_threads: int) -> None:
@@ -195,8 +185,9 @@ class _Worker:
         return f"the worker process {how}"
 
 
-class Executor:
-    """Runs jobs in worker processes; results and failures go to callbacks, which may add jobs."""
+class LocalExecutor:
+    """The ``Executor`` of one machine: runs jobs in worker processes; results and failures go to
+    callbacks, which may add jobs."""
 
     def __init__(self, cpu_workers: int, memory_budget: int | None = None, threads: int | None = None):
         self.limits = {"cpu": max(1, cpu_workers), "gpu": 1, "fresh": 1}

@@ -36,8 +36,8 @@ from typing import Any
 
 from ..code_identity import CodeMismatch
 from ..errors import BenchError
-from ..model import Log, Refused
-from . import POOLS, Job
+from ..model import Job, Log, Refused
+from . import POOLS
 from .dask_worker import TaskFailed, local_cluster, run_isolated, worker_config_env
 
 RESOURCE = {"cpu": "CPU", "gpu": "GPU", "fresh": "CPU"}

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
-from ..model import Refused
-from . import Executor, Job
+from ..model import Job, Refused
+from . import LocalExecutor
 
 # Settings for workers whose tasks only wait for a child process (where the jobs run): no
 # statistical profiling of the waiting thread, and slower housekeeping loops. Dask's defaults
@@ -54,7 +54,7 @@ class TaskFailed:
     message: str
 
 
-_ISOLATION: Executor | None = None
+_ISOLATION: LocalExecutor | None = None
 _LOCAL_IMAGES: OrderedDict[str, Path] = OrderedDict()  # image hash -> .npy file on this worker
 LOCAL_IMAGE_FILES = 8  # image files kept per worker (its child process caches a few in memory)
 
@@ -81,7 +81,7 @@ def run_isolated(func: Callable, tasks: list, rgb, timeout_s: float | None, pool
         import multiprocessing
 
         multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
-        _ISOLATION = Executor(1, threads=int(os.environ.get("BENCH_THREADS", "1")))
+        _ISOLATION = LocalExecutor(1, threads=int(os.environ.get("BENCH_THREADS", "1")))
         _ISOLATION.prestart("fresh")  # the decode-check process starts while the first jobs run
     npy = str(_local_image_file(tasks[0].image.image_hash, rgb))  # a batch's jobs share one image
     out: list[Any] = []

@@ -22,9 +22,9 @@ from ..adapters import CodecConfig
 from ..atomic import remove_partial_files
 from ..code_identity import CodeMismatch
 from ..datasets import Dataset
-from ..execution import Executor, Job, available_memory_bytes
+from ..execution import LocalExecutor, available_memory_bytes
 from ..metrics import DEFAULT_METRICS
-from ..model import DecodeCheckTask, ImageRef, Log, Refused, Task
+from ..model import DecodeCheckTask, Executor, ImageRef, Job, Log, Refused, Task
 from ..store import Store
 from .inputs import check_images, image_folder, prepare_images
 from .planning import order_slowest_first, plan_measurements, plan_searches
@@ -74,13 +74,13 @@ class Execution:
     timeouts: dict[str, float | None]  # codec label -> seconds per job (None: no limit)
     progress: bool = True
     log: Log = print
-    make_executor: Callable[[], object] | None = None
+    make_executor: Callable[[], Executor] | None = None
 
-    def executor(self):
+    def executor(self) -> Executor:
         if self.make_executor is not None:
             return self.make_executor()
         budget = available_memory_bytes()
-        return Executor(self.jobs, int(budget * 0.8) if budget else None)
+        return LocalExecutor(self.jobs, int(budget * 0.8) if budget else None)
 
 
 def default_jobs() -> int:
@@ -125,7 +125,7 @@ def run_benchmark(
     timeout_s: float | None = None,
     retry_failures: bool = True,
     check_decode: str = "sample",
-    make_executor: Callable[[], object] | None = None,
+    make_executor: Callable[[], Executor] | None = None,
     decode_device: str = "",
 ) -> RunReport:
     """Measure every (image, codec, quality) not yet in the store of ``out_dir``.
@@ -211,7 +211,8 @@ class _Recorder:
     """Stores what the executor returns: rows, failures, warnings; holds a sampled row until its
     fresh-process decode check passes, and discards a configuration whose decoder fails it."""
 
-    def __init__(self, store: Store, report: RunReport, executor: Any, timeouts: dict[str, float | None], bar: Any):
+    def __init__(self, store: Store, report: RunReport, executor: Executor, timeouts: dict[str, float | None],
+                 bar: Any):
         self.store, self.report, self.executor, self.timeouts, self.bar = store, report, executor, timeouts, bar
         self.waiting: dict[int, Outcome] = {}  # id(decode-check task) -> the measurement it verifies
         self.condemned: dict[tuple[str, str, str], str] = {}  # configurations whose decoder failed the check
