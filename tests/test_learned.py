@@ -10,7 +10,7 @@ import torch
 from compressai.models import FactorizedPrior, ScaleHyperprior
 from compressai.utils.eval_model.__main__ import inference, load_checkpoint
 
-from bench.adapters import Adapter, discover, select
+from bench.adapters import Adapter, discover, learned, select
 from bench.datasets import resolve_dataset
 from bench.metrics import compute_metrics
 from bench.pipeline.runner import run_benchmark
@@ -48,29 +48,29 @@ def options(checkpoints, device="cpu"):
 
 def test_pack_unpack_and_header_size():
     strings = [[b"abc"], [b"\x00" * 7]]
-    data = cm.pack(3, 512, 768, [4, 6], strings)
-    assert len(data) == cm.header_bytes(2) + 10 == 11 + 8 + 10
-    assert cm.unpack(data) == (3, 512, 768, [4, 6], strings)
+    data = learned.pack(3, 512, 768, [4, 6], strings)
+    assert len(data) == learned.header_bytes(2) + 10 == 11 + 8 + 10
+    assert learned.unpack(data) == (3, 512, 768, [4, 6], strings)
     with pytest.raises(ValueError, match="does not match its header"):
-        cm.unpack(data + b"x")
+        learned.unpack(data + b"x")
     with pytest.raises(ValueError, match="too short"):
-        cm.unpack(data[:5])
+        learned.unpack(data[:5])
 
 
 def test_round_trip_from_bytes_alone(tiny):
     rgb = photo(100, 150)  # not a multiple of 64: padded and cropped back
     data = HYPERPRIOR.encode(rgb, 2, **options(tiny.parent))
-    _, height, width, _shape, strings = cm.unpack(data)
+    _, height, width, _shape, strings = learned.unpack(data)
     assert (height, width) == (100, 150) and len(strings) == 2
-    assert len(data) == cm.header_bytes(2) + sum(len(s[0]) for s in strings)
-    cm._MODELS.clear()  # a fresh process: nothing but the bytes and the weights
+    assert len(data) == learned.header_bytes(2) + sum(len(s[0]) for s in strings)
+    learned._MODELS.clear()  # a fresh process: nothing but the bytes and the weights
     rec = HYPERPRIOR.decode(data, **options(tiny.parent))
     assert rec.shape == rgb.shape and rec.dtype == np.uint8
     assert np.array_equal(rec, HYPERPRIOR.decode(data, **options(tiny.parent)))
 
 
 def _eval_model_check(folder: Path, quality: int, rgb: np.ndarray):
-    path = cm.checkpoint_files(folder)[quality]
+    path = learned.checkpoint_files(folder)[quality]
     theirs = inference(load_checkpoint("bmshj2018-hyperprior", False, str(path)),
                        torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div(255))
     opts = options(folder)
@@ -80,7 +80,7 @@ def _eval_model_check(folder: Path, quality: int, rgb: np.ndarray):
     # eval_model computes in float32: one float32 step at 27 dB is 1.9e-6 dB, so compare to 1e-6 relative
     assert ours["psnr-rgb"] == pytest.approx(theirs["psnr-rgb"], rel=1e-6, abs=0)
     assert ours["ms-ssim-rgb"] == pytest.approx(theirs["ms-ssim-rgb"], rel=1e-6, abs=0)
-    assert len(data) * 8 / pixels == pytest.approx(theirs["bpp"] + cm.header_bytes(2) * 8 / pixels, abs=1e-12)
+    assert len(data) * 8 / pixels == pytest.approx(theirs["bpp"] + learned.header_bytes(2) * 8 / pixels, abs=1e-12)
 
 
 def test_equal_to_compressai_eval_model_tiny(tiny):
@@ -127,7 +127,7 @@ def test_kmac_per_pixel_matches_module_hooks():
         for module in getattr(model, part).modules():
             if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, GDN)):
                 module.register_forward_hook(hook(part))
-    counts = cm.complexity(model, size=size)
+    counts = learned.complexity(model, size=size)
     pixels = size * size
     assert counts["encoder_kmac_per_pixel"] == pytest.approx((macs["g_a"] + macs["h_a"] + macs["h_s"]) / pixels / 1000,
                                                              abs=0.006)
@@ -146,39 +146,39 @@ def test_bad_checkpoints(tmp_path):
     torch.save({"model": Path("/not/tensors")}, folder / "q4-pickle.pth.tar")
     opts = options(tmp_path)
     rgb = photo(64, 64)
-    with pytest.raises(cm.CheckpointError, match=r"q2-corrupt.pth.tar: not a readable PyTorch checkpoint"):
+    with pytest.raises(learned.CheckpointError, match=r"q2-corrupt.pth.tar: not a readable PyTorch checkpoint"):
         HYPERPRIOR.encode(rgb, 2, **opts)
-    with pytest.raises(cm.CheckpointError, match=r"q3-wrongarch.pth.tar: not a bmshj2018-hyperprior state_dict"):
+    with pytest.raises(learned.CheckpointError, match=r"q3-wrongarch.pth.tar: not a bmshj2018-hyperprior state_dict"):
         HYPERPRIOR.encode(rgb, 3, **opts)
-    with pytest.raises(cm.CheckpointError, match=r"q4-pickle.pth.tar: refused by torch.load\(weights_only=True\): "
+    with pytest.raises(learned.CheckpointError, match=r"q4-pickle.pth.tar: refused by torch.load\(weights_only=True\): "
                                                  r"it pickles GLOBAL pathlib"):
         HYPERPRIOR.encode(rgb, 4, **opts)
-    with pytest.raises(cm.CheckpointError, match=r"no checkpoint for quality 7 \(has q1, q2, q3, q4\)"):
+    with pytest.raises(learned.CheckpointError, match=r"no checkpoint for quality 7 \(has q1, q2, q3, q4\)"):
         HYPERPRIOR.encode(rgb, 7, **opts)
     (folder / "q1-copy.pth.tar").write_bytes((folder / "q1-lambda0.01.pth.tar").read_bytes())
-    with pytest.raises(cm.CheckpointError, match="two checkpoints for quality 1"):
+    with pytest.raises(learned.CheckpointError, match="two checkpoints for quality 1"):
         HYPERPRIOR.encode(rgb, 1, **opts)
-    with pytest.raises(cm.CheckpointError, match="does not exist"):
+    with pytest.raises(learned.CheckpointError, match="does not exist"):
         HYPERPRIOR.setup(**options(tmp_path / "nowhere"))
 
 
 def test_zoo_weights_from_torch_hub_cache_and_offline_message(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(cm.CHECKPOINT_ENV, raising=False)  # setup reads it: empty checkpoints = the zoo
+    monkeypatch.delenv(learned.CHECKPOINT_ENV, raising=False)  # setup reads it: empty checkpoints = the zoo
     monkeypatch.setattr(cm, "url_reachable", lambda url, timeout=5.0: "URLError: offline (test)")
     zoo_opts = {"metric": "mse", "checkpoints": "", "device": "cpu"}
-    with pytest.raises(cm.CheckpointError) as err:
+    with pytest.raises(learned.CheckpointError) as err:
         HYPERPRIOR.setup(**zoo_opts)
-    url, cached = cm.zoo_file("bmshj2018-hyperprior", "mse", 1)
+    url, cached = learned.zoo_file("bmshj2018-hyperprior", "mse", 1)
     assert url in str(err.value) and str(cached.parent) in str(err.value)
     # A user drops the official files into the cache: the zoo path loads them, no network needed.
     cached.parent.mkdir(parents=True)
     for q in HYPERPRIOR.QUALITIES:
-        _, path = cm.zoo_file("bmshj2018-hyperprior", "mse", q)
+        _, path = learned.zoo_file("bmshj2018-hyperprior", "mse", q)
         path.write_bytes((tiny / "q1-lambda0.01.pth.tar").read_bytes())
     info = HYPERPRIOR.setup(**zoo_opts)
     assert info["qualities"] == list(range(1, 9)) and "zoo" in info["version"]
-    cm._MODELS.clear()
+    learned._MODELS.clear()
     rgb = photo(64, 96)
     assert HYPERPRIOR.decode(HYPERPRIOR.encode(rgb, 5, **zoo_opts), **zoo_opts).shape == rgb.shape
 
@@ -216,7 +216,7 @@ def test_unavailable_codec_is_skipped_with_one_line(tmp_path, monkeypatch, capsy
 
 
 def test_harness_runs_learned_codec(tiny, image_folder, tmp_path, monkeypatch):
-    monkeypatch.setenv(cm.CHECKPOINT_ENV, str(tiny))
+    monkeypatch.setenv(learned.CHECKPOINT_ENV, str(tiny))
     adapters = [a for a in discover() if isinstance(a, Adapter)]
     configs, skipped = select(adapters, [f"hyperprior:checkpoints={tiny}"], device="cpu")
     assert not skipped and configs[0].qualities == (1.0, 2.0)

@@ -22,7 +22,7 @@ import torch
 from compressai.models import ScaleHyperprior
 from PIL import Image
 
-from bench.adapters import Adapter, discover, select
+from bench.adapters import Adapter, discover, learned, select
 from bench.analysis.cross_device import summary
 
 from .conftest import REPO, SHARED, photo
@@ -150,17 +150,17 @@ def test_weight_files_orders(tmp_path):
     for name in ["ck_b.pth.tar", "ck_a.pth.tar", "ck_c.pt", "notes.txt"]:
         (tmp_path / name).write_bytes(b"x")
     names = lambda files: [f.name for f in files]  # noqa: E731
-    assert names(cm.weight_files(str(tmp_path))) == ["ck_a.pth.tar", "ck_b.pth.tar", "ck_c.pt"]
-    assert names(cm.weight_files(str(tmp_path / "ck_*.pth.tar"))) == ["ck_a.pth.tar", "ck_b.pth.tar"]
+    assert names(learned.weight_files(str(tmp_path))) == ["ck_a.pth.tar", "ck_b.pth.tar", "ck_c.pt"]
+    assert names(learned.weight_files(str(tmp_path / "ck_*.pth.tar"))) == ["ck_a.pth.tar", "ck_b.pth.tar"]
     joined = f"{tmp_path / 'ck_c.pt'}+{tmp_path / 'ck_a.pth.tar'}"
-    assert names(cm.weight_files(joined)) == ["ck_c.pt", "ck_a.pth.tar"]
-    assert cm.weight_file(joined, 2).name == "ck_a.pth.tar"
-    with pytest.raises(cm.CheckpointError, match=r"no checkpoint for quality 3 \(2 files: 1-2\)"):
-        cm.weight_file(joined, 3)
-    with pytest.raises(cm.CheckpointError, match=r"missing.pth.tar does not exist"):
-        cm.weight_files(f"{tmp_path / 'ck_a.pth.tar'}+{tmp_path / 'missing.pth.tar'}")
-    with pytest.raises(cm.CheckpointError, match="matches no file"):
-        cm.weight_files(str(tmp_path / "run9_*.pth.tar"))
+    assert names(learned.weight_files(joined)) == ["ck_c.pt", "ck_a.pth.tar"]
+    assert learned.weight_file(joined, 2).name == "ck_a.pth.tar"
+    with pytest.raises(learned.CheckpointError, match=r"no checkpoint for quality 3 \(2 files: 1-2\)"):
+        learned.weight_file(joined, 3)
+    with pytest.raises(learned.CheckpointError, match=r"missing.pth.tar does not exist"):
+        learned.weight_files(f"{tmp_path / 'ck_a.pth.tar'}+{tmp_path / 'missing.pth.tar'}")
+    with pytest.raises(learned.CheckpointError, match="matches no file"):
+        learned.weight_files(str(tmp_path / "run9_*.pth.tar"))
 
 
 def test_zoo_architecture_with_renamed_files_equals_state_dict_model(tmp_path):
@@ -169,7 +169,7 @@ def test_zoo_architecture_with_renamed_files_equals_state_dict_model(tmp_path):
     opts = {"metric": "mse", "checkpoints": "", "device": "cpu", "weights": weights, "name": ""}
     info = HYPERPRIOR.setup(**opts)
     assert info["qualities"] == [1, 2]
-    assert cm.files_digest(paths) in info["version"] and "ck_0.0067.pth.tar + ck_0.0018.pth.tar" in info["version"]
+    assert learned.files_digest(paths) in info["version"] and "ck_0.0067.pth.tar + ck_0.0018.pth.tar" in info["version"]
     rgb = photo(64, 128, "coffee")
     data = HYPERPRIOR.encode(rgb, 2, **opts)
     # quality 2 = the second file given; CompressAI's own model from that file gives the same bytes
@@ -177,7 +177,7 @@ def test_zoo_architecture_with_renamed_files_equals_state_dict_model(tmp_path):
     x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0).float().div(255)
     with torch.no_grad():
         out = theirs.compress(x)  # 64 x 128 needs no padding
-    assert data == cm.pack(2, 64, 128, out["shape"], out["strings"])
+    assert data == learned.pack(2, 64, 128, out["shape"], out["strings"])
 
 
 def test_user_model_class_factory_and_errors(user_models, tmp_path):
@@ -201,13 +201,13 @@ def test_user_model_class_factory_and_errors(user_models, tmp_path):
         USER.setup(**{**by_class, "model": f"{user_models / 'mymodels.py'}:nothing"})
     with pytest.raises(ValueError, match="expected MODULE:NAME"):
         USER.setup(**{**by_class, "model": "mymodels"})
-    with pytest.raises(cm.CheckpointError, match="is a class; give its checkpoints with weights="):
+    with pytest.raises(learned.CheckpointError, match="is a class; give its checkpoints with weights="):
         USER.setup(**{**by_class, "weights": ""})
     wrong = tmp_path / "wrong.pth.tar"
     hp = ScaleHyperprior(8, 12)
     hp.update(force=True)
     torch.save(hp.state_dict(), wrong)
-    with pytest.raises(cm.CheckpointError, match=r"wrong.pth.tar: cannot build .*TinyPrior for quality 1"):
+    with pytest.raises(learned.CheckpointError, match=r"wrong.pth.tar: cannot build .*TinyPrior for quality 1"):
         USER.setup(**{**by_class, "weights": str(wrong)})
 
 
@@ -348,7 +348,7 @@ def test_shared_hyperprior_renamed_has_bd_values(tmp_path):
     assert len(row) == 1 and math.isfinite(row.iloc[0]["value"]) and row.iloc[0]["value"] < 0
     version = sqlite3.connect(out / "results.sqlite").execute(
         "SELECT version FROM codecs WHERE label = 'hp-renamed'").fetchone()[0]
-    assert f"sha256 {cm.files_digest(links)}" in version
+    assert f"sha256 {learned.files_digest(links)}" in version
 
 
 def test_readme_own_codec_example(tmp_path):

@@ -4,7 +4,8 @@ The adapters layer; its modules: ``contract`` (what an adapter declares, ``Codec
 (declared options), ``discovery`` (finding adapters lazily), ``selection`` (codec specs to
 configurations), all re-exported here (``bench.adapters`` is what adapters and the harness import
 from); ``codec_tools`` (helpers for adapters that drive external binaries), ``reference_software``
-(the VTM/HM driver) and ``tools`` (building vvenc/vvdec and Cool-chic's decoder from source).
+(the VTM/HM driver), ``learned`` (bitstream, weights and complexity helpers for CompressAI-based
+codecs) and ``tools`` (building vvenc/vvdec and Cool-chic's decoder from source).
 
 An adapter is a Python module (or any object) with these attributes::
 
