@@ -10,9 +10,6 @@ import pandas as pd
 import pytest
 
 import bench
-from bench.cli import main
-
-from .test_report import small_run  # noqa: F401  (module fixture: jpeg and webp on 3 photos)
 
 
 def test_import_is_light():
@@ -23,16 +20,15 @@ def test_import_is_light():
 
 
 @pytest.mark.slow
-def test_load_tables_curves_and_bd(small_run):  # noqa: F811
-    assert main(["report", str(small_run)]) == 0  # writes the CSVs the API must agree with
-    r = bench.load(small_run)
+def test_load_tables_curves_and_bd(small_report):
+    r = bench.load(small_report)  # its default report wrote the CSVs the API must agree with
     assert (r.n_images, r.codecs) == (3, ["jpeg", "webp"])
-    assert r.dataset == json.loads((small_run / "webp.json").read_text())["dataset"]
-    per_image = pd.read_csv(small_run / "per_image.csv")
+    assert r.dataset == json.loads((small_report / "webp.json").read_text())["dataset"]
+    per_image = pd.read_csv(small_report / "per_image.csv")
     pd.testing.assert_frame_equal(r.per_image.reset_index(drop=True), per_image, check_dtype=False)
-    summary = pd.read_csv(small_run / "summary.csv")
+    summary = pd.read_csv(small_report / "summary.csv")
     pd.testing.assert_frame_equal(r.summary.reset_index(drop=True), summary, check_dtype=False)
-    bd = pd.read_csv(small_run / "bd_rate.csv")
+    bd = pd.read_csv(small_report / "bd_rate.csv")
     assert np.allclose(r.bd["value"].astype(float), bd["value"], equal_nan=True, rtol=1e-12)
 
     curves = r.curves("psnr-rgb")
@@ -51,7 +47,7 @@ def test_load_tables_curves_and_bd(small_run):  # noqa: F811
     assert r.bd_rate("jpeg", "webp", method="akima") == pytest.approx(expected, abs=1e-9)
 
 
-def test_api_errors(small_run, tmp_path):  # noqa: F811
+def test_api_errors(small_run, tmp_path):
     from bench.api import ResultsError
 
     with pytest.raises(ResultsError, match="no result store"):
@@ -68,7 +64,7 @@ def test_api_errors(small_run, tmp_path):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_readme_notebook_example_runs(small_run, capsys):  # noqa: F811
+def test_readme_notebook_example_runs(small_run, capsys):
     import re
 
     from .conftest import REPO

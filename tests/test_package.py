@@ -26,6 +26,25 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: f
     return result
 
 
+def run_together(*commands: tuple[list[str], dict[str, str]], cwd: Path, timeout: float = 600) -> list[str]:
+    """Like ``run`` for several (command, environment) pairs, started side by side (``bench codecs`` alone
+    takes ~7 s of one core, and it runs twice); their stdouts in order, each asserted to exit with 0."""
+    procs = [subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for cmd, env in commands]
+    outputs = []
+    try:
+        for (cmd, _), proc in zip(commands, procs, strict=True):
+            stdout, stderr = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{stdout}\n{stderr}"
+            outputs.append(stdout)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return outputs
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The wheel built from a copy of the project files, installed with --target into a temp folder."""
@@ -75,17 +94,21 @@ def test_wheel_holds_every_adapter_and_manifest(installed):
 
 def test_installed_copy_lists_and_runs_outside_the_checkout(installed, tmp_path):
     env = outside(installed, tmp_path)
-    where = run([sys.executable, "-c", "import bench.adapters as a; print(a.__file__); print(a.BUILTIN_CODECS_DIR)"],
-                cwd=tmp_path, env=env).stdout.split()
+    checkout_env = {**env, "PYTHONPATH": str(REPO)}
+    listings = run_together(
+        ([sys.executable, "-c", "import bench.adapters as a; print(a.__file__); print(a.BUILTIN_CODECS_DIR)"], env),
+        ([sys.executable, "-m", "bench", "codecs"], env), ([sys.executable, "-m", "bench", "codecs"], checkout_env),
+        ([sys.executable, "-m", "bench", "datasets"], env), ([sys.executable, "-m", "bench", "datasets"], checkout_env),
+        cwd=tmp_path)
+    where = listings[0].split()
     assert Path(where[0]).is_relative_to(installed) and Path(where[1]) == installed / "bench" / "codecs_builtin"
 
-    checkout_env = {**env, "PYTHONPATH": str(REPO)}
-    codecs = run([sys.executable, "-m", "bench", "codecs"], cwd=tmp_path, env=env).stdout
-    assert codecs == run([sys.executable, "-m", "bench", "codecs"], cwd=tmp_path, env=checkout_env).stdout
+    codecs = listings[1]
+    assert codecs == listings[2]  # the installed copy lists what the checkout lists
     assert "jpeg" in codecs and "available" in codecs
 
-    datasets = run([sys.executable, "-m", "bench", "datasets"], cwd=tmp_path, env=env).stdout
-    assert datasets == run([sys.executable, "-m", "bench", "datasets"], cwd=tmp_path, env=checkout_env).stdout
+    datasets = listings[3]
+    assert datasets == listings[4]
     for path in (REPO / "datasets").glob("*.json"):
         assert f"\n{path.stem} " in datasets
 

@@ -3,10 +3,7 @@ curve drawn, a legend click hides a curve, a screenshot to look at."""
 
 import pytest
 
-from bench.cli import main
-
 from .browser import driver, unavailable
-from .test_report import small_run  # noqa: F401  (module fixture: jpeg and webp on 3 photos)
 from .test_report_views import page_data
 
 pytestmark = pytest.mark.slow  # a headless Chromium opens the report
@@ -31,13 +28,13 @@ return Array.from(gd.querySelectorAll('.scatterlayer .trace')).map(t => {
 """
 
 
-def test_report_in_headless_chromium(small_run, browser, tmp_path):  # noqa: F811
+def test_report_in_headless_chromium(small_report, browser, tmp_path):
+    """The default report of jpeg and webp on 3 photos (conftest's ``small_report``)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    assert main(["report", str(small_run)]) == 0
-    expected = [t["name"] for t in page_data(small_run)["rd"]["psnr-rgb"]["data"]]
-    browser.get((small_run / "report.html").resolve().as_uri())
+    expected = [t["name"] for t in page_data(small_report)["rd"]["psnr-rgb"]["data"]]
+    browser.get((small_report / "report.html").resolve().as_uri())
     WebDriverWait(browser, 60).until(lambda d: d.execute_script(
         "return document.querySelectorAll('#rd-plot .scatterlayer .trace').length") == len(expected))
     errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]

@@ -4,6 +4,7 @@ fair-comparison warnings and the CompressAI plot tool on our JSONs."""
 import json
 import math
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -65,6 +66,18 @@ def mixed_run(tmp_path_factory):
     return out, folder, adapters
 
 
+@pytest.fixture(scope="module")
+def default_report(mixed_run, tmp_path_factory):
+    """The report with default options, built once in a copy of the run's folder (results.sqlite and
+    the exported files) that no test rebuilds; the tests that only read it share it. The tests with
+    other options (--anchor, --reference, a moved original) rebuild in ``mixed_run``'s folder."""
+    out, folder, adapters = mixed_run
+    copy = tmp_path_factory.mktemp("default-report") / "results"
+    shutil.copytree(out, copy)
+    assert main(["report", str(copy)]) == 0
+    return copy, folder, adapters
+
+
 def page_data(out) -> dict:
     """The JSON the report page draws its figures from."""
     text = (out / "report.html").read_text()
@@ -77,9 +90,8 @@ def mean_curve(summary: pd.DataFrame, codec: str, metric: str):
     return rows["bpp"].to_numpy(), rows[metric].to_numpy()
 
 
-def test_summary_first_with_sorted_bd_and_family_sentences(mixed_run):
-    out, _, _ = mixed_run
-    assert main(["report", str(out)]) == 0
+def test_summary_first_with_sorted_bd_and_family_sentences(default_report):
+    out, _, _ = default_report
     md = (out / "report.md").read_text()
     heads = re.findall(r"^## (.+)$", md, re.M)
     assert heads[:3] == ["Summary", "Rate–distortion curves", "Speed against coding efficiency"]
@@ -133,9 +145,8 @@ def test_legends_carry_bd_rate_and_mark_the_anchor(mixed_run):
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a (anchor)", "b: BD-rate −12.3 %"]
 
 
-def test_hover_per_image_view_and_thumbnails(mixed_run, tmp_path):
-    out, folder, _ = mixed_run
-    assert main(["report", str(out)]) == 0
+def test_hover_per_image_view_and_thumbnails(default_report, mixed_run, tmp_path):
+    out, folder, _ = default_report
     data = page_data(out)
     per_image = pd.read_csv(out / "per_image.csv")
     summary = pd.read_csv(out / "summary.csv")
@@ -152,19 +163,19 @@ def test_hover_per_image_view_and_thumbnails(mixed_run, tmp_path):
     rows = per_image.query("image == 'coffee' and codec == 'webp'").sort_values("bpp")
     assert webp["y"] == pytest.approx(list(rows["psnr-y"]), rel=1e-12)
     assert all(t["src"].startswith("data:image/jpeg;base64,") for t in data["thumbs"].values())
-    # an original that is gone: said so instead of a thumbnail
+    # an original that is gone: said so instead of a thumbnail (rebuilt in the run's own folder)
+    run_out = mixed_run[0]
     moved = tmp_path / "chelsea.png"
     (folder / "chelsea.png").rename(moved)
     try:
-        assert main(["report", str(out)]) == 0
-        assert "is gone: no thumbnail" in page_data(out)["thumbs"]["chelsea"]["missing"]
+        assert main(["report", str(run_out)]) == 0
+        assert "is gone: no thumbnail" in page_data(run_out)["thumbs"]["chelsea"]["missing"]
     finally:
         moved.rename(folder / "chelsea.png")
 
 
-def test_page_is_self_contained(mixed_run):
-    out, _, _ = mixed_run
-    assert main(["report", str(out)]) == 0
+def test_page_is_self_contained(default_report):
+    out, _, _ = default_report
     page = (out / "report.html").read_text()
     import plotly.offline
 
@@ -174,11 +185,10 @@ def test_page_is_self_contained(mixed_run):
         < page.index("Settings and provenance")
 
 
-def test_speed_view(mixed_run):
+def test_speed_view(default_report):
     from bench.report.summary import speed_points
 
-    out, _, _ = mixed_run
-    assert main(["report", str(out)]) == 0
+    out, _, _ = default_report
     for suffix in ("png", "svg"):
         assert (out / f"speed_psnr-rgb.{suffix}").stat().st_size > 0
     per_image = pd.read_csv(out / "per_image.csv")
@@ -199,9 +209,8 @@ def test_speed_view(mixed_run):
     assert speed["layout"]["xaxis"]["type"] == "log" and "xaxis2" in speed["layout"]  # kMAC panel for learned
 
 
-def test_target_flags(mixed_run):
-    out, _, _ = mixed_run
-    assert main(["report", str(out)]) == 0
+def test_target_flags(default_report):
+    out, _, _ = default_report
     means = pd.read_csv(out / "target_bpp_summary.csv")
     md = (out / "report.md").read_text()
     flagged = 0
@@ -259,6 +268,16 @@ def test_published_anchor_without_psnr_y(mixed_run, tmp_path):
     assert rgb["value"].abs().max() < 1e-6, "Pub is webp's own curve"
 
 
+PLOT_EVERY_KEY = """
+import runpy, sys
+path, folder, keys = sys.argv[1], sys.argv[2], sys.argv[3:]
+for key in keys:
+    sys.argv = ["compressai.utils.plot", "-f", path, "-m", key, "-o", f"{folder}/{key}.png"]
+    runpy.run_module("compressai.utils.plot", run_name="__main__", alter_sys=True)
+    print(key, flush=True)
+"""
+
+
 def test_every_json_key_plots_with_compressai(mixed_run, tmp_path):
     from compressai.utils.plot.__main__ import parse_json_file
 
@@ -269,10 +288,14 @@ def test_every_json_key_plots_with_compressai(mixed_run, tmp_path):
     for key in keys:
         parsed = parse_json_file(path, key)
         assert np.isfinite(np.asarray(parsed["ys"], float)).all(), key
-        png = tmp_path / f"{key}.png"
-        command = [sys.executable, "-m", "compressai.utils.plot", "-f", str(path), "-m", key, "-o", str(png)]
-        run = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-        assert run.returncode == 0 and png.stat().st_size > 0, run.stderr
+    # `python -m compressai.utils.plot -f FILE -m KEY -o PNG` for every key, in one process (it imports
+    # torch: a process per key took most of this test's time): runpy runs the tool's __main__ as -m does
+    run = subprocess.run([sys.executable, "-c", PLOT_EVERY_KEY, str(path), str(tmp_path), *keys],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.split() == keys, "every key plotted, in order"
+    for key in keys:
+        assert (tmp_path / f"{key}.png").stat().st_size > 0, key
     ms = parse_json_file(path, "ms-ssim")["ys"]  # the tool's dB conversion of ms-ssim-rgb
     summary = pd.read_csv(out / "summary.csv").query("codec == 'jpeg'").sort_values("bpp")
     assert ms == pytest.approx(list(-10 * np.log10(1 - summary["ms-ssim-rgb"])), rel=1e-9)
