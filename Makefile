@@ -49,7 +49,7 @@ figure4: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# The tests not marked slow: quick feedback while editing (about 2 minutes on 2 cores).
+# The tests not marked slow: quick feedback while editing (under a minute on 2 cores).
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
