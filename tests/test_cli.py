@@ -51,6 +51,23 @@ def test_help_usage_errors_datasets_and_cached_run_do_not_import_torch(tmp_path)
     assert code == 0 and "5 cached" in out and heavy == "-", out
 
 
+def test_metrics_command_lists_every_metric_with_its_library_version():
+    """``bench metrics``: one line per metric with its set, direction, unit, library and installed version, read
+    here from the installed distributions; answered without importing torch."""
+    import importlib.metadata
+
+    from bench.metrics import METRICS
+
+    code, heavy, out = probe("metrics")
+    assert code == 0 and heavy == "-", out
+    lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.split() and line.split()[0] in METRICS}
+    assert set(lines) == set(METRICS)
+    assert lines["gmsd"].split()[1:3] == ["default", "lower"] and lines["vif"].split()[1:3] == ["opt-in", "higher"]
+    assert lines["psnr-rgb"].split()[3] == "dB" and "closed form, computed here" in lines["psnr-rgb"]
+    for name, dist in (("ms-ssim-rgb", "pytorch-msssim"), ("haarpsi", "piq"), ("ssimulacra2", "ssimulacra2")):
+        assert f"{dist} {importlib.metadata.version(dist)}" in lines[name]
+
+
 def test_user_errors_are_one_line_and_debug_reraises(capsys):
     assert main(["run", "--codecs", "hevc:chroma=411", "--dataset", "sample"]) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {codecs,datasets,run,worker,report,figure4,verify,tools,crops,train} ...``.
+"""Command line: ``python -m bench {codecs,datasets,metrics,run,worker,report,figure4,verify,tools,crops,train}``.
 
 The top layer; its modules: this one (``main``: errors as one line and exit statuses), ``parser``
 (``build_parser``), ``commands`` (one function per subcommand), ``argtypes`` (numeric option types), and the

@@ -28,6 +28,29 @@ def _metrics(names: list[str] | None) -> tuple[str, ...]:
 
 
 # --- commands ------------------------------------------------------------------------------
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import importlib.metadata
+
+    from ..metrics import METRICS
+
+    def library(name: str) -> str:
+        if not name:
+            return "closed form, computed here"
+        try:
+            return f"{name} {importlib.metadata.version(name)}"
+        except importlib.metadata.PackageNotFoundError:
+            return f"{name} (not installed)"
+
+    rows = [(m.name, "default" if m.default else "opt-in", "higher" if m.higher_is_better else "lower",
+             m.unit or "-", library(m.library), m.description) for m in METRICS.values()]
+    header = ("metric", "set", "better", "unit", "library", "definition")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    print("select with --metrics NAME,... (default: every 'default' metric); docs/metrics.md has the definitions")
+    return 0
+
+
 def cmd_codecs(args: argparse.Namespace) -> int:
     from ..adapters import Catalog, Unavailable, native_quality, select
 

@@ -19,6 +19,7 @@ from .commands import (
     cmd_crops,
     cmd_datasets,
     cmd_figure4,
+    cmd_metrics,
     cmd_report,
     cmd_run,
     cmd_tools,
@@ -131,6 +132,10 @@ def _listing_commands(command: Command) -> None:
 
     p = command("datasets", "list known datasets, whether each is present locally, and the data folder")
     p.set_defaults(func=cmd_datasets)
+
+    p = command("metrics", "list the quality metrics: default or opt-in, direction, unit, library and version, "
+                           "definition")
+    p.set_defaults(func=cmd_metrics)
 
 
 def _run_command(command: Command) -> None:

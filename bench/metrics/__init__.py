@@ -69,6 +69,7 @@ class MetricInfo:
     compute: Callable[[Pair], float] = field(repr=False, compare=False)
     default: bool = True
     requires: tuple[str, ...] = ()
+    library: str = ""  # the PyPI distribution whose definition it follows ("": a closed-form one, computed here)
 
 
 def psnr_rgb(ref: np.ndarray, rec: np.ndarray) -> float:
@@ -123,15 +124,17 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("psnr-rgb", "dB", True, "PSNR over R, G, B samples, peak 255", _via_engine("psnr_rgb")),
         MetricInfo("psnr-y", "dB", True, "PSNR of BT.709 luma, peak 255", _via_engine("psnr_y")),
         MetricInfo("ms-ssim-rgb", "", True, "MS-SSIM (pytorch-msssim, 5 scales, data_range 255)",
-                   _via_engine("ms_ssim")),
+                   _via_engine("ms_ssim"), library="pytorch-msssim"),
         MetricInfo("ms-ssim-db", "dB", True, "-10 log10(1 - MS-SSIM)",
-                   lambda p: ms_ssim_db(p.values["ms-ssim-rgb"]), requires=("ms-ssim-rgb",)),
-        MetricInfo("ssim", "", True, "SSIM (pytorch-msssim, 11x11 Gaussian, data_range 255)", _via_engine("ssim")),
-        MetricInfo("haarpsi", "", True, "HaarPSI (piq)", _via_engine("haarpsi")),
-        MetricInfo("gmsd", "", False, "GMSD (piq), lower is better", _via_engine("gmsd")),
-        MetricInfo("vif", "", True, "VIFp (piq vif_p)", _piq("vif_p"), default=False),
-        MetricInfo("fsim", "", True, "FSIMc (piq fsim)", _piq("fsim"), default=False),
-        MetricInfo("ssimulacra2", "", True, "SSIMULACRA 2 (ssimulacra2 package)", _ssimulacra2, default=False),
+                   lambda p: ms_ssim_db(p.values["ms-ssim-rgb"]), requires=("ms-ssim-rgb",), library="pytorch-msssim"),
+        MetricInfo("ssim", "", True, "SSIM (pytorch-msssim, 11x11 Gaussian, data_range 255)", _via_engine("ssim"),
+                   library="pytorch-msssim"),
+        MetricInfo("haarpsi", "", True, "HaarPSI (piq)", _via_engine("haarpsi"), library="piq"),
+        MetricInfo("gmsd", "", False, "GMSD (piq), lower is better", _via_engine("gmsd"), library="piq"),
+        MetricInfo("vif", "", True, "VIFp (piq vif_p)", _piq("vif_p"), default=False, library="piq"),
+        MetricInfo("fsim", "", True, "FSIMc (piq fsim)", _piq("fsim"), default=False, library="piq"),
+        MetricInfo("ssimulacra2", "", True, "SSIMULACRA 2 (ssimulacra2 package)", _ssimulacra2, default=False,
+                   library="ssimulacra2"),
     )
 }
 DEFAULT_METRICS = tuple(name for name, m in METRICS.items() if m.default)
