@@ -180,10 +180,10 @@ def write_html(basis: Basis, opening: list[Block], figures: Figures, f4: Figure4
     """report.html: the summary beside the RD viewer, the per-image, speed and Conventional vs End2End
     views, then the tail with the static figures' links; the figures' data embedded as JSON."""
     stored = basis.stored
-    images = sorted(stored.image_files)
+    images = sorted(i.name for i in stored.images)
     data = {"metrics": basis.metrics, "rd": figures.rd, "per_image": figures.per_image, "speed": figures.speed,
             "images": images, "figure4": f4.figures,
-            "thumbs": {name: thumbnail(path, digest) for name, (path, digest) in stored.image_files.items()}}
+            "thumbs": {i.name: thumbnail(i.path, i.image_hash) for i in stored.images}}
     sections = [per_image_section(basis.metrics, images)]
     if figures.speed:
         sections.append(speed_section(basis.metrics, speed_note(basis)))

@@ -57,8 +57,7 @@ class Stored:
     n_images: int
     codecs: list[StoredCodec]  # the codecs with measurements
     families: dict[str, str]  # label -> family, every stored codec
-    images: list[ImageRecord]
-    image_files: dict[str, tuple[str, str]]  # image name -> (stored path of the original, pixel hash)
+    images: list[ImageRecord]  # by name: name, pixel hash, size, stored path of the original
     run: dict  # the latest run's machine and software
     cross_device: list[dict]  # Store.cross_device_rows
     exported: list[Path]  # per_image.csv, summary.csv, <codec>.json, ...
@@ -111,7 +110,7 @@ def load_stored(out: Path) -> Stored:
     measured = set(exported.per_image["codec"])
     return Stored(out, dataset, exported.per_image, exported.summary, exported.targets, exported.n_images,
                   [c for c in codecs if c.label in measured], {c.label: c.family for c in codecs},
-                  images, {i.name: (i.path, i.image_hash) for i in images}, run, cross_device, list(exported.paths))
+                  images, run, cross_device, list(exported.paths))
 
 
 def _reference_notes(stored: Stored, request: Request) -> tuple[dict[str, str], list[str]]:
