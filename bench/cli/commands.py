@@ -31,7 +31,7 @@ def _metrics(names: list[str] | None) -> tuple[str, ...]:
 def cmd_metrics(args: argparse.Namespace) -> int:
     import importlib.metadata
 
-    from ..metrics import METRICS
+    from ..metrics import CTC_METRICS, METRICS
 
     def library(name: str) -> str:
         if not name:
@@ -41,13 +41,21 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         except importlib.metadata.PackageNotFoundError:
             return f"{name} (not installed)"
 
-    rows = [(m.name, "default" if m.default else "opt-in", "higher" if m.higher_is_better else "lower",
-             m.unit or "-", library(m.library), m.description) for m in METRICS.values()]
+    def metric_set(name: str) -> str:
+        return "default" if METRICS[name].default else "ctc" if name in CTC_METRICS else "opt-in"
+
+    def definition(name: str) -> str:
+        reason = METRICS[name].available()
+        return METRICS[name].description + (f" [UNAVAILABLE here: {reason}]" if reason else "")
+
+    rows = [(m.name, metric_set(m.name), "higher" if m.higher_is_better else "lower",
+             m.unit or "-", library(m.library), definition(m.name)) for m in METRICS.values()]
     header = ("metric", "set", "better", "unit", "library", "definition")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
-    print("select with --metrics NAME,... (default: every 'default' metric); docs/metrics.md has the definitions")
+    print("select with --metrics NAME,... or a set: 'default' (the default), 'ctc' (the JPEG AI test-condition set); "
+          "docs/metrics.md has the definitions")
     return 0
 
 

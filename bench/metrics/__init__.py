@@ -70,6 +70,7 @@ class MetricInfo:
     default: bool = True
     requires: tuple[str, ...] = ()
     library: str = ""  # the PyPI distribution whose definition it follows ("": a closed-form one, computed here)
+    available: Callable[[], str] = field(default=lambda: "", repr=False, compare=False)  # "" or why not here
 
 
 def psnr_rgb(ref: np.ndarray, rec: np.ndarray) -> float:
@@ -118,6 +119,52 @@ def _ssimulacra2(pair: Pair) -> float:
     return compute_ssimulacra2(_png(pair.ref), _png(pair.rec))
 
 
+def _via_ctc(name: str, *args: int) -> Callable[[Pair], float]:
+    def compute(pair: Pair) -> float:
+        from . import ctc
+
+        func = getattr(ctc, name)
+        return func(*args)(pair) if args else func(pair)
+
+    compute.__name__ = name
+    return compute
+
+
+def _vmaf_available() -> str:
+    from .ctc import VmafUnavailable, vmaf_ffmpeg
+
+    try:
+        vmaf_ffmpeg()
+    except VmafUnavailable as exc:
+        return str(exc)
+    return ""
+
+
+def _ctc_metrics() -> tuple[MetricInfo, ...]:
+    """The JPEG AI CTC metrics on BT.709 full-range Y'CbCr at 10 bits (see bench/metrics/ctc.py)."""
+    planes = ("psnr-y10", "psnr-cb10", "psnr-cr10")
+    return (
+        *(MetricInfo(name, "dB", True, f"PSNR of CTC {plane} (BT.709 full range, 10-bit, peak 1023)",
+                     _via_ctc("psnr_plane", i), default=False)
+          for i, (name, plane) in enumerate(zip(planes, ("Y'", "Cb", "Cr"), strict=True))),
+        MetricInfo("psnr-ycbcr", "dB", True, "(6 PSNR-Y' + PSNR-Cb + PSNR-Cr) / 8 on the CTC planes",
+                   _via_ctc("psnr_ycbcr"), default=False, requires=planes),
+        MetricInfo("ms-ssim-y", "", True, "MS-SSIM (pytorch-msssim) of CTC Y', data_range 1023", _via_ctc("ms_ssim_y"),
+                   default=False, library="pytorch-msssim"),
+        MetricInfo("iw-ssim-y", "", True, "IW-SSIM (piq information_weighted_ssim) of CTC Y'", _via_ctc("iw_ssim_y"),
+                   default=False, library="piq"),
+        MetricInfo("vif-y", "", True, "VIFp (piq vif_p) of CTC Y'", _via_ctc("vif_y"), default=False, library="piq"),
+        MetricInfo("nlpd-y", "", False, "NLPD (IQA_pytorch, Laparra et al. 2016) of CTC Y'; lower is better",
+                   _via_ctc("nlpd_y"), default=False, library="IQA_pytorch"),
+        MetricInfo("psnr-hvs-m-y", "dB", True, "PSNR-HVS-M (psnr-hvsm) of CTC Y'", _via_ctc("psnr_hvs_m_y"),
+                   default=False, library="psnr-hvsm"),
+        MetricInfo("psnr-hvs-y", "dB", True, "PSNR-HVS (psnr-hvsm, no masking) of CTC Y'", _via_ctc("psnr_hvs_y"),
+                   default=False, library="psnr-hvsm"),
+        MetricInfo("vmaf", "", True, "VMAF (libvmaf, model vmaf_v0.6.1) of the CTC 10-bit 4:4:4 planes",
+                   _via_ctc("vmaf"), default=False, library="imageio-ffmpeg", available=_vmaf_available),
+    )
+
+
 METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
@@ -135,9 +182,17 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("fsim", "", True, "FSIMc (piq fsim)", _piq("fsim"), default=False, library="piq"),
         MetricInfo("ssimulacra2", "", True, "SSIMULACRA 2 (ssimulacra2 package)", _ssimulacra2, default=False,
                    library="ssimulacra2"),
+        *_ctc_metrics(),
     )
 }
 DEFAULT_METRICS = tuple(name for name, m in METRICS.items() if m.default)
+# The JPEG AI CTC set (bench/metrics/ctc.py has the definitions and the source) and the metrics whose
+# BD-rates are averaged in the per-metric table: the perceptual ones plus the 6:1:1 Y'CbCr PSNR
+# (its three plane PSNRs are shown, not averaged again).
+CTC_METRICS = ("ms-ssim-y", "iw-ssim-y", "vif-y", "fsim", "nlpd-y", "psnr-hvs-m-y", "vmaf",
+               "psnr-y10", "psnr-cb10", "psnr-cr10", "psnr-ycbcr")
+CTC_AVERAGED = ("ms-ssim-y", "iw-ssim-y", "vif-y", "fsim", "nlpd-y", "psnr-hvs-m-y", "vmaf", "psnr-ycbcr")
+METRIC_SETS = {"default": DEFAULT_METRICS, "ctc": CTC_METRICS}
 
 
 class MetricError(BenchError, ValueError):
@@ -145,13 +200,24 @@ class MetricError(BenchError, ValueError):
 
 
 def resolve_metrics(names: list[str] | None) -> tuple[str, ...]:
-    """Requested metric names (default: DEFAULT_METRICS) plus what they require, in registry order."""
-    wanted = set(names or DEFAULT_METRICS)
-    for name in names or ():
-        if name not in METRICS:
-            raise MetricError(f"unknown metric {name!r} (known: {', '.join(METRICS)}){did_you_mean(name, METRICS)}")
+    """Requested metric names or set names (``default``, ``ctc``; default: DEFAULT_METRICS) plus what
+    they require, in registry order. A metric that cannot run here (e.g. VMAF without an ffmpeg with
+    libvmaf) is refused with the reason."""
+    wanted: set[str] = set()
+    for name in names or ["default"]:
+        if name in METRIC_SETS:
+            wanted.update(METRIC_SETS[name])
+        elif name in METRICS:
+            wanted.add(name)
+        else:
+            known = [*METRIC_SETS, *METRICS]
+            raise MetricError(f"unknown metric {name!r} (known: {', '.join(known)}){did_you_mean(name, known)}")
     for name in list(wanted):
         wanted.update(METRICS[name].requires)
+    for name in sorted(wanted):
+        reason = METRICS[name].available()
+        if reason:
+            raise MetricError(f"metric {name!r} is unavailable here: {reason}")
     return tuple(name for name in METRICS if name in wanted)
 
 
