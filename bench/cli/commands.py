@@ -36,6 +36,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     def library(name: str) -> str:
         if not name:
             return "closed form, computed here"
+        if name.startswith("tool: "):
+            return name.removeprefix("tool: ")
         try:
             return f"{name} {importlib.metadata.version(name)}"
         except importlib.metadata.PackageNotFoundError:

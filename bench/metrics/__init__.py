@@ -130,14 +130,28 @@ def _via_ctc(name: str, *args: int) -> Callable[[Pair], float]:
     return compute
 
 
-def _vmaf_available() -> str:
-    from .ctc import VmafUnavailable, vmaf_ffmpeg
+def _available(module: str, check: str, *args: str) -> Callable[[], str]:
+    """"" when ``module.check(*args)`` passes, else the reason it gives (a tool or weights missing here)."""
+    def reason() -> str:
+        import importlib
 
-    try:
-        vmaf_ffmpeg()
-    except VmafUnavailable as exc:
-        return str(exc)
-    return ""
+        from .optional import available
+
+        func = getattr(importlib.import_module(f"{__name__}.{module}"), check)
+        return available(lambda: func(*args))
+
+    return reason
+
+
+def _optional(name: str, *args: str) -> Callable[[Pair], float]:
+    def compute(pair: Pair) -> float:
+        from . import optional
+
+        func = getattr(optional, name)
+        return func(*args)(pair) if args else func(pair)
+
+    compute.__name__ = name
+    return compute
 
 
 def _ctc_metrics() -> tuple[MetricInfo, ...]:
@@ -161,7 +175,8 @@ def _ctc_metrics() -> tuple[MetricInfo, ...]:
         MetricInfo("psnr-hvs-y", "dB", True, "PSNR-HVS (psnr-hvsm, no masking) of CTC Y'", _via_ctc("psnr_hvs_y"),
                    default=False, library="psnr-hvsm"),
         MetricInfo("vmaf", "", True, "VMAF (libvmaf, model vmaf_v0.6.1) of the CTC 10-bit 4:4:4 planes",
-                   _via_ctc("vmaf"), default=False, library="imageio-ffmpeg", available=_vmaf_available),
+                   _via_ctc("vmaf"), default=False, library="imageio-ffmpeg",
+                   available=_available("ctc", "vmaf_ffmpeg")),
     )
 
 
@@ -183,6 +198,18 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("ssimulacra2", "", True, "SSIMULACRA 2 (ssimulacra2 package)", _ssimulacra2, default=False,
                    library="ssimulacra2"),
         *_ctc_metrics(),
+        MetricInfo("butteraugli", "", False, "Butteraugli distance (Debian's butteraugli or libjxl's "
+                   "butteraugli_main); lower is better", _optional("butteraugli"), default=False,
+                   library="tool: butteraugli", available=_available("optional", "butteraugli_exe")),
+        MetricInfo("cvvdp", "JOD", True, "ColorVideoVDP (cvvdp package, display standard_4k); 10 = no visible "
+                   "difference", _optional("cvvdp"), default=False, library="cvvdp",
+                   available=_available("optional", "cvvdp_installed")),
+        MetricInfo("lpips", "", False, "LPIPS-VGG (piq LPIPS) with the user's weights (BENCH_METRIC_WEIGHTS); lower is "
+                   "better", _optional("deep_metric", "lpips"), default=False, library="piq",
+                   available=_available("optional", "weights_folder", "lpips")),
+        MetricInfo("dists", "", False, "DISTS (piq DISTS) with the user's weights (BENCH_METRIC_WEIGHTS); lower is "
+                   "better", _optional("deep_metric", "dists"), default=False, library="piq",
+                   available=_available("optional", "weights_folder", "dists")),
     )
 }
 DEFAULT_METRICS = tuple(name for name, m in METRICS.items() if m.default)

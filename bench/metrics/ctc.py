@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .optional import MetricUnavailable
+
 if TYPE_CHECKING:
     import torch
 
@@ -201,14 +203,10 @@ def psnr_hvs_y(pair: Pair) -> float:
 
 
 # --- VMAF through ffmpeg's libvmaf filter ----------------------------------------------------------
-class VmafUnavailable(ImportError):
-    """No ffmpeg with libvmaf on this machine (the reason is the message)."""
-
-
 @functools.lru_cache(maxsize=1)
 def vmaf_ffmpeg() -> str:
     """Path of an ffmpeg built with libvmaf: imageio-ffmpeg's (``IMAGEIO_FFMPEG_EXE`` overrides it),
-    else one on PATH; ``VmafUnavailable`` saying why when there is none."""
+    else one on PATH; ``MetricUnavailable`` saying why when there is none."""
     candidates = []
     try:
         import imageio_ffmpeg
@@ -222,7 +220,7 @@ def vmaf_ffmpeg() -> str:
         out = subprocess.run([exe, "-hide_banner", "-filters"], capture_output=True, text=True, check=False)
         if any(line.split()[1:2] == ["libvmaf"] for line in out.stdout.splitlines()):
             return exe
-    raise VmafUnavailable("no ffmpeg with the libvmaf filter: install imageio-ffmpeg (it ships one) or set "
+    raise MetricUnavailable("no ffmpeg with the libvmaf filter: install imageio-ffmpeg (it ships one) or set "
                           f"IMAGEIO_FFMPEG_EXE to an ffmpeg built with --enable-libvmaf (looked at: "
                           f"{', '.join(candidates) or 'none found'})")
 
