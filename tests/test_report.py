@@ -86,7 +86,8 @@ def test_rebuild_is_deterministic(small_report):
     """A second ``report`` in the folder of the first (conftest's ``small_report``, built with the same
     default options from the same store) rewrites the same bytes."""
     names = ["bd_rate.csv", "bd_rate.md", "summary.csv", "per_image.csv", "jpeg.json", "rd_psnr-rgb.png",
-             "rd_psnr-rgb.svg", "speed_psnr-rgb.png", "speed_psnr-rgb.svg", "report.md", "report.html"]
+             "rd_psnr-rgb.svg", "speed_psnr-rgb.png", "speed_psnr-rgb.svg", "bd_rate_per_metric.csv",
+             "rd_per_metric.png", "rd_per_metric.svg", "report.md", "report.html"]
 
     def snapshot():
         return {n: (small_report / n).read_bytes() for n in names}

@@ -1,7 +1,8 @@
 """Bjøntegaard deltas between RD curves, from stored results only.
 
 The analysis layer reads stored results only (never encodes); its modules: this one (BD-rate, curves),
-``table`` (the tidy BD table with intervals, wins and p-values), ``stats`` (bootstrap confidence
+``table`` (the tidy BD table with intervals, wins and p-values), ``per_metric`` (BD-rate per
+metric with the average over metrics, JPEG AI style), ``stats`` (bootstrap confidence
 intervals, Wilcoxon), ``fairness`` (off-target and chroma checks), ``compressai_json`` (the one
 reader of CompressAI-format result files) and ``cross_device`` (the cross-device decode table).
 

@@ -69,7 +69,7 @@ def bd_table(
                     common = {"codec": label, "anchor": anchor, "metric": metric, "method": method, "kind": kind,
                               "unit": unit, "source": source}
                     mean_d = func(curves[anchor], curve, method, info.higher_is_better)
-                    images = _per_image_values(per_img, anchor, label, method, info.higher_is_better, func)
+                    images = per_image_values(per_img, anchor, label, method, info.higher_is_better, func)
                     comparison = _image_comparison(images, kind, bootstrap)
                     wins_note = comparison.pop("note")
                     interval, ci_note = _mean_curve_interval(matrices, anchor, label, metric, method, kind, mean_d,
@@ -77,7 +77,7 @@ def bd_table(
                     rows.append({**common, **comparison, **interval, "aggregation": "mean-curve",
                                  "value": mean_d.value, "note": _join(mean_d.note, wins_note, ci_note)})
                     per_d = images.mean_delta()
-                    rows.append({**common, **comparison, **_per_image_interval(images, per_d, bootstrap),
+                    rows.append({**common, **comparison, **per_image_interval(images, per_d, bootstrap),
                                  "aggregation": "per-image", "value": per_d.value, "note": per_d.note})
     table = pd.DataFrame(rows, columns=COLUMNS)
     return _add_spread_and_holm(table)
@@ -115,8 +115,10 @@ class ImageValues:
         return BDResult(float(np.mean(list(self.values.values()))), note)
 
 
-def _per_image_values(per_img: dict[str, dict[str, Curve]], anchor: str, label: str, method: str,
-                      higher_is_better: bool, func) -> ImageValues:
+def per_image_values(per_img: dict[str, dict[str, Curve]], anchor: str, label: str, method: str,
+                     higher_is_better: bool, func) -> ImageValues:
+    """BD (``func``: ``bd_rate`` or ``bd_quality``) of ``label`` against ``anchor`` on each image both have
+    (``per_img``: ``image_curves``' codec -> image -> curve); the reason where an image gives none."""
     if label not in per_img or anchor not in per_img:
         return ImageValues({}, {}, NO_IMAGES if label not in per_img else "anchor has no per-image data")
     images = [image for image in per_img[label] if image in per_img[anchor]]
@@ -181,8 +183,8 @@ def _image_comparison(images: ImageValues, kind: str, bootstrap: int) -> dict:
             "note": note}
 
 
-def _per_image_interval(images: ImageValues, delta: BDResult, bootstrap: int) -> dict:
-    """Percentile bootstrap interval of the mean of the per-image values."""
+def per_image_interval(images: ImageValues, delta: BDResult, bootstrap: int) -> dict:
+    """Expanded percentile bootstrap interval (``ci_low``, ``ci_high``) of the mean of the per-image values."""
     if delta.value is None or not bootstrap or len(images.values) < 2:
         return {"ci_low": np.nan, "ci_high": np.nan}
     values = np.array(list(images.values.values()), float)

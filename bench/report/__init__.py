@@ -2,18 +2,20 @@
 
 The report layer; its modules: ``build`` (``build_report``: the steps, in order), ``inputs`` (the
 request and the store's data as typed records), ``document`` (the typed blocks of report.md and
-report.html and their two renderings), ``bd`` (the BD tables), ``figures`` (RD and speed figures),
-``sections`` (target bit rates, cross-device decoding, timings, complexity, settings), ``summary``
-(the report's opening), ``figure4`` and ``figure4_view`` (Conventional vs End2End), ``plots``
-(matplotlib figures), ``interactive`` (report.html), ``crops`` (rate-matched crops, through the
-measured path) and ``verify`` (our curves against published ones).
+report.html and their two renderings), ``bd`` (the BD tables), ``per_metric`` (the BD-rate per
+metric, JPEG AI style), ``figures`` (RD and speed figures), ``sections`` (target bit rates,
+cross-device decoding, timings, complexity, settings), ``summary`` (the report's opening),
+``figure4`` and ``figure4_view`` (Conventional vs End2End), ``plots`` (matplotlib figures),
+``interactive`` (report.html), ``crops`` (rate-matched crops, through the measured path) and
+``verify`` (our curves against published ones).
 
 Reads only the result store (and published reference JSONs given with ``--reference``); never
 encodes. Writes per_image.csv, summary.csv, <codec>.json, bd_rate.csv, bd_rate.md,
-rd_<metric>.png/.svg, speed_<metric>.png/.svg, the Conventional vs End2End files (figure4_bd_rate.csv,
-figure4_timeline.csv, figure4_rd_<metric>, figure4_timeline_<metric>, figure4_cost_psnr-rgb .png/.svg),
-cross_device.csv (after ``run --decode-device``), report.md and the interactive, self-contained
-report.html. Rebuilding gives identical files apart from the build date line.
+bd_rate_per_metric.csv, rd_per_metric.png/.svg, rd_<metric>.png/.svg, speed_<metric>.png/.svg, the
+Conventional vs End2End files (figure4_bd_rate.csv, figure4_timeline.csv, figure4_rd_<metric>,
+figure4_timeline_<metric>, figure4_cost_psnr-rgb .png/.svg), cross_device.csv (after
+``run --decode-device``), report.md and the interactive, self-contained report.html. Rebuilding
+gives identical files apart from the build date line.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """``build_report``: the report's steps, in order.
 
-Read the request and the store (``inputs``), write the BD tables (bd_rate.csv, bd_rate.md), draw
-the RD and speed figures (``figures``) and the Conventional vs End2End section (``figure4_view``),
-then assemble the blocks of the opening (summary), the figures and the tail sections, and write
-them as report.md and, with the interactive views, report.html.
+Read the request and the store (``inputs``), write the BD tables (bd_rate.csv, bd_rate.md) and the
+BD-rate per metric (``per_metric``: bd_rate_per_metric.csv, rd_per_metric.png/.svg), draw the RD and
+speed figures (``figures``) and the Conventional vs End2End section (``figure4_view``), then assemble
+the blocks of the opening (summary), the figures and the tail sections, and write them as report.md
+and, with the interactive views, report.html.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .figure4_view import Figure4View, figure4_view
 from .figures import Figures, HoverCurves, rd_and_speed_figures
 from .inputs import Basis, load_stored, make_basis, read_request
 from .interactive import page, per_image_section, speed_section, thumbnail
+from .per_metric import PerMetric, per_metric_view
 from .sections import (
     CODEC_HEADER,
     COMPLEXITY_HEADER,
@@ -54,7 +56,7 @@ from .summary import family_sentences, main_metrics, metric_name, summary_rows
 class Tail:
     """The sections after the figures; report.html puts its static figure links between the two parts."""
 
-    body: list[Block]  # target bit rates, crops, BD tables, cross-device decoding, timings, complexity
+    body: list[Block]  # target bit rates, crops, BD per metric, BD tables, cross-device decoding, timings, complexity
     provenance: list[Block]  # settings and provenance, the codecs' versions and options
 
 
@@ -64,23 +66,25 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     request = read_request(anchor, references, method, bootstrap)
     basis = make_basis(load_stored(Path(results_dir)), request)
     bd = bd_blocks(basis.table, anchor, method, basis.stored.families, basis.scope, bootstrap)
-    written = [*basis.stored.exported, *write_bd_files(basis, bd)]
+    per_metric = per_metric_view(basis)
+    written = [*basis.stored.exported, *write_bd_files(basis, bd, per_metric), *per_metric.written]
     figures = rd_and_speed_figures(basis)
     f4 = figure4_view(basis, figures.rd_curves)
     written += figures.written + f4.written
     opening = opening_blocks(basis, figures.rd_curves, basis.warnings + f4.warnings)
-    tail = tail_sections(basis, bd)
+    tail = tail_sections(basis, bd, per_metric)
     built = f"Report built {time.strftime('%Y-%m-%d %H:%M:%S %Z')}."
     markdown = write_markdown(basis, opening, figures, f4, tail, built)
-    return [*written, markdown, write_html(basis, opening, figures, f4, tail, built)]
+    return [*written, markdown, write_html(basis, opening, figures, f4, tail, built, per_metric)]
 
 
-def write_bd_files(basis: Basis, bd: list[Block]) -> list[Path]:
-    """bd_rate.csv (every method and aggregation) and bd_rate.md (the report's BD tables)."""
+def write_bd_files(basis: Basis, bd: list[Block], per_metric: PerMetric) -> list[Path]:
+    """bd_rate.csv (every method and aggregation) and bd_rate.md (the report's BD tables, then the BD-rate
+    per metric)."""
     out = basis.stored.out
     write_csv(basis.table, out / "bd_rate.csv")
     heading = Heading(1, f"Bjøntegaard deltas against {basis.request.anchor}")
-    write_text_atomic(out / "bd_rate.md", render_markdown([heading, *bd]))
+    write_text_atomic(out / "bd_rate.md", render_markdown([heading, *bd, *per_metric.blocks]))
     return [out / "bd_rate.csv", out / "bd_rate.md"]
 
 
@@ -130,8 +134,9 @@ def speed_note(basis: Basis) -> str:
             "and the timing table.")
 
 
-def tail_sections(basis: Basis, bd: list[Block]) -> Tail:
-    """Target bit rates, crops, BD tables, cross-device decoding, timings, complexity; settings and provenance.
+def tail_sections(basis: Basis, bd: list[Block], per_metric: PerMetric) -> Tail:
+    """Target bit rates, crops, BD-rate per metric, BD tables, cross-device decoding, timings, complexity;
+    settings and provenance.
     Writes cross_device.csv (per image) where the store holds cross-device decodes."""
     stored, request = basis.stored, basis.request
     body: list[Block] = []
@@ -140,7 +145,7 @@ def tail_sections(basis: Basis, bd: list[Block]) -> Tail:
     crops = sorted(stored.out.glob("crops_*.png"))
     if crops:
         body += [Heading(2, "Rate-matched crops"), *[Figure(p.stem, p) for p in crops]]
-    body += [Heading(2, "Bjøntegaard deltas"), *bd]
+    body += [*per_metric.blocks, Heading(2, "Bjøntegaard deltas"), *bd]
     if stored.cross_device:
         write_csv(pd.DataFrame(stored.cross_device), stored.out / "cross_device.csv")
     body += cross_device_blocks(stored.cross_device)
@@ -168,15 +173,16 @@ def write_markdown(basis: Basis, opening: list[Block], figures: Figures, f4: Fig
     return path
 
 
-def static_links(figures: Figures, f4: Figure4View) -> list[Block]:
+def static_links(figures: Figures, f4: Figure4View, per_metric: PerMetric) -> list[Block]:
     """report.html's list of the static figures (PNG and SVG) beside it."""
     names = ([p.name for _, p in figures.rd_plots] + [p.with_suffix(".svg").name for _, p in figures.rd_plots]
+             + [p.name for p in per_metric.written if p.suffix in (".png", ".svg")]
              + [p.name for _, p in figures.speed_plots] + [p.name for p in f4.written if p.suffix == ".png"])
     return [Heading(2, "Static figures (PNG and SVG, for papers)"), Links(names)]
 
 
 def write_html(basis: Basis, opening: list[Block], figures: Figures, f4: Figure4View, tail: Tail,
-               built: str) -> Path:
+               built: str, per_metric: PerMetric) -> Path:
     """report.html: the summary beside the RD viewer, the per-image, speed and Conventional vs End2End
     views, then the tail with the static figures' links; the figures' data embedded as JSON."""
     stored = basis.stored
@@ -187,7 +193,7 @@ def write_html(basis: Basis, opening: list[Block], figures: Figures, f4: Figure4
     sections = [per_image_section(basis.metrics, images)]
     if figures.speed:
         sections.append(speed_section(basis.metrics, speed_note(basis)))
-    sections += [f4.html, render_html([*tail.body, *static_links(figures, f4), *tail.provenance])]
+    sections += [f4.html, render_html([*tail.body, *static_links(figures, f4, per_metric), *tail.provenance])]
     top = "<section id='summary'><h2>Summary</h2>" + render_html(opening) + "</section>"
     text = page(f"Codec benchmark: {stored.dataset}", f"<h1>Codec benchmark: {html.escape(basis.scope)}</h1>", top,
                 sections, data, html.escape(built))

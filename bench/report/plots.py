@@ -1,7 +1,8 @@
 """Static figures (PNG and SVG, for papers): RD curves and speed against coding efficiency.
 
 RD: one figure per metric, bpp on x, quality on y, full range and a 0-2 bpp zoom; each legend
-entry carries the codec's BD-rate against the anchor. Speed: BD-rate against encode
+entry carries the codec's BD-rate against the anchor. Per metric: small multiples, one panel per
+metric of the BD-rate-per-metric table. Speed: BD-rate against encode
 and decode time per megapixel (log scale, one panel), and for learned codecs against kMAC per pixel.
 """
 
@@ -78,6 +79,48 @@ def rd_figure(curves: list[Curve], families: dict[str, str], metric: str, title:
     axes[0].set_xlim(left=0)
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
+    return fig
+
+
+def per_metric_figure(panels: list[tuple[str, list[Curve]]], families: dict[str, str], anchor: str,
+                      title: str, ncols: int = 3) -> Figure:
+    """Small multiples: one panel per (metric, curves), bpp on x, the metric on y, one line per codec in the
+    same colour on every panel, the anchor thick and black; lower-is-better metrics on an inverted y axis,
+    so that up is better on every panel. One legend for the figure."""
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.3 * nrows + 0.9), layout="constrained",
+                             squeeze=False)
+    axes = list(grid.ravel())
+    for ax in axes[len(panels):]:
+        fig.delaxes(ax)
+    labels = sorted({c.label for _, curves in panels for c in curves})
+    colours = matplotlib.color_sequences["tab10"]
+    colour = {label: colours[i % len(colours)] for i, label in enumerate(x for x in labels if x != anchor)}
+    for ax, (metric, curves) in zip(axes, panels, strict=False):
+        for curve in curves:
+            order = curve.bpp.argsort()
+            is_anchor = curve.label == anchor
+            ax.plot(curve.bpp[order], curve.values[order], marker="o", markersize=3,
+                    color="black" if is_anchor else colour[curve.label], linewidth=2.8 if is_anchor else 1.4,
+                    linestyle=LINESTYLES.get(families.get(curve.label, ""), "-."), zorder=3 if is_anchor else 2,
+                    label=legend_label(curve.label, anchor, None))
+        higher = METRICS[metric].higher_is_better if metric in METRICS else True
+        if not higher:
+            ax.invert_yaxis()
+        ax.set_title(metric + ("" if higher else " (lower is better: axis inverted)"), fontsize=9)
+        ax.set_xlabel("bits per pixel (bpp)", fontsize=8)
+        ax.set_ylabel(axis_label(metric), fontsize=8)
+        ax.set_xlim(left=0)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+    entries: dict[str, Any] = {}  # one entry per codec, whichever panels it is on
+    for ax in axes[:len(panels)]:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(name, handle)
+    fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 6) or 1,
+               fontsize=8)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
