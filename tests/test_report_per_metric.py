@@ -45,11 +45,11 @@ def test_metric_set_ctc_when_stored_else_every_stored_metric():
 
 
 def test_per_metric_set_reads_the_ctc_constants_when_they_exist(monkeypatch):
-    stored = ["psnr-rgb", "psnr-y", "gmsd", "fsim"]
-    if not hasattr(bench.metrics, "CTC_METRICS"):
-        assert per_metric_set(stored) == (bd_metrics(stored), bd_metrics(stored))
-    monkeypatch.setattr(bench.metrics, "CTC_METRICS", ("fsim", "psnr-y", "gmsd"), raising=False)
-    monkeypatch.setattr(bench.metrics, "CTC_AVERAGED", ("fsim", "psnr-y"), raising=False)
+    stored = ["psnr-rgb", "psnr-y", "gmsd", "fsim", "vmaf", "psnr-y10", "psnr-ycbcr"]
+    assert per_metric_set(stored) == (["fsim", "vmaf", "psnr-y10", "psnr-ycbcr"], ["fsim", "vmaf", "psnr-ycbcr"])
+    assert per_metric_set(["psnr-rgb", "gmsd"]) == (bd_metrics(["psnr-rgb", "gmsd"]),) * 2  # no CTC metric stored
+    monkeypatch.setattr(bench.metrics, "CTC_METRICS", ("fsim", "psnr-y", "gmsd"))
+    monkeypatch.setattr(bench.metrics, "CTC_AVERAGED", ("fsim", "psnr-y"))
     assert per_metric_set(stored) == (["fsim", "psnr-y", "gmsd"], ["fsim", "psnr-y"])
 
 

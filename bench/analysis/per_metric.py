@@ -37,12 +37,7 @@ def choose_metric_set(stored: Iterable[str], ctc: Sequence[str], ctc_averaged: S
 def per_metric_set(stored: Iterable[str]) -> tuple[list[str], list[str]]:
     """(columns, averaged) of the per-metric table for the ``stored`` metrics (``choose_metric_set`` with the
     JPEG AI CTC sets ``bench.metrics.CTC_METRICS`` and ``CTC_AVERAGED``)."""
-    # The CTC constants come with another part of issue 22; until they land in bench.metrics these
-    # getattr calls give () and choose_metric_set falls back to every stored metric, all averaged.
-    # Once they exist, this is the one place to change: metric_registry.CTC_METRICS, metric_registry.CTC_AVERAGED.
-    ctc = getattr(metric_registry, "CTC_METRICS", ())
-    ctc_averaged = getattr(metric_registry, "CTC_AVERAGED", ())
-    return choose_metric_set(stored, ctc, ctc_averaged)
+    return choose_metric_set(stored, metric_registry.CTC_METRICS, metric_registry.CTC_AVERAGED)
 
 
 def stored_metrics(per_image: pd.DataFrame) -> list[str]:
