@@ -20,6 +20,7 @@ set is computed by ``bench.metrics.engine`` with shared work; its values equal t
 
 from __future__ import annotations
 
+import importlib
 import io
 import math
 import warnings
@@ -50,9 +51,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _via_engine(name: str) -> Callable[[Pair], float]:
+def _lazy(module: str, name: str, *args: Any) -> Callable[[Pair], float]:
+    """The metric ``bench.metrics.<module>.<name>`` (a factory, called with ``args``, when they are given),
+    imported when it is first computed, not when names are listed (``bench metrics`` runs without torch)."""
     def compute(pair: Pair) -> float:
-        return getattr(_engine(), name)(pair)
+        func = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        return func(*args)(pair) if args else func(pair)
 
     compute.__name__ = name
     return compute
@@ -119,22 +123,9 @@ def _ssimulacra2(pair: Pair) -> float:
     return compute_ssimulacra2(_png(pair.ref), _png(pair.rec))
 
 
-def _via_ctc(name: str, *args: int) -> Callable[[Pair], float]:
-    def compute(pair: Pair) -> float:
-        from . import ctc
-
-        func = getattr(ctc, name)
-        return func(*args)(pair) if args else func(pair)
-
-    compute.__name__ = name
-    return compute
-
-
 def _available(module: str, check: str, *args: str) -> Callable[[], str]:
     """"" when ``module.check(*args)`` passes, else the reason it gives (a tool or weights missing here)."""
     def reason() -> str:
-        import importlib
-
         from .optional import available
 
         func = getattr(importlib.import_module(f"{__name__}.{module}"), check)
@@ -143,72 +134,59 @@ def _available(module: str, check: str, *args: str) -> Callable[[], str]:
     return reason
 
 
-def _optional(name: str, *args: str) -> Callable[[Pair], float]:
-    def compute(pair: Pair) -> float:
-        from . import optional
-
-        func = getattr(optional, name)
-        return func(*args)(pair) if args else func(pair)
-
-    compute.__name__ = name
-    return compute
-
-
 def _ctc_metrics() -> tuple[MetricInfo, ...]:
-    """The JPEG AI CTC metrics on BT.709 full-range Y'CbCr at 10 bits (see bench/metrics/ctc.py)."""
+    """The JPEG AI CTC metrics on BT.709 full-range Y'CbCr at 10 bits (see bench/metrics/ctc.py), opt-in."""
+    def ctc(name: str, unit: str, higher: bool, description: str, func: str, *args: int, **kw: Any) -> MetricInfo:
+        return MetricInfo(name, unit, higher, description, _lazy("ctc", func, *args), default=False, **kw)
+
     planes = ("psnr-y10", "psnr-cb10", "psnr-cr10")
     return (
-        *(MetricInfo(name, "dB", True, f"PSNR of CTC {plane} (BT.709 full range, 10-bit, peak 1023)",
-                     _via_ctc("psnr_plane", i), default=False)
+        *(ctc(name, "dB", True, f"PSNR of CTC {plane} (BT.709 full range, 10-bit, peak 1023)", "psnr_plane", i)
           for i, (name, plane) in enumerate(zip(planes, ("Y'", "Cb", "Cr"), strict=True))),
-        MetricInfo("psnr-ycbcr", "dB", True, "(6 PSNR-Y' + PSNR-Cb + PSNR-Cr) / 8 on the CTC planes",
-                   _via_ctc("psnr_ycbcr"), default=False, requires=planes),
-        MetricInfo("ms-ssim-y", "", True, "MS-SSIM (pytorch-msssim) of CTC Y', data_range 1023", _via_ctc("ms_ssim_y"),
-                   default=False, library="pytorch-msssim"),
-        MetricInfo("iw-ssim-y", "", True, "IW-SSIM (piq information_weighted_ssim) of CTC Y'", _via_ctc("iw_ssim_y"),
-                   default=False, library="piq"),
-        MetricInfo("vif-y", "", True, "VIFp (piq vif_p) of CTC Y'", _via_ctc("vif_y"), default=False, library="piq"),
-        MetricInfo("nlpd-y", "", False, "NLPD (IQA_pytorch, Laparra et al. 2016) of CTC Y'; lower is better",
-                   _via_ctc("nlpd_y"), default=False, library="IQA_pytorch"),
-        MetricInfo("psnr-hvs-m-y", "dB", True, "PSNR-HVS-M (psnr-hvsm) of CTC Y'", _via_ctc("psnr_hvs_m_y"),
-                   default=False, library="psnr-hvsm"),
-        MetricInfo("psnr-hvs-y", "dB", True, "PSNR-HVS (psnr-hvsm, no masking) of CTC Y'", _via_ctc("psnr_hvs_y"),
-                   default=False, library="psnr-hvsm"),
-        MetricInfo("vmaf", "", True, "VMAF (libvmaf, model vmaf_v0.6.1) of the CTC 10-bit 4:4:4 planes",
-                   _via_ctc("vmaf"), default=False, library="imageio-ffmpeg",
-                   available=_available("ctc", "vmaf_ffmpeg")),
+        ctc("psnr-ycbcr", "dB", True, "(6 PSNR-Y' + PSNR-Cb + PSNR-Cr) / 8 on the CTC planes", "psnr_ycbcr",
+            requires=planes),
+        ctc("ms-ssim-y", "", True, "MS-SSIM (pytorch-msssim) of CTC Y', data_range 1023", "ms_ssim_y",
+            library="pytorch-msssim"),
+        ctc("iw-ssim-y", "", True, "IW-SSIM (piq information_weighted_ssim) of CTC Y'", "iw_ssim_y", library="piq"),
+        ctc("vif-y", "", True, "VIFp (piq vif_p) of CTC Y'", "vif_y", library="piq"),
+        ctc("nlpd-y", "", False, "NLPD (IQA_pytorch, Laparra et al. 2016) of CTC Y'; lower is better", "nlpd_y",
+            library="IQA_pytorch"),
+        ctc("psnr-hvs-m-y", "dB", True, "PSNR-HVS-M (psnr-hvsm) of CTC Y'", "psnr_hvs_m_y", library="psnr-hvsm"),
+        ctc("psnr-hvs-y", "dB", True, "PSNR-HVS (psnr-hvsm, no masking) of CTC Y'", "psnr_hvs_y", library="psnr-hvsm"),
+        ctc("vmaf", "", True, "VMAF (libvmaf, model vmaf_v0.6.1) of the CTC 10-bit 4:4:4 planes", "vmaf",
+            library="imageio-ffmpeg", available=_available("ctc", "vmaf_ffmpeg")),
     )
 
 
 METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
-        MetricInfo("psnr-rgb", "dB", True, "PSNR over R, G, B samples, peak 255", _via_engine("psnr_rgb")),
-        MetricInfo("psnr-y", "dB", True, "PSNR of BT.709 luma, peak 255", _via_engine("psnr_y")),
+        MetricInfo("psnr-rgb", "dB", True, "PSNR over R, G, B samples, peak 255", _lazy("engine", "psnr_rgb")),
+        MetricInfo("psnr-y", "dB", True, "PSNR of BT.709 luma, peak 255", _lazy("engine", "psnr_y")),
         MetricInfo("ms-ssim-rgb", "", True, "MS-SSIM (pytorch-msssim, 5 scales, data_range 255)",
-                   _via_engine("ms_ssim"), library="pytorch-msssim"),
+                   _lazy("engine", "ms_ssim"), library="pytorch-msssim"),
         MetricInfo("ms-ssim-db", "dB", True, "-10 log10(1 - MS-SSIM)",
                    lambda p: ms_ssim_db(p.values["ms-ssim-rgb"]), requires=("ms-ssim-rgb",), library="pytorch-msssim"),
-        MetricInfo("ssim", "", True, "SSIM (pytorch-msssim, 11x11 Gaussian, data_range 255)", _via_engine("ssim"),
+        MetricInfo("ssim", "", True, "SSIM (pytorch-msssim, 11x11 Gaussian, data_range 255)", _lazy("engine", "ssim"),
                    library="pytorch-msssim"),
-        MetricInfo("haarpsi", "", True, "HaarPSI (piq)", _via_engine("haarpsi"), library="piq"),
-        MetricInfo("gmsd", "", False, "GMSD (piq), lower is better", _via_engine("gmsd"), library="piq"),
+        MetricInfo("haarpsi", "", True, "HaarPSI (piq)", _lazy("engine", "haarpsi"), library="piq"),
+        MetricInfo("gmsd", "", False, "GMSD (piq), lower is better", _lazy("engine", "gmsd"), library="piq"),
         MetricInfo("vif", "", True, "VIFp (piq vif_p)", _piq("vif_p"), default=False, library="piq"),
         MetricInfo("fsim", "", True, "FSIMc (piq fsim)", _piq("fsim"), default=False, library="piq"),
         MetricInfo("ssimulacra2", "", True, "SSIMULACRA 2 (ssimulacra2 package)", _ssimulacra2, default=False,
                    library="ssimulacra2"),
         *_ctc_metrics(),
         MetricInfo("butteraugli", "", False, "Butteraugli distance (Debian's butteraugli or libjxl's "
-                   "butteraugli_main); lower is better", _optional("butteraugli"), default=False,
+                   "butteraugli_main); lower is better", _lazy("optional", "butteraugli"), default=False,
                    library="tool: butteraugli", available=_available("optional", "butteraugli_exe")),
         MetricInfo("cvvdp", "JOD", True, "ColorVideoVDP (cvvdp package, display standard_4k); 10 = no visible "
-                   "difference", _optional("cvvdp"), default=False, library="cvvdp",
+                   "difference", _lazy("optional", "cvvdp"), default=False, library="cvvdp",
                    available=_available("optional", "cvvdp_installed")),
         MetricInfo("lpips", "", False, "LPIPS-VGG (piq LPIPS) with the user's weights (BENCH_METRIC_WEIGHTS); lower is "
-                   "better", _optional("deep_metric", "lpips"), default=False, library="piq",
+                   "better", _lazy("optional", "deep_metric", "lpips"), default=False, library="piq",
                    available=_available("optional", "weights_folder", "lpips")),
         MetricInfo("dists", "", False, "DISTS (piq DISTS) with the user's weights (BENCH_METRIC_WEIGHTS); lower is "
-                   "better", _optional("deep_metric", "dists"), default=False, library="piq",
+                   "better", _lazy("optional", "deep_metric", "dists"), default=False, library="piq",
                    available=_available("optional", "weights_folder", "dists")),
     )
 }
