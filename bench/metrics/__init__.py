@@ -16,6 +16,8 @@
 A metric that cannot be computed for an image (e.g. MS-SSIM on an image whose shorter side is
 at most 160 pixels) is NaN, with a warning naming the metric and the image size. The default
 set is computed by ``bench.metrics.engine`` with shared work; its values equal the libraries'.
+The JPEG AI CTC metrics are in ``bench.metrics.ctc``; the machine-task metrics (coding for machines:
+faces, OCR, SIFT features against the original's output) in ``bench.metrics.tasks``.
 """
 
 from __future__ import annotations
@@ -158,6 +160,32 @@ def _ctc_metrics() -> tuple[MetricInfo, ...]:
     )
 
 
+def _task_metrics() -> tuple[MetricInfo, ...]:
+    """Coding for machines (bench/metrics/tasks.py): a vision task's output on the decoded image against its
+    output on the original (pseudo ground truth), opt-in; NaN where the original yields nothing."""
+    def task(name: str, higher: bool, description: str, func: str, field: str | None, library: str, check: str,
+             requires: tuple[str, ...] = ()) -> MetricInfo:
+        compute = _lazy("tasks", func, field) if field else _lazy("tasks", func)
+        return MetricInfo(name, "", higher, description, compute, default=False, requires=requires, library=library,
+                          available=_available("tasks", "installed", check))
+
+    faces = "OpenCV Haar frontal faces of the decoded image against the original's (one-to-one, IoU >= 0.5): "
+    sift = "OpenCV SIFT keypoints (1000 strongest) of the original "
+    return (
+        task("face-f1", True, faces + "F1", "face", "f1", "opencv-python-headless", "faces"),
+        *(task(f"face-{field}", True, faces + text, "face", field, "opencv-python-headless", "faces",
+               requires=("face-f1",))
+          for field, text in (("precision", "precision"), ("recall", "recall"),
+                              ("iou", "mean IoU of matched boxes (0 when none matches)"))),
+        task("ocr-cer", False, "character error rate of RapidOCR's text (lines in reading order) against the "
+             "original's: Levenshtein distance / its length; lower is better", "ocr_cer", None, "rapidocr", "ocr"),
+        task("sift-repeatability", True, sift + "with a decoded keypoint within 2.5 px", "sift", "repeatability",
+             "opencv-python-headless", "features"),
+        task("sift-matching", True, sift + "whose descriptor match (ratio test 0.8) in the decoded image lies within "
+             "2.5 px", "sift", "matching", "opencv-python-headless", "features", requires=("sift-repeatability",)),
+    )
+
+
 METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
@@ -188,6 +216,7 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("dists", "", False, "DISTS (piq DISTS) with the user's weights (BENCH_METRIC_WEIGHTS); lower is "
                    "better", _lazy("optional", "deep_metric", "dists"), default=False, library="piq",
                    available=_available("optional", "weights_folder", "dists")),
+        *_task_metrics(),
     )
 }
 DEFAULT_METRICS = tuple(name for name, m in METRICS.items() if m.default)
@@ -197,7 +226,11 @@ DEFAULT_METRICS = tuple(name for name, m in METRICS.items() if m.default)
 CTC_METRICS = ("ms-ssim-y", "iw-ssim-y", "vif-y", "fsim", "nlpd-y", "psnr-hvs-m-y", "vmaf",
                "psnr-y10", "psnr-cb10", "psnr-cr10", "psnr-ycbcr")
 CTC_AVERAGED = ("ms-ssim-y", "iw-ssim-y", "vif-y", "fsim", "nlpd-y", "psnr-hvs-m-y", "vmaf", "psnr-ycbcr")
-METRIC_SETS = {"default": DEFAULT_METRICS, "ctc": CTC_METRICS}
+# Coding for machines (bench/metrics/tasks.py): one set per vision task, and ``tasks`` for all three.
+TASK_SETS = {"faces": ("face-f1", "face-precision", "face-recall", "face-iou"), "ocr": ("ocr-cer",),
+             "features": ("sift-repeatability", "sift-matching")}
+METRIC_SETS = {"default": DEFAULT_METRICS, "ctc": CTC_METRICS, **TASK_SETS,
+               "tasks": tuple(name for names in TASK_SETS.values() for name in names)}
 
 
 class MetricError(BenchError, ValueError):
@@ -205,9 +238,9 @@ class MetricError(BenchError, ValueError):
 
 
 def resolve_metrics(names: list[str] | None) -> tuple[str, ...]:
-    """Requested metric names or set names (``default``, ``ctc``; default: DEFAULT_METRICS) plus what
-    they require, in registry order. A metric that cannot run here (e.g. VMAF without an ffmpeg with
-    libvmaf) is refused with the reason."""
+    """Requested metric names or set names (``default``, ``ctc``, ``faces``, ``ocr``, ``features``, ``tasks``;
+    default: DEFAULT_METRICS) plus what they require, in registry order. A metric that cannot run here
+    (e.g. VMAF without an ffmpeg with libvmaf) is refused with the reason."""
     wanted: set[str] = set()
     for name in names or ["default"]:
         if name in METRIC_SETS:
