@@ -21,17 +21,22 @@ def csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _metrics(names: list[str] | None) -> tuple[str, ...]:
-    from ..metrics import resolve_metrics
+def _metrics(names: list[str] | None, tasks: list[str] | None = None) -> tuple[str, ...]:
+    """``--metrics`` (default: the default set) plus the metric sets of the ``--tasks`` named."""
+    from ..errors import did_you_mean
+    from ..metrics import TASK_SETS, MetricError, resolve_metrics
 
-    return resolve_metrics(names)
+    for task in tasks or []:
+        if task not in TASK_SETS:
+            raise MetricError(f"unknown task {task!r} (known: {', '.join(TASK_SETS)}){did_you_mean(task, TASK_SETS)}")
+    return resolve_metrics([*(names or ["default"]), *(tasks or [])] if tasks else names)
 
 
 # --- commands ------------------------------------------------------------------------------
 def cmd_metrics(args: argparse.Namespace) -> int:
     import importlib.metadata
 
-    from ..metrics import CTC_METRICS, METRICS
+    from ..metrics import CTC_METRICS, METRICS, TASK_SETS
 
     def library(name: str) -> str:
         if not name:
@@ -44,7 +49,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             return f"{name} (not installed)"
 
     def metric_set(name: str) -> str:
-        return "default" if METRICS[name].default else "ctc" if name in CTC_METRICS else "opt-in"
+        task = next((t for t, names in TASK_SETS.items() if name in names), "")
+        return "default" if METRICS[name].default else "ctc" if name in CTC_METRICS else task or "opt-in"
 
     def definition(name: str) -> str:
         reason = METRICS[name].available()
@@ -56,8 +62,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
-    print("select with --metrics NAME,... or a set: 'default' (the default), 'ctc' (the JPEG AI test-condition set); "
-          "docs/metrics.md has the definitions")
+    print("select with --metrics NAME,... or a set: 'default' (the default), 'ctc' (the JPEG AI test-condition set), "
+          f"{', '.join(repr(t) for t in TASK_SETS)} or 'tasks' (machine tasks against the original's output; also "
+          "--tasks); docs/metrics.md has the definitions")
     return 0
 
 
@@ -143,7 +150,7 @@ def _run(args: argparse.Namespace, client) -> int:
 
     cwd = absolute_paths(args)
 
-    metrics = _metrics(csv_list(args.metrics) if args.metrics else None)
+    metrics = _metrics(csv_list(args.metrics) if args.metrics else None, csv_list(args.tasks) if args.tasks else None)
     catalog = Catalog(args.codecs_dir)
     specs = csv_list(args.codecs) if args.codecs else None
     known = set(catalog.names())

@@ -140,7 +140,7 @@ def _listing_commands(command: Command) -> None:
 
 def _run_command(command: Command) -> None:
     """``run``: measure a dataset with codecs."""
-    from ..metrics import CTC_METRICS, DEFAULT_METRICS, METRICS
+    from ..metrics import CTC_METRICS, DEFAULT_METRICS, METRICS, TASK_SETS
 
     p = command("run", "encode/decode/score a dataset with codecs; store and export results")
     p.add_argument("--dataset", default="kodak",
@@ -157,7 +157,11 @@ def _run_command(command: Command) -> None:
     p.add_argument("--metrics", default=None, metavar="NAME,...",
                    help=f"comma-separated metrics or sets: 'default' ({','.join(DEFAULT_METRICS)}; the default), "
                         f"'ctc' (the JPEG AI test-condition set: {','.join(CTC_METRICS)}); "
+                        f"'tasks' (the machine-task sets {','.join(TASK_SETS)}); "
                         f"also: {','.join(m for m in METRICS if m not in DEFAULT_METRICS + CTC_METRICS)}")
+    p.add_argument("--tasks", default=None, metavar="TASK,...",
+                   help=f"also score machine tasks on every decoded image against the original's output (coding for "
+                        f"machines), adding their metric sets to --metrics: {','.join(TASK_SETS)}")
     p.add_argument("--target-bpp", type=_bpp_targets, default=None, metavar="BPP,...",
                    help="also measure, per image and codec, the quality whose bpp is nearest each target "
                         "(e.g. 0.06,0.12,0.25,0.5,0.75); writes target_bpp.csv and target_bpp_summary.csv")
