@@ -63,8 +63,10 @@ def test_metrics_command_lists_every_metric_with_its_library_version():
     lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.split() and line.split()[0] in METRICS}
     assert set(lines) == set(METRICS)
     assert lines["gmsd"].split()[1:3] == ["default", "lower"] and lines["vif"].split()[1:3] == ["opt-in", "higher"]
+    assert lines["ocr-cer"].split()[1:3] == ["ocr", "lower"] and lines["face-iou"].split()[1:3] == ["faces", "higher"]
     assert lines["psnr-rgb"].split()[3] == "dB" and "closed form, computed here" in lines["psnr-rgb"]
-    for name, dist in (("ms-ssim-rgb", "pytorch-msssim"), ("haarpsi", "piq"), ("ssimulacra2", "ssimulacra2")):
+    for name, dist in (("ms-ssim-rgb", "pytorch-msssim"), ("haarpsi", "piq"), ("ssimulacra2", "ssimulacra2"),
+                       ("sift-matching", "opencv-python-headless"), ("ocr-cer", "rapidocr")):
         assert f"{dist} {importlib.metadata.version(dist)}" in lines[name]
 
 
