@@ -253,6 +253,8 @@ def test_each_task_runs_once_per_original_and_once_per_reconstruction(scene, mon
 def test_sets_directions_and_descriptions():
     assert METRIC_SETS["tasks"] == tuple(n for names in TASK_SETS.values() for n in names)
     assert resolve_metrics(["default", "faces"]) == (*DEFAULT_METRICS, *TASK_SETS["faces"])
+    assert resolve_metrics(None, tasks=["ocr"]) == (*DEFAULT_METRICS, "ocr-cer")  # run --tasks keeps the default
+    assert resolve_metrics(["psnr-rgb"], tasks=["features"]) == ("psnr-rgb", *TASK_SETS["features"])
     assert resolve_metrics(["face-iou"]) == ("face-f1", "face-iou")  # one detection run per pair, charged to F1
     assert resolve_metrics(["sift-matching"]) == ("sift-repeatability", "sift-matching")
     assert [n for n in TASK_METRICS if not METRICS[n].higher_is_better] == ["ocr-cer"]

@@ -22,21 +22,16 @@ def csv_list(text: str) -> list[str]:
 
 
 def _metrics(names: list[str] | None, tasks: list[str] | None = None) -> tuple[str, ...]:
-    """``--metrics`` (default: the default set) plus the metric sets of the ``--tasks`` named."""
-    from ..errors import did_you_mean
-    from ..metrics import TASK_SETS, MetricError, resolve_metrics
+    from ..metrics import resolve_metrics
 
-    for task in tasks or []:
-        if task not in TASK_SETS:
-            raise MetricError(f"unknown task {task!r} (known: {', '.join(TASK_SETS)}){did_you_mean(task, TASK_SETS)}")
-    return resolve_metrics([*(names or ["default"]), *(tasks or [])] if tasks else names)
+    return resolve_metrics(names, tasks=tasks)
 
 
 # --- commands ------------------------------------------------------------------------------
 def cmd_metrics(args: argparse.Namespace) -> int:
     import importlib.metadata
 
-    from ..metrics import CTC_METRICS, METRICS, TASK_SETS
+    from ..metrics import METRICS, TASK_SETS, metric_set
 
     def library(name: str) -> str:
         if not name:
@@ -47,10 +42,6 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             return f"{name} {importlib.metadata.version(name)}"
         except importlib.metadata.PackageNotFoundError:
             return f"{name} (not installed)"
-
-    def metric_set(name: str) -> str:
-        task = next((t for t, names in TASK_SETS.items() if name in names), "")
-        return "default" if METRICS[name].default else "ctc" if name in CTC_METRICS else task or "opt-in"
 
     def definition(name: str) -> str:
         reason = METRICS[name].available()

@@ -233,16 +233,27 @@ METRIC_SETS = {"default": DEFAULT_METRICS, "ctc": CTC_METRICS, **TASK_SETS,
                "tasks": tuple(name for names in TASK_SETS.values() for name in names)}
 
 
+def metric_set(name: str) -> str:
+    """The set a metric is listed under: ``default``, ``ctc``, its task's (``faces``, ``ocr``, ``features``) or
+    ``opt-in``."""
+    task = next((t for t, names in TASK_SETS.items() if name in names), "")
+    return "default" if METRICS[name].default else "ctc" if name in CTC_METRICS else task or "opt-in"
+
+
 class MetricError(BenchError, ValueError):
     """An unknown metric name."""
 
 
-def resolve_metrics(names: list[str] | None) -> tuple[str, ...]:
+def resolve_metrics(names: list[str] | None, *, tasks: list[str] | None = None) -> tuple[str, ...]:
     """Requested metric names or set names (``default``, ``ctc``, ``faces``, ``ocr``, ``features``, ``tasks``;
-    default: DEFAULT_METRICS) plus what they require, in registry order. A metric that cannot run here
-    (e.g. VMAF without an ffmpeg with libvmaf) is refused with the reason."""
+    default: DEFAULT_METRICS) plus the sets of the machine ``tasks`` named (``bench run --tasks``) plus what
+    they require, in registry order. A metric that cannot run here (e.g. VMAF without an ffmpeg with
+    libvmaf) is refused with the reason."""
+    for task in tasks or []:
+        if task not in TASK_SETS:
+            raise MetricError(f"unknown task {task!r} (known: {', '.join(TASK_SETS)}){did_you_mean(task, TASK_SETS)}")
     wanted: set[str] = set()
-    for name in names or ["default"]:
+    for name in [*(names or ["default"]), *(tasks or [])]:
         if name in METRIC_SETS:
             wanted.update(METRIC_SETS[name])
         elif name in METRICS:
