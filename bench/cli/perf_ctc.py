@@ -56,7 +56,8 @@ def ctc_section(pairs: list, side_by_side) -> None:
 
     names = resolve_metrics(["ctc"])
     nlpd = NLPD(channels=1)
-    ctc_by_libraries(*pairs[0], nlpd)  # warm-up: imports, the ffmpeg binary
+    ref, rec = pairs[0]
+    ctc_by_libraries(ref, rec, nlpd)  # warm-up: imports, the ffmpeg binary
     lib_s = ours_s = 0.0
     for i, (ref, rec) in enumerate(pairs):
         lib, ours = side_by_side(i % 2 == 0, partial(ctc_by_libraries, ref, rec, nlpd),
@@ -78,7 +79,7 @@ def cost_per_megapixel(pairs: list) -> dict[str, float]:
         if info.available():
             continue
         names = resolve_metrics([name])
-        compute_metrics(*pairs[0], names)  # warm-up: imports, models
+        compute_metrics(pairs[0][0], pairs[0][1], names)  # warm-up: imports, models
         timings: dict[str, float] = {}
         for ref, rec in pairs:
             compute_metrics(ref, rec, names, timings=timings)
