@@ -283,3 +283,12 @@ def test_repeated_points_give_nan_not_an_error():
         for kind in ("rate", "quality"):
             values, _ = bd_batch(anchor_rate, anchor_q, rate, quality, method, kind)
             assert np.isnan(values).all()
+
+
+def test_cubic_bd_of_a_flat_curve_is_nan_not_a_crash():
+    """A task score that is the same at every rate (every face found) makes the cubic fit's axis degenerate:
+    that row is NaN, and the other rows of the batch keep their values (LAPACK fails on non-finite input)."""
+    rate = np.array([[0.2, 0.4, 0.8, 1.6], [0.2, 0.4, 0.8, 1.6]])
+    flat, rising = np.ones(4), np.array([30.0, 33.0, 36.0, 39.0])
+    values, _ = stats.bd_batch(rate, np.stack([flat, rising]), rate * 0.9, np.stack([flat, rising]), "cubic", "rate")
+    assert np.isnan(values[0]) and values[1] == pytest.approx(-10.0, abs=1e-6)

@@ -107,8 +107,10 @@ def _cubic_integral(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray
         power = power * u
     gram = sums[:, np.arange(4)[:, None] + np.arange(4)[None, :]]  # rows x 4 x 4
     coef = np.full((len(x), 4), np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        solvable = np.isfinite(gram).all(axis=(1, 2)) & (np.linalg.cond(gram) < 1e12)  # repeated points: NaN
+    solvable = np.isfinite(gram).all(axis=(1, 2))  # a flat axis (all points equal) makes u infinite
+    if solvable.any():  # LAPACK's SVD fails on non-finite matrices: condition only the finite ones
+        with np.errstate(divide="ignore", invalid="ignore"):
+            solvable[solvable] = np.linalg.cond(gram[solvable]) < 1e12  # repeated points: NaN
     if solvable.any():
         coef[solvable] = np.linalg.solve(gram[solvable], rhs[solvable][..., None])[..., 0]
     powers = np.arange(1, 5)

@@ -164,8 +164,12 @@ def _batch_values(pairs: list[tuple[Curve, Curve]], method: str, higher_is_bette
 
 def image_differences(values: np.ndarray, kind: str) -> np.ndarray:
     """Per-image differences the sign-flip test uses: mean log10-rate difference at equal quality
-    (log10(1 + BD-rate/100)) for BD-rate, the BD-quality itself for BD-quality."""
-    return np.log10(1 + values / 100) if kind == "bd-rate" else values
+    (log10(1 + BD-rate/100)) for BD-rate, the BD-quality itself for BD-quality. A BD-rate of -100 %
+    (10^d - 1 underflows for an extreme curve, e.g. a task score that collapses) gives -inf."""
+    if kind != "bd-rate":
+        return values
+    with np.errstate(divide="ignore"):
+        return np.log10(1 + values / 100)
 
 
 def _image_comparison(images: ImageValues, kind: str, bootstrap: int) -> dict:

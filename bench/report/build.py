@@ -1,7 +1,8 @@
 """``build_report``: the report's steps, in order.
 
 Read the request and the store (``inputs``), write the BD tables (bd_rate.csv, bd_rate.md) and the
-BD-rate per metric (``per_metric``: bd_rate_per_metric.csv, rd_per_metric.png/.svg), draw the RD and
+BD-rate per metric (``per_metric``: bd_rate_per_metric.csv, rd_per_metric.png/.svg) and the machine tasks
+(``tasks``: bd_rate_tasks.csv, rd_tasks.png/.svg), draw the RD and
 speed figures (``figures``) and the Conventional vs End2End section (``figure4_view``), then assemble
 the blocks of the opening (summary), the figures and the tail sections, and write them as report.md
 and, with the interactive views, report.html.
@@ -50,6 +51,7 @@ from .sections import (
     timing_rows,
 )
 from .summary import family_sentences, main_metrics, metric_name, summary_rows
+from .tasks import tasks_view
 
 
 @dataclass(frozen=True)
@@ -66,16 +68,17 @@ def build_report(results_dir: str | Path, anchor: str = "jpeg", references: list
     request = read_request(anchor, references, method, bootstrap)
     basis = make_basis(load_stored(Path(results_dir)), request)
     bd = bd_blocks(basis.table, anchor, method, basis.stored.families, basis.scope, bootstrap)
-    per_metric = per_metric_view(basis)
-    written = [*basis.stored.exported, *write_bd_files(basis, bd, per_metric), *per_metric.written]
+    per_metric, tasks = per_metric_view(basis), tasks_view(basis)
+    sections, section_files = [*per_metric.blocks, *tasks.blocks], [*per_metric.written, *tasks.written]
+    written = [*basis.stored.exported, *write_bd_files(basis, bd, per_metric), *section_files]
     figures = rd_and_speed_figures(basis)
     f4 = figure4_view(basis, figures.rd_curves)
     written += figures.written + f4.written
     opening = opening_blocks(basis, figures.rd_curves, basis.warnings + f4.warnings)
-    tail = tail_sections(basis, bd, per_metric)
+    tail = tail_sections(basis, bd, sections)
     built = f"Report built {time.strftime('%Y-%m-%d %H:%M:%S %Z')}."
     markdown = write_markdown(basis, opening, figures, f4, tail, built)
-    return [*written, markdown, write_html(basis, opening, figures, f4, tail, built, per_metric)]
+    return [*written, markdown, write_html(basis, opening, figures, f4, tail, built, section_files)]
 
 
 def write_bd_files(basis: Basis, bd: list[Block], per_metric: PerMetric) -> list[Path]:
@@ -134,9 +137,9 @@ def speed_note(basis: Basis) -> str:
             "and the timing table.")
 
 
-def tail_sections(basis: Basis, bd: list[Block], per_metric: PerMetric) -> Tail:
-    """Target bit rates, crops, BD-rate per metric, BD tables, cross-device decoding, timings, complexity;
-    settings and provenance.
+def tail_sections(basis: Basis, bd: list[Block], sections: list[Block]) -> Tail:
+    """Target bit rates, crops, ``sections`` (BD-rate per metric, machine tasks), BD tables, cross-device
+    decoding, timings, complexity; settings and provenance.
     Writes cross_device.csv (per image) where the store holds cross-device decodes."""
     stored, request = basis.stored, basis.request
     body: list[Block] = []
@@ -145,7 +148,7 @@ def tail_sections(basis: Basis, bd: list[Block], per_metric: PerMetric) -> Tail:
     crops = sorted(stored.out.glob("crops_*.png"))
     if crops:
         body += [Heading(2, "Rate-matched crops"), *[Figure(p.stem, p) for p in crops]]
-    body += [*per_metric.blocks, Heading(2, "Bjøntegaard deltas"), *bd]
+    body += [*sections, Heading(2, "Bjøntegaard deltas"), *bd]
     if stored.cross_device:
         write_csv(pd.DataFrame(stored.cross_device), stored.out / "cross_device.csv")
     body += cross_device_blocks(stored.cross_device)
@@ -173,16 +176,16 @@ def write_markdown(basis: Basis, opening: list[Block], figures: Figures, f4: Fig
     return path
 
 
-def static_links(figures: Figures, f4: Figure4View, per_metric: PerMetric) -> list[Block]:
+def static_links(figures: Figures, f4: Figure4View, section_files: list[Path]) -> list[Block]:
     """report.html's list of the static figures (PNG and SVG) beside it."""
     names = ([p.name for _, p in figures.rd_plots] + [p.with_suffix(".svg").name for _, p in figures.rd_plots]
-             + [p.name for p in per_metric.written if p.suffix in (".png", ".svg")]
+             + [p.name for p in section_files if p.suffix in (".png", ".svg")]
              + [p.name for _, p in figures.speed_plots] + [p.name for p in f4.written if p.suffix == ".png"])
     return [Heading(2, "Static figures (PNG and SVG, for papers)"), Links(names)]
 
 
 def write_html(basis: Basis, opening: list[Block], figures: Figures, f4: Figure4View, tail: Tail,
-               built: str, per_metric: PerMetric) -> Path:
+               built: str, section_files: list[Path]) -> Path:
     """report.html: the summary beside the RD viewer, the per-image, speed and Conventional vs End2End
     views, then the tail with the static figures' links; the figures' data embedded as JSON."""
     stored = basis.stored
@@ -193,7 +196,7 @@ def write_html(basis: Basis, opening: list[Block], figures: Figures, f4: Figure4
     sections = [per_image_section(basis.metrics, images)]
     if figures.speed:
         sections.append(speed_section(basis.metrics, speed_note(basis)))
-    sections += [f4.html, render_html([*tail.body, *static_links(figures, f4, per_metric), *tail.provenance])]
+    sections += [f4.html, render_html([*tail.body, *static_links(figures, f4, section_files), *tail.provenance])]
     top = "<section id='summary'><h2>Summary</h2>" + render_html(opening) + "</section>"
     text = page(f"Codec benchmark: {stored.dataset}", f"<h1>Codec benchmark: {html.escape(basis.scope)}</h1>", top,
                 sections, data, html.escape(built))
