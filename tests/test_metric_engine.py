@@ -3,6 +3,7 @@ computed in float64, its kernels, and the per-image cache of the original's stat
 
 import io
 import math
+import warnings
 
 import numpy as np
 import piq
@@ -308,12 +309,22 @@ def test_device_argument():
 
 @pytest.mark.skipif(not torch.cuda.is_available(),
                     reason="no CUDA device: the CUDA path runs the same code on GPU tensors")
-def test_cuda_equals_libraries_on_cpu():
+def test_cuda_within_float32_error():
     ref = photo(300, 420, "astronaut")
     rec = jpeg(ref, 35)
     cuda = compute_metrics(ref, rec, DEFAULT_METRICS, device="cuda")
     for name, value in float64_values(ref, rec).items():
         assert cuda[name] == pytest.approx(value, abs=FLOAT32_ERROR.get(name, PSNR_ERROR_DB)), name
+
+
+@pytest.mark.parametrize("size", [(300, 420), (257, 391), (16, 47)])
+def test_torch_kernels_within_float32_error(monkeypatch, size):
+    """The kernels' torch side (what CUDA tensors run) on CPU tensors, where CUDA is absent."""
+    monkeypatch.setattr(kernels, "OPENCV_DEVICES", ())
+    ref = photo(*size, "astronaut")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "ms-ssim-rgb not computable")
+        assert_within_float32_error(ref, jpeg(ref, 35), library=False)
 
 
 def test_opt_in_metrics_are_the_libraries():

@@ -288,7 +288,7 @@ def ms_ssim(pair: Pair) -> float:
     last = levels[-1][1]
     assert last is not None
     factors = torch.stack([*(cs for cs, _ in levels[:-1]), last]).clamp_(min=0)  # pytorch-msssim's relu
-    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=factors.dtype).view(-1, 1)
+    weights = factors.new_tensor(MS_SSIM_WEIGHTS).view(-1, 1)
     return torch.prod(factors ** weights, dim=0).mean().item()
 
 

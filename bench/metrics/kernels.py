@@ -20,8 +20,14 @@ import torch.nn.functional as F
 from pytorch_msssim.ssim import _fspecial_gauss_1d
 
 SSIM_WIN, SSIM_SIGMA = 11, 1.5
+OPENCV_DEVICES = ("cpu",)  # the tests empty it to run the torch side on CPU tensors
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 GAUSS = _fspecial_gauss_1d(SSIM_WIN, SSIM_SIGMA).flatten().numpy()  # pytorch-msssim's float32 window
+
+
+def opencv(device: torch.device) -> bool:
+    """Whether tensors on ``device`` go to OpenCV (CPU) rather than to torch's operations (CUDA)."""
+    return device.type in OPENCV_DEVICES
 
 
 def sync_threads() -> None:
@@ -61,7 +67,7 @@ def nchw(a: np.ndarray) -> torch.Tensor:
 def gaussian(x: torch.Tensor) -> torch.Tensor:
     """pytorch-msssim's ``gaussian_filter``: the 11-tap Gaussian (σ 1.5) along both axes, valid region only.
     8-bit input gives float32 (and is filtered 1.4x faster than float32 input on CPU)."""
-    if x.device.type == "cpu":
+    if opencv(x.device):
         r = SSIM_WIN // 2
         a = hwc(x)
         depth = cv2.CV_64F if a.dtype == np.float64 else cv2.CV_32F
@@ -78,7 +84,7 @@ def pool2(x: torch.Tensor, leading: bool) -> torch.Tensor:
     """2x2 means, stride 2; an odd side first gets one zero row or column, counted in the mean, before
     it (``leading``: pytorch-msssim's ``avg_pool2d(x, 2, padding=side % 2)``) or after it (piq's pad)."""
     ph, pw = x.shape[2] % 2, x.shape[3] % 2
-    if x.device.type == "cpu":
+    if opencv(x.device):
         a = hwc(x)
         if ph or pw:
             top, left = (ph, pw) if leading else (0, 0)
@@ -92,7 +98,7 @@ def pool2(x: torch.Tensor, leading: bool) -> torch.Tensor:
 def correlate(x: torch.Tensor, kx: tuple[float, ...], ky: tuple[float, ...], anchor: tuple[int, int]) -> torch.Tensor:
     """Correlation of each channel with the separable kernel ky ⊗ kx, output pixel (i, j) taking input
     (i - anchor[1] + a, j - anchor[0] + b) times ky[a] kx[b], zeros outside the image (same size out)."""
-    if x.device.type == "cpu":
+    if opencv(x.device):
         a = hwc(x)
         kx_, ky_ = np.asarray(kx, dtype=a.dtype), np.asarray(ky, dtype=a.dtype)
         return nchw(cv2.sepFilter2D(a, -1, kx_, ky_, anchor=anchor, borderType=cv2.BORDER_CONSTANT))
@@ -104,7 +110,7 @@ def correlate(x: torch.Tensor, kx: tuple[float, ...], ky: tuple[float, ...], anc
 
 def colour_planes(x: torch.Tensor, matrix: tuple[tuple[float, ...], ...]) -> list[torch.Tensor]:
     """Per pixel, the output channels ``matrix @ (input channels)``, each as a (1, 1, H, W) plane."""
-    if x.device.type == "cpu":
+    if opencv(x.device):
         a = hwc(x)
         out = cv2.transform(a, np.asarray(matrix, dtype=a.dtype))
         return [nchw(plane) for plane in (cv2.split(out) if out.ndim == 3 else [out])]
@@ -112,23 +118,23 @@ def colour_planes(x: torch.Tensor, matrix: tuple[tuple[float, ...], ...]) -> lis
 
 
 def channel_sums(x: torch.Tensor) -> torch.Tensor:
-    """Sum of each channel, float64, shape (C,): on CPU float32 row sums (<= a few thousand terms) added in
-    float64 (~1e-7 relative on 10⁶ terms, 2x faster than ``cv2.sumElems``); on CUDA summed in float64."""
-    if x.device.type == "cpu":
+    """Sum of each channel, float64, shape (C,), on the CPU: there float32 row sums (<= a few thousand terms)
+    added in float64 (~1e-7 relative on 10⁶ terms, 2x faster than ``cv2.sumElems``); on CUDA in float64."""
+    if opencv(x.device):
         return x[0].sum(dim=2).double().sum(dim=1)
-    return torch.sum(x, dim=(0, 2, 3), dtype=torch.float64)
+    return torch.sum(x, dim=(0, 2, 3), dtype=torch.float64).cpu()
 
 
 def square_sum(x: torch.Tensor) -> float:
     """Sum of the squares of all elements, accumulated in float64."""
-    if x.device.type == "cpu":
+    if opencv(x.device):
         return float(cv2.norm(hwc(x), cv2.NORM_L2SQR))
     return float(torch.sum(x.double() ** 2))
 
 
 def difference(a: np.ndarray, b: np.ndarray, device: torch.device) -> torch.Tensor:
     """a - b of two uint8 H x W x 3 arrays as a float32 (1, 3, H, W) tensor on ``device`` (exact)."""
-    if device.type == "cpu":
+    if opencv(device):
         return nchw(cv2.subtract(a, b, dtype=cv2.CV_32F))
     return nchw(a).to(device).float().sub_(nchw(b).to(device))
 
