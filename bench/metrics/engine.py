@@ -55,7 +55,6 @@ REF_CACHE_SIZE = 4  # originals kept per process (a worker sees a few images at 
 REF_CACHE_BYTES = 512 * 2**20  # ... within this many bytes of statistics (one is always kept)
 
 Planes = list[torch.Tensor]  # (1, 1, H, W) planes
-Haar = tuple[list[Planes], Planes]  # see haar_responses
 
 
 def torch_device(device: str) -> torch.device:
@@ -111,7 +110,7 @@ class RefStats:
     levels: list[SsimLevel] = field(default_factory=list)
     half_rgb: torch.Tensor | None = None  # piq's 2x2 mean
     yiq: Planes | None = None  # its Y, I, Q
-    haar: Haar | None = None
+    haar: torch.Tensor | None = None  # see haar_responses
     grad: torch.Tensor | None = None
 
     @property
@@ -300,19 +299,20 @@ def ssim(pair: Pair) -> float:
     return value.mean().item()
 
 
-def haar_responses(yiq: Planes) -> Haar:
-    """What piq haarpsi derives from half-resolution Y, I, Q planes: per Haar scale k = 2, 4, 8 the
-    |responses| of Y to its k x k filters (rows, then columns, split in +1/k and -1/k halves; zeros
-    outside), and the |2x2 means| of I and Q (stride 1, zeros after the last row and column)."""
-    luma, *chroma = yiq
-    coefficients = []
-    for scale in range(HAAR_SCALES):
-        k = 2 ** (scale + 1)
-        box, signs = (1 / k,) * k, (1.0,) * (k // 2) + (-1.0,) * (k // 2)
-        anchor = (k // 2 - 1, k // 2 - 1)
-        coefficients.append([kernels.correlate(luma, box, signs, anchor).abs_(),
-                             kernels.correlate(luma, signs, box, anchor).abs_()])
-    return coefficients, [kernels.correlate(c, (0.5, 0.5), (0.5, 0.5), (0, 0)).abs_() for c in chroma]
+def haar_responses(yiq: Planes) -> torch.Tensor:
+    """What piq haarpsi derives from half-resolution Y, I, Q planes, as the 8 channels of one tensor:
+    the |responses| of Y to its k x k Haar filters (rows or columns split in +1/k and -1/k halves; zeros
+    outside) for horizontal edges at k = 2, 4, then vertical at k = 2, 4, the |2x2 means| of I and Q
+    (stride 1, zeros after the last row and column), and horizontal, vertical at k = 8 (the weights)."""
+    luma, i, q = yiq
+    filters: dict[str, list[kernels.Correlation]] = {"h": [], "v": []}
+    for k in (2, 4, 8):
+        box, signs, anchor = (1 / k,) * k, (1.0,) * (k // 2) + (-1.0,) * (k // 2), (k // 2 - 1, k // 2 - 1)
+        filters["h"].append((luma, box, signs, anchor))
+        filters["v"].append((luma, signs, box, anchor))
+    means = [(c, (0.5, 0.5), (0.5, 0.5), (0, 0)) for c in (i, q)]
+    h, v = filters["h"], filters["v"]
+    return kernels.correlate_stack([*h[:2], *v[:2], *means, h[2], v[2]]).abs_()
 
 
 def similarity(a: torch.Tensor, b: torch.Tensor, constant: float) -> torch.Tensor:
@@ -328,17 +328,13 @@ def haarpsi(pair: Pair) -> float:
     stats = pair.stats
     if stats.haar is None:
         stats.haar = haar_responses(ref_yiq(stats))
-    (coeff_y, iq_y), (coeff_x, iq_x) = stats.haar, haar_responses(pair.yiq)
-    weights = [torch.maximum(coeff_x[2][o], coeff_y[2][o]) for o in range(2)]  # the largest scale's
-    weights.append((weights[0] + weights[1]).mul_(0.5))
-    # similarities averaged over scales 1 and 2 per orientation, then over I and Q
-    compared = [(coeff_x[0][o], coeff_y[0][o], coeff_x[1][o], coeff_y[1][o]) for o in range(2)]
-    compared.append((iq_x[0], iq_y[0], iq_x[1], iq_y[1]))
-    num = den = 0.0
-    for (a1, b1, a2, b2), w in zip(compared, weights, strict=True):
-        sim = similarity(a1, b1, HAAR_C).add_(similarity(a2, b2, HAAR_C))
-        num += float(kernels.channel_sums(sim.mul_(HAAR_ALPHA / 2).sigmoid_().mul_(w)))
-        den += float(kernels.channel_sums(w))
+    ref, rec = stats.haar, haar_responses(pair.yiq)
+    weights = torch.maximum(rec[:, 6:], ref[:, 6:])  # per orientation, from the largest scale
+    weights = torch.cat([weights, weights.mean(dim=1, keepdim=True)], dim=1)  # and their mean for I, Q
+    # similarities summed over scales 1 and 2 per orientation, and over I and Q
+    sims = similarity(rec[:, :6], ref[:, :6], HAAR_C).unflatten(1, (3, 2)).sum(dim=2)
+    num = float(kernels.channel_sums(sims.mul_(HAAR_ALPHA / 2).sigmoid_().mul_(weights)).sum())
+    den = float(kernels.channel_sums(weights).sum())
     eps = torch.finfo(torch.float64).eps
     score = (num + eps) / (den + eps)
     if score >= 1:  # no weight anywhere (a black image against itself): piq's logit is infinite
@@ -349,10 +345,9 @@ def haarpsi(pair: Pair) -> float:
 def gradient_magnitude(yiq: Planes) -> torch.Tensor:
     """piq gmsd's Prewitt gradient magnitude of the half-resolution luma (zeros outside), float64 from
     the squares on: GMSD's tolerance is tight (the libraries' own float32 error is 2.3e-8)."""
-    third = (1 / 3,) * 3
-    gx = kernels.correlate(yiq[0], (-1.0, 0.0, 1.0), third, (1, 1))
-    gy = kernels.correlate(yiq[0], third, (-1.0, 0.0, 1.0), (1, 1))
-    return gx.square_().addcmul_(gy, gy).double().sqrt_()
+    third, diff = (1 / 3,) * 3, (-1.0, 0.0, 1.0)
+    grads = kernels.correlate_stack([(yiq[0], diff, third, (1, 1)), (yiq[0], third, diff, (1, 1))])
+    return grads.square_().sum(dim=1, keepdim=True).double().sqrt_()
 
 
 def gmsd(pair: Pair) -> float:

@@ -108,6 +108,23 @@ def correlate(x: torch.Tensor, kx: tuple[float, ...], ky: tuple[float, ...], anc
     return F.conv2d(padded, kernel.expand(channels, 1, -1, -1), groups=channels)
 
 
+Correlation = tuple[torch.Tensor, tuple[float, ...], tuple[float, ...], tuple[int, int]]  # x, kx, ky, anchor
+
+
+def correlate_stack(items: list[Correlation]) -> torch.Tensor:
+    """``correlate`` of several one-channel (1, 1, H, W) planes, stacked as the channels of one
+    (1, K, H, W) tensor (written in place on CPU), so that later arithmetic runs once for all."""
+    x = items[0][0]
+    if not opencv(x.device):
+        return torch.cat([correlate(*item) for item in items], dim=1)
+    out = np.empty((len(items), *x.shape[2:]), dtype=hwc(x).dtype)
+    for plane, (y, kx, ky, anchor) in zip(out, items, strict=True):
+        a = hwc(y)
+        kx_, ky_ = np.asarray(kx, dtype=a.dtype), np.asarray(ky, dtype=a.dtype)
+        cv2.sepFilter2D(a, -1, kx_, ky_, dst=plane, anchor=anchor, borderType=cv2.BORDER_CONSTANT)
+    return torch.from_numpy(out).unsqueeze(0)
+
+
 def colour_planes(x: torch.Tensor, matrix: tuple[tuple[float, ...], ...]) -> list[torch.Tensor]:
     """Per pixel, the output channels ``matrix @ (input channels)``, each as a (1, 1, H, W) plane."""
     if opencv(x.device):
