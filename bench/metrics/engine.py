@@ -128,8 +128,10 @@ class RefStats:
 
     @property
     def half(self) -> torch.Tensor:
+        """piq's 2x2 mean: MS-SSIM's second scale when both sides are even (the paddings differ only for odd)."""
         if self.half_rgb is None:
-            self.half_rgb = kernels.pool2(self.x, leading=False)
+            even = self.rgb.shape[0] % 2 == 0 and self.rgb.shape[1] % 2 == 0
+            self.half_rgb = self.levels[1].x if even and len(self.levels) > 1 else kernels.pool2(self.x, leading=False)
         return self.half_rgb
 
 
