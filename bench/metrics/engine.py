@@ -11,18 +11,18 @@ whose error against that definition evaluated in float64 is at most the librarie
   scale): with the original's σ₁² cached, pytorch-msssim's cs = (2σ₁₂ + C2) / (σ₁² + σ₂² + C2) is
   2u / (var(e) + 2u), u = σ₁² + C2/2 - cov(x, e), and its luminance term is m / (m + mean(e)²),
   m = 2μ₁μ₂ + C1. Where the images agree these terms are small, so the float32 cancellation in
-  σ² = E[x²] - μ² behind the libraries' own error mostly disappears (the original's moments are
+  σ² = E[x²] - μ² behind the libraries' own error mostly disappears (the original's variance is
   taken around 128 for the same reason); MS-SSIM's scales 2-4 need cs alone;
 - HaarPSI and GMSD at half resolution (both libraries average 2x2 first; the mean of 8-bit RGB is
   exact in float32 and the colour transform commutes with it), in float32 with float64 sums;
-  GMSD's gradients in float64;
+  GMSD's gradient magnitudes in float64;
 - filters, 2x2 means, colour transforms and sums are ``bench.metrics.kernels`` (OpenCV on CPU,
   torch on CUDA); the rest is torch arithmetic on (1, C, H, W) tensors, the same on both devices.
 
 Shared work: each original's statistics are computed once per image and device and kept in a small
-per-process LRU cache keyed by the caller's pixel hash (``ref_key``): per MS-SSIM scale its shifted
-image, Gaussian mean, σ² + C2/2 and 2μ² + C1; its half-resolution RGB, YIQ, Haar and chroma
-responses and gradient magnitude. A reconstruction's difference pyramid serves all metrics; SSIM is
+per-process LRU cache keyed by the caller's pixel hash (``ref_key``): per MS-SSIM scale its image,
+Gaussian mean and σ² + C2/2; its half-resolution RGB, YIQ, Haar and chroma responses and gradient
+magnitude. A reconstruction's difference pyramid serves all metrics; SSIM is
 MS-SSIM's first scale, computed once for both.
 """
 
