@@ -1,26 +1,29 @@
 """Shared-work engine behind ``bench.metrics``: PSNR, MS-SSIM, SSIM, HaarPSI and GMSD in one pass.
 
-The engine repeats the libraries' float32 operations in their order (pytorch-msssim's
-``ms_ssim``/``ssim``, piq's ``haarpsi``/``gmsd``), so its values equal theirs (tested to 1e-6
-relative; bit for bit on the x86-64 CPU tested), and removes the work that one-by-one calls repeat:
+Each metric keeps its library's definition (pytorch-msssim ``ms_ssim``/``ssim`` and piq
+``haarpsi``/``gmsd``, data_range 255 on RGB; PSNR on 8-bit samples) and is computed with arithmetic
+whose error against that definition evaluated in float64 is at most the libraries' own float32 error
+(both measured in tests/test_metric_engine.py), not with the libraries' operations:
 
-- each image becomes a float32 tensor once (CompressAI's construction: (1, 3, H, W) over
-  channels-last memory);
-- the original's statistics are computed once per image and device and kept in a small
-  per-process LRU cache keyed by the caller's pixel hash (``ref_key``): per MS-SSIM scale its
-  downsampled image, Gaussian mean, squared mean and variance; its HaarPSI Haar and chroma
-  responses; its GMSD gradient magnitude; its BT.709 luma;
-- SSIM is MS-SSIM's first scale (identical arithmetic), computed once for both;
-- the Gaussian filter is pytorch-msssim's grouped convolution on channels-last memory, the
-  fastest correct kernel measured on a 512x768 image, one core: 5 ms per 3-channel map, against
-  4 ms for 11 shifted multiply-adds per pass (not bit-equal), 21 ms for
-  ``scipy.ndimage.correlate1d``, 18 ms for an FFT, 20 ms for the same convolution on
-  channels-first memory and 59 ms with channels as batch; stacking the three maps of a
-  reconstruction into one 9-channel convolution filters faster (3.4 ms per map) but the copies
-  into and out of the interleaved layout cost more than that saves;
-- 2x2 averages are strided additions in ``avg_pool2d``'s order (bit-equal, 3-10x faster), piq's
-  RGB->YIQ (H·W x 3) @ (3 x 3) product is taken one output channel at a time (bit-equal, ~6x
-  faster with MKL), and temporaries are updated in place (same operations, fewer allocations).
+- PSNR exactly: squared errors of 8-bit samples summed in float64, and the luma difference as the
+  integer 2126 ΔR + 7152 ΔG + 722 ΔB (exact in float32) for BT.709's 0.2126, 0.7152, 0.0722;
+- MS-SSIM and SSIM in float32 on the difference e = original - reconstruction (exact at every
+  scale): with the original's σ₁² cached, pytorch-msssim's cs = (2σ₁₂ + C2) / (σ₁² + σ₂² + C2) is
+  2u / (var(e) + 2u), u = σ₁² + C2/2 - cov(x, e), and its luminance term is m / (m + mean(e)²),
+  m = 2μ₁μ₂ + C1. Where the images agree these terms are small, so the float32 cancellation in
+  σ² = E[x²] - μ² behind the libraries' own error mostly disappears (the original's variance is
+  taken around 128 for the same reason); MS-SSIM's scales 2-4 need cs alone;
+- HaarPSI and GMSD at half resolution (both libraries average 2x2 first; the mean of 8-bit RGB is
+  exact in float32 and the colour transform commutes with it), in float32 with float64 sums;
+  GMSD's gradient magnitudes in float64;
+- filters, 2x2 means, colour transforms and sums are ``bench.metrics.kernels`` (OpenCV on CPU,
+  torch on CUDA); the rest is torch arithmetic on (1, C, H, W) tensors, the same on both devices.
+
+Shared work: each original's statistics are computed once per image and device and kept in a small
+per-process LRU cache keyed by the caller's pixel hash (``ref_key``): per MS-SSIM scale its image,
+Gaussian mean and σ² + C2/2; its half-resolution RGB, YIQ, Haar and chroma responses and gradient
+magnitude. A reconstruction's difference pyramid serves all metrics; SSIM is
+MS-SSIM's first scale, computed once for both.
 """
 
 from __future__ import annotations
@@ -28,24 +31,30 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from pytorch_msssim.ssim import _fspecial_gauss_1d
-from pytorch_msssim.ssim import gaussian_filter as _gauss  # separable, valid region
+
+from . import kernels
+from .kernels import SSIM_WIN
 
 PEAK = 255.0
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # pytorch-msssim's defaults
-SSIM_WIN, SSIM_SIGMA, SSIM_K = 11, 1.5, (0.01, 0.03)
+SSIM_K = (0.01, 0.03)
+C1, C2 = (SSIM_K[0] * PEAK) ** 2, (SSIM_K[1] * PEAK) ** 2
 MS_SSIM_MIN_SIDE = (SSIM_WIN - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1  # pytorch-msssim asserts side > 160
+SHIFT = 128.0  # the original's variance is taken around mid-grey (exact in float32 at every scale)
 HAAR_SCALES, HAAR_C, HAAR_ALPHA = 3, 30.0, 4.2  # piq haarpsi defaults
 HAARPSI_MIN_SIDE = 2 ** (HAAR_SCALES + 1)
-GMSD_T = 170 / (255.0 ** 2)  # piq gmsd default
+GMSD_T = 170.0  # piq gmsd's 170 / 255² for images in [0, 1]; the same similarity on [0, 255]
 YIQ = ((0.299, 0.587, 0.114), (0.5959, -0.2746, -0.3213), (0.2115, -0.5227, 0.3112))  # piq rgb2yiq
+BT709 = (0.2126, 0.7152, 0.0722)
+BT709_INT = ((2126.0, 7152.0, 722.0),)  # 10⁴ BT709: integer luma of integer RGB, exact in float32
 REF_CACHE_SIZE = 4  # originals kept per process (a worker sees a few images at a time) ...
 REF_CACHE_BYTES = 512 * 2**20  # ... within this many bytes of statistics (one is always kept)
+
+Planes = list[torch.Tensor]  # (1, 1, H, W) planes
 
 
 def torch_device(device: str) -> torch.device:
@@ -61,52 +70,35 @@ def torch_device(device: str) -> torch.device:
     return dev
 
 
+def own(rgb: np.ndarray) -> np.ndarray:
+    """The array itself when C-contiguous and writable (torch's views want writable memory), else a copy."""
+    return rgb if rgb.flags.writeable and rgb.flags.c_contiguous else rgb.copy()
+
+
 def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 H x W x 3 -> float32 (1, 3, H, W), channels-last memory (CompressAI's construction)."""
-    if not (rgb.flags.writeable and rgb.flags.c_contiguous):
-        rgb = rgb.copy()  # torch wants writable memory
-    return torch.from_numpy(rgb).to(device).float().unsqueeze(0).permute(0, 3, 1, 2)
-
-
-def yiq_channel(x: torch.Tensor, row: int) -> torch.Tensor:
-    """One channel of piq ``rgb2yiq``: the same per-pixel float32 product (bit-equal on CPU),
-    as a (H·W x 3) @ (3 x 1) product, which MKL runs ~6x faster than piq's @ (3 x 3)."""
-    weights = torch.tensor(YIQ[row], dtype=x.dtype, device=x.device).view(3, 1)
-    return torch.matmul(x.permute(0, 2, 3, 1), weights).permute(0, 3, 1, 2)
-
-
-def pool2(x: torch.Tensor, padding: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """``F.avg_pool2d(x, 2, padding=padding)`` (zero padding counted, as its default) as four
-    strided slice additions in the same order: bit-equal, and 3-10x faster on CPU."""
-    ph, pw = padding
-    if ph or pw:
-        x = F.pad(x, [pw, pw, ph, ph])
-    h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
-    return (x[..., 0:h:2, 0:w:2] + x[..., 0:h:2, 1:w:2]).add_(x[..., 1:h:2, 0:w:2]).add_(x[..., 1:h:2, 1:w:2]).div_(4)
-
-
-def pool2_stride1(x: torch.Tensor) -> torch.Tensor:
-    """``F.avg_pool2d(x, 2, stride=1)`` as slice additions in the same order (bit-equal)."""
-    return (x[..., :-1, :-1] + x[..., :-1, 1:]).add_(x[..., 1:, :-1]).add_(x[..., 1:, 1:]).div_(4)
-
-
-def _pad_even(x: torch.Tensor) -> torch.Tensor:
-    """piq's zero padding of the bottom and right edge by one when a side is odd."""
-    down = max(x.shape[2] % 2, x.shape[3] % 2)
-    return F.pad(x, pad=[0, down, 0, down]) if down else x
-
-
-Haar = tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]  # see haar_responses
+    return torch.from_numpy(own(rgb)).to(device).float().unsqueeze(0).permute(0, 3, 1, 2)
 
 
 # --- original's statistics --------------------------------------------------------------
 @dataclass
 class SsimLevel:
-    """One MS-SSIM scale of the original: image, Gaussian mean, its square and variance."""
+    """One MS-SSIM scale of the original: the image, and over the valid region of the Gaussian window
+    its mean μ₁ and σ₁² + C2/2."""
     x: torch.Tensor
     mu: torch.Tensor
-    mu_sq: torch.Tensor
-    sigma_sq: torch.Tensor
+    v: torch.Tensor
+
+
+def ssim_level(x: torch.Tensor, x8: torch.Tensor | None = None) -> SsimLevel:
+    """The statistics of ``x``; ``x8``: the same image as 8-bit samples, which filter faster."""
+    xs = x - SHIFT
+    mu = kernels.gaussian(xs if x8 is None else x8)
+    mu_s = mu if x8 is None else mu - SHIFT
+    v = kernels.gaussian(xs.square_()).addcmul_(mu_s, mu_s, value=-1).add_(C2 / 2)
+    if x8 is None:
+        mu.add_(SHIFT)
+    return SsimLevel(x, mu, v)
 
 
 @dataclass
@@ -116,47 +108,43 @@ class RefStats:
     device: torch.device
     x: torch.Tensor
     levels: list[SsimLevel] = field(default_factory=list)
-    sq_sum: int | None = None
-    luma: np.ndarray | None = None
-    haar: Haar | None = None
+    half_rgb: torch.Tensor | None = None  # piq's 2x2 mean
+    yiq: Planes | None = None  # its Y, I, Q
+    haar: torch.Tensor | None = None  # see haar_responses
     grad: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
         """Memory held by the statistics (arrays and tensors), in bytes."""
-        tensors = [self.x, *(t for lv in self.levels for t in (lv.x, lv.mu, lv.mu_sq, lv.sigma_sq)), self.grad]
-        if self.haar is not None:
-            tensors += [*self.haar[0], self.haar[1], self.haar[2]]
-        arrays = [self.rgb] + ([self.luma] if self.luma is not None else [])
-        return (sum(t.element_size() * t.nelement() for t in tensors if t is not None)
-                + sum(a.nbytes for a in arrays))
-
-    @property
-    def win(self) -> torch.Tensor:
-        """pytorch-msssim's 1-D Gaussian window, one per RGB channel."""
-        return _window(self.device)
+        return sum(_nbytes(getattr(self, f.name)) for f in fields(self))
 
     def level(self, i: int) -> SsimLevel:
         while len(self.levels) <= i:
             if not self.levels:
-                x = self.x
+                self.levels.append(ssim_level(self.x, kernels.nchw(self.rgb).to(self.device)))
             else:
-                prev = self.levels[-1].x
-                x = pool2(prev, (prev.shape[2] % 2, prev.shape[3] % 2))
-            mu = _gauss(x, self.win)
-            mu_sq = mu.pow(2)
-            self.levels.append(SsimLevel(x, mu, mu_sq, _gauss(x * x, self.win).sub_(mu_sq)))
+                self.levels.append(ssim_level(kernels.pool2(self.levels[-1].x, leading=True)))
         return self.levels[i]
 
+    @property
+    def half(self) -> torch.Tensor:
+        """piq's 2x2 mean: MS-SSIM's second scale when both sides are even (the paddings differ only for odd)."""
+        if self.half_rgb is None:
+            even = self.rgb.shape[0] % 2 == 0 and self.rgb.shape[1] % 2 == 0
+            self.half_rgb = self.levels[1].x if even and len(self.levels) > 1 else kernels.pool2(self.x, leading=False)
+        return self.half_rgb
 
-_WINDOWS: dict[str, torch.Tensor] = {}
 
-
-def _window(device: torch.device) -> torch.Tensor:
-    key = str(device)
-    if key not in _WINDOWS:
-        _WINDOWS[key] = _fspecial_gauss_1d(SSIM_WIN, SSIM_SIGMA).repeat(3, 1, 1, 1).to(device)
-    return _WINDOWS[key]
+def _nbytes(value: object) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    if isinstance(value, SsimLevel):
+        return sum(_nbytes(getattr(value, f.name)) for f in fields(value))
+    return 0
 
 
 _CACHE: OrderedDict[tuple, RefStats] = OrderedDict()
@@ -164,6 +152,9 @@ _CACHE: OrderedDict[tuple, RefStats] = OrderedDict()
 
 def ref_stats(ref: np.ndarray, ref_key: str | None, device: torch.device) -> RefStats:
     """The original's statistics: cached by (``ref_key``, shape, device) when a key is given."""
+    kernels.sync_threads()
+    kernels.keep_freed_memory()
+    ref = own(ref)
     if ref_key is None:
         return RefStats(ref, device, to_tensor(ref, device))
     key = (ref_key, ref.shape, str(device))
@@ -188,11 +179,11 @@ class Pair:
     """An original's statistics and one reconstruction, with lazily built shared tensors."""
 
     def __init__(self, stats: RefStats, rec: np.ndarray):
-        self.stats, self.rec = stats, rec
+        self.stats, self.rec = stats, own(rec)
         self._y: torch.Tensor | None = None
-        self._x01: torch.Tensor | None = None
-        self.ssim_y: torch.Tensor | None = None  # the reconstruction at the last SSIM scale computed
-        self.ssim_levels: list[tuple[torch.Tensor, torch.Tensor]] = []  # (ssim, cs) per channel and scale
+        self.diffs: list[torch.Tensor] = []  # original - reconstruction per MS-SSIM scale (float32, exact)
+        self._yiq: Planes | None = None
+        self.ssim_levels: list[tuple[torch.Tensor, torch.Tensor | None]] = []  # (cs, ssim) per channel and scale
         self.values: dict[str, float] = {}
 
     @property
@@ -200,21 +191,41 @@ class Pair:
         return self.stats.rgb
 
     @property
-    def y(self) -> torch.Tensor:
-        if self._y is None:
-            self._y = to_tensor(self.rec, self.stats.device)
-        return self._y
-
-    @property
     def x(self) -> torch.Tensor:
         return self.stats.x
 
     @property
-    def x01(self) -> torch.Tensor:
-        """The reconstruction / 255 (piq gmsd's rescaling)."""
-        if self._x01 is None:
-            self._x01 = self.y / PEAK
-        return self._x01
+    def y(self) -> torch.Tensor:
+        """The reconstruction as a float32 tensor."""
+        if self._y is None:
+            self._y = to_tensor(self.rec, self.stats.device)
+        return self._y
+
+    def diff(self, scale: int) -> torch.Tensor:
+        """original - reconstruction at an MS-SSIM scale (pytorch-msssim's 2x2 means)."""
+        if not self.diffs:  # the next scale at once, while the first is in cache (2x faster)
+            self.diffs.append(kernels.difference(self.ref, self.rec, self.stats.device))
+            self.diffs.append(kernels.pool2(self.diffs[0], leading=True))
+        while len(self.diffs) <= scale:
+            self.diffs.append(kernels.pool2(self.diffs[-1], leading=True))
+        return self.diffs[scale]
+
+    @property
+    def yiq(self) -> Planes:
+        """The reconstruction's Y, I, Q after piq's 2x2 mean: the original's mean minus the difference's
+        (pytorch-msssim's second scale when both sides are even: the two paddings differ only for odd sides)."""
+        if self._yiq is None:
+            h, w = self.ref.shape[:2]
+            even = h % 2 == 0 and w % 2 == 0
+            half_e = self.diff(1) if even else kernels.pool2(self.diff(0), leading=False)
+            self._yiq = kernels.colour_planes(self.stats.half - half_e, YIQ)
+        return self._yiq
+
+
+def ref_yiq(stats: RefStats) -> Planes:
+    if stats.yiq is None:
+        stats.yiq = kernels.colour_planes(stats.half, YIQ)
+    return stats.yiq
 
 
 def psnr_from_mse(mse: float, peak: float = PEAK) -> float:
@@ -222,51 +233,51 @@ def psnr_from_mse(mse: float, peak: float = PEAK) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
 
-def squared_error_sum(x: torch.Tensor, y: torch.Tensor) -> int:
-    """Exact sum of squared differences of two float32 tensors of 8-bit values: differences and
-    squares (<= 255²) are exact in float32, and the sum is accumulated in float64 (exact below 2^53)."""
-    diff = y - x
-    return int(torch.sum(diff * diff, dtype=torch.float64).item())
-
-
 def psnr_rgb(pair: Pair) -> float:
-    return psnr_from_mse(squared_error_sum(pair.x, pair.y) / pair.ref.size)
+    return psnr_from_mse(kernels.squared_distance(pair.ref, pair.rec) / pair.ref.size)
 
 
 def luma_bt709(rgb: np.ndarray) -> np.ndarray:
     """BT.709 luma in float64 (0.2126 R + 0.7152 G + 0.0722 B)."""
-    return rgb.astype(np.float64) @ np.asarray((0.2126, 0.7152, 0.0722))
+    return rgb.astype(np.float64) @ np.asarray(BT709)
 
 
 def psnr_y(pair: Pair) -> float:
-    stats = pair.stats
-    if stats.luma is None:
-        stats.luma = luma_bt709(stats.rgb)
-    diff = stats.luma - luma_bt709(pair.rec)
-    return psnr_from_mse(float(np.mean(diff * diff)))
+    """PSNR of BT.709 luma: 10⁴ ΔY is an integer, exact in float32; its squares are summed in float64."""
+    scaled = kernels.colour_planes(pair.diff(0), BT709_INT)[0]
+    return psnr_from_mse(kernels.square_sum(scaled) / 1e8 / scaled[0, 0].numel())
 
 
-def ssim_scales(pair: Pair, scales: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """pytorch-msssim ``_ssim`` at the first ``scales`` scales: (ssim, cs) per channel, shape (1, 3)."""
-    c1, c2 = (SSIM_K[0] * PEAK) ** 2, (SSIM_K[1] * PEAK) ** 2
-    stats = pair.stats
+def ssim_scale(level: SsimLevel, e: torch.Tensor, luminance: bool,
+               y8: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """pytorch-msssim ``_ssim`` at one scale from the original's ``level`` and ``e`` = original -
+    reconstruction (``y8``: the reconstruction as 8-bit samples, which filter faster): the means of
+    cs and (with ``luminance``) of ssim per channel, float64 (3,)."""
+    mu2 = None if y8 is None else kernels.gaussian(y8)
+    me = kernels.gaussian(e) if mu2 is None else level.mu - mu2  # mean(e) = μ₁ - μ₂
+    product = e * e
+    var = kernels.gaussian(product).addcmul_(me, me, value=-1)  # var(e) = σ₁² + σ₂² - 2σ₁₂
+    cov = kernels.gaussian(torch.mul(level.x, e, out=product)).addcmul_(level.mu, me, value=-1)  # σ₁² - σ₁₂
+    u = torch.sub(level.v, cov, out=cov)  # σ₁₂ + C2/2
+    half_cs = u.div_(var.add_(u, alpha=2))  # over σ₁² + σ₂² + C2
+    n = half_cs.shape[2] * half_cs.shape[3]
+    cs = kernels.channel_sums(half_cs) * (2 / n)
+    if not luminance:
+        return cs, None
+    if mu2 is None:
+        mu2 = level.mu - me
+    m = torch.addcmul(me.new_tensor(C1), level.mu, mu2, value=2, out=var)  # 2μ₁μ₂ + C1
+    lum = m.div_(torch.addcmul(m, me, me, out=me))  # over μ₁² + μ₂² + C1
+    return cs, kernels.channel_sums(lum.mul_(half_cs)) * (2 / n)
+
+
+def ssim_scales(pair: Pair, scales: int) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(cs, ssim) per channel at the first ``scales`` scales (ssim at the first and at MS-SSIM's last)."""
     while len(pair.ssim_levels) < scales:
         i = len(pair.ssim_levels)
-        ref = stats.level(i)
-        prev = pair.ssim_y
-        y = pair.y if prev is None else pool2(prev, (prev.shape[2] % 2, prev.shape[3] % 2))
-        win = stats.win
-        # pytorch-msssim's _ssim, in place where it allocates (same operations and order;
-        # its multiplications by compensation = 1.0 change no bit and are left out)
-        mu2 = _gauss(y, win)
-        mu2_sq = mu2.pow(2)
-        mu1_mu2 = mu2.mul_(ref.mu)
-        sigma2_sq = _gauss(y * y, win).sub_(mu2_sq)
-        sigma12 = _gauss(ref.x * y, win).sub_(mu1_mu2)
-        cs_map = sigma12.mul_(2).add_(c2).div_(sigma2_sq.add_(ref.sigma_sq).add_(c2))
-        ssim_map = mu1_mu2.mul_(2).add_(c1).div_(mu2_sq.add_(ref.mu_sq).add_(c1)).mul_(cs_map)
-        pair.ssim_levels.append((torch.flatten(ssim_map, 2).mean(-1), torch.flatten(cs_map, 2).mean(-1)))
-        pair.ssim_y = y
+        luminance = i in (0, len(MS_SSIM_WEIGHTS) - 1)
+        y8 = kernels.nchw(pair.rec).to(pair.stats.device) if i == 0 else None
+        pair.ssim_levels.append(ssim_scale(pair.stats.level(i), pair.diff(i), luminance, y8))
     return pair.ssim_levels[:scales]
 
 
@@ -275,83 +286,81 @@ def ms_ssim(pair: Pair) -> float:
     if side < MS_SSIM_MIN_SIDE:
         raise ValueError(f"shorter side must be at least {MS_SSIM_MIN_SIDE} for 5 scales")
     levels = ssim_scales(pair, len(MS_SSIM_WEIGHTS))
-    weights = pair.y.new_tensor(MS_SSIM_WEIGHTS)
-    mcs = [torch.relu(cs) for _, cs in levels[:-1]]
-    last = torch.relu(levels[-1][0])
-    val = torch.prod(torch.stack([*mcs, last], dim=0) ** weights.view(-1, 1, 1), dim=0)
-    return val.mean().item()
+    last = levels[-1][1]
+    assert last is not None
+    factors = torch.stack([*(cs for cs, _ in levels[:-1]), last]).clamp_(min=0)  # pytorch-msssim's relu
+    weights = factors.new_tensor(MS_SSIM_WEIGHTS).view(-1, 1)
+    return torch.prod(factors ** weights, dim=0).mean().item()
 
 
 def ssim(pair: Pair) -> float:
     if min(pair.ref.shape[:2]) < SSIM_WIN:
         raise ValueError(f"shorter side must be at least {SSIM_WIN} (the Gaussian window)")
-    return ssim_scales(pair, 1)[0][0].mean().item()
+    value = ssim_scales(pair, 1)[0][1]
+    assert value is not None
+    return value.mean().item()
 
 
-def haar_responses(x: torch.Tensor) -> Haar:
-    """What piq haarpsi (data_range 255) derives from one image: per Haar scale the
-    |coefficients| (1, 2, h, w: horizontal, vertical) of the 2x2-averaged luma, and the
-    |2x2 stride-1 averages| of the subsampled I and Q (each 1, 1, h, w).
-
-    piq first rescales x / 255 * 255, which in float32 gives back every 8-bit value exactly
-    (tested), so that step is left out."""
-    luma, i, q = (pool2(_pad_even(yiq_channel(x, row))) for row in range(3))
-    coefficients = []
-    for scale in range(HAAR_SCALES):
-        k = 2 ** (scale + 1)
-        h = torch.ones((k, k), dtype=luma.dtype, device=luma.device) / k
-        h[k // 2:, :] = -h[k // 2:, :]
-        kernels = torch.stack([h.unsqueeze(0), h.unsqueeze(0).transpose(-1, -2)])
-        pad = [k // 2 - 1, k // 2, k // 2 - 1, k // 2]
-        coefficients.append(torch.abs(F.conv2d(F.pad(luma, pad=pad, mode="constant"), kernels)))
-    i, q = (torch.abs(pool2_stride1(F.pad(c, pad=[0, 1, 0, 1]))) for c in (i, q))
-    return coefficients, i, q
+def haar_responses(yiq: Planes) -> torch.Tensor:
+    """What piq haarpsi derives from half-resolution Y, I, Q planes, as the 8 channels of one tensor:
+    the |responses| of Y to its k x k Haar filters (rows or columns split in +1/k and -1/k halves; zeros
+    outside) for horizontal edges at k = 2, 4, then vertical at k = 2, 4, the |2x2 means| of I and Q
+    (stride 1, zeros after the last row and column), and horizontal, vertical at k = 8 (the weights)."""
+    luma, i, q = yiq
+    filters: dict[str, list[kernels.Correlation]] = {"h": [], "v": []}
+    for k in (2, 4, 8):
+        box, signs, anchor = (1 / k,) * k, (1.0,) * (k // 2) + (-1.0,) * (k // 2), (k // 2 - 1, k // 2 - 1)
+        filters["h"].append((luma, box, signs, anchor))
+        filters["v"].append((luma, signs, box, anchor))
+    means = [(c, (0.5, 0.5), (0.5, 0.5), (0, 0)) for c in (i, q)]
+    h, v = filters["h"], filters["v"]
+    return kernels.correlate_stack([*h[:2], *v[:2], *means, h[2], v[2]]).abs_()
 
 
-def _similarity(a: torch.Tensor, b: torch.Tensor, constant: float) -> torch.Tensor:
-    """piq ``similarity_map`` with alpha = 0 (its ``- 0 * a * b`` terms change no bit)."""
-    return (2.0 * a).mul_(b).add_(constant).div_(a.pow(2).add_(b.pow(2)).add_(constant))
+def similarity(a: torch.Tensor, b: torch.Tensor, constant: float) -> torch.Tensor:
+    """piq ``similarity_map`` (alpha 0): (2ab + c) / (a² + b² + c), as num / (num + (a - b)²)."""
+    num = torch.addcmul(a.new_tensor(constant), a, b, value=2)
+    return num.div_(torch.sub(a, b).square_().add_(num))
 
 
 def haarpsi(pair: Pair) -> float:
-    """piq ``haarpsi(rec, ref, data_range=255)``, same float32 operations and reductions."""
+    """piq ``haarpsi(rec, ref, data_range=255)``."""
     if min(pair.ref.shape[:2]) < HAARPSI_MIN_SIDE:
         raise ValueError(f"shorter side must be at least {HAARPSI_MIN_SIDE} for {HAAR_SCALES} Haar scales")
     stats = pair.stats
     if stats.haar is None:
-        stats.haar = haar_responses(stats.x)
-    coeff_y, i_y, q_y = stats.haar
-    coeff_x, i_x, q_x = haar_responses(pair.y)
-    weights = torch.max(coeff_x[2], coeff_y[2])
-    # piq sums each similarity over two channels (scales 1 and 2, or I and Q), then halves
-    sim = [(_similarity(coeff_x[0][:, o:o + 1], coeff_y[0][:, o:o + 1], HAAR_C)
-            + _similarity(coeff_x[1][:, o:o + 1], coeff_y[1][:, o:o + 1], HAAR_C)) / 2 for o in range(2)]
-    sim.append((_similarity(i_x, i_y, HAAR_C) + _similarity(q_x, q_y, HAAR_C)) / 2)
-    sim_map = torch.cat(sim, dim=1)
-    weights = torch.cat([weights, weights.mean(dim=1, keepdim=True)], dim=1)
-    eps = torch.finfo(sim_map.dtype).eps
-    score = (((sim_map * HAAR_ALPHA).sigmoid() * weights).sum(dim=[1, 2, 3]) + eps) / \
-        (torch.sum(weights, dim=[1, 2, 3]) + eps)
-    return ((torch.log(score / (1 - score)) / HAAR_ALPHA) ** 2).mean().item()
+        stats.haar = haar_responses(ref_yiq(stats))
+    ref, rec = stats.haar, haar_responses(pair.yiq)
+    weights = torch.maximum(rec[:, 6:], ref[:, 6:])  # per orientation, from the largest scale
+    weights = torch.cat([weights, weights.mean(dim=1, keepdim=True)], dim=1)  # and their mean for I, Q
+    # similarities summed over scales 1 and 2 per orientation, and over I and Q
+    sims = similarity(rec[:, :6], ref[:, :6], HAAR_C).unflatten(1, (3, 2)).sum(dim=2)
+    num = float(kernels.channel_sums(sims.mul_(HAAR_ALPHA / 2).sigmoid_().mul_(weights)).sum())
+    den = float(kernels.channel_sums(weights).sum())
+    eps = torch.finfo(torch.float64).eps
+    score = (num + eps) / (den + eps)
+    if score >= 1:  # no weight anywhere (a black image against itself): piq's logit is infinite
+        return math.inf
+    return (math.log(score / (1 - score)) / HAAR_ALPHA) ** 2
 
 
-def _gradient_magnitude(x01: torch.Tensor) -> torch.Tensor:
-    """piq gmsd's luma of x / 255, 2x2 average and Prewitt gradient magnitude."""
-    y = pool2(_pad_even(yiq_channel(x01, 0)))
-    p = torch.tensor([[[-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]]], dtype=y.dtype, device=y.device) / 3
-    kernels = torch.stack([p, p.transpose(-1, -2)])
-    grads = F.conv2d(y, kernels, padding=1)
-    return torch.sqrt(torch.sum(grads ** 2, dim=-3, keepdim=True))
+def gradient_magnitude(yiq: Planes) -> torch.Tensor:
+    """piq gmsd's Prewitt gradient magnitude of the half-resolution luma (zeros outside), float64 from
+    the squares on: GMSD's tolerance is tight (the libraries' own float32 error is 2.3e-8)."""
+    third, diff = (1 / 3,) * 3, (-1.0, 0.0, 1.0)
+    grads = kernels.correlate_stack([(yiq[0], diff, third, (1, 1)), (yiq[0], third, diff, (1, 1))])
+    return grads.square_().sum(dim=1, keepdim=True).double().sqrt_()
 
 
 def gmsd(pair: Pair) -> float:
-    """piq ``gmsd(rec, ref, data_range=255)``."""
+    """piq ``gmsd(rec, ref, data_range=255)``: the standard deviation of the gradient magnitude similarity."""
     stats = pair.stats
     if stats.grad is None:
-        stats.grad = _gradient_magnitude(stats.x / PEAK)
-    gms = _similarity(_gradient_magnitude(pair.x01), stats.grad, GMSD_T)
-    mean_gms = torch.mean(gms, dim=[1, 2, 3], keepdim=True)
-    return torch.pow(gms - mean_gms, 2).mean(dim=[1, 2, 3]).sqrt().mean().item()
+        stats.grad = gradient_magnitude(ref_yiq(stats))
+    gms = similarity(gradient_magnitude(pair.yiq), stats.grad, GMSD_T)
+    n = gms.shape[2] * gms.shape[3]
+    mean = float(kernels.channel_sums(gms)) / n
+    return math.sqrt(float(kernels.channel_sums(gms.sub_(mean).square_())) / n)
 
 
 def timed(func, pair: Pair, timings: dict[str, float] | None, name: str):
