@@ -182,6 +182,18 @@ class CodecTask:
 
 
 @dataclass(frozen=True)
+class TaskModelSpec:
+    """The user's own task model (``run --task-model FILE.py:FUNC --task-weights WEIGHTS``), as every process
+    loads it: absolute paths, the digest naming its metrics, and the kind of output it gives."""
+
+    file: str  # absolute path of the Python file
+    function: str  # FUNC(): a torch.nn.Module
+    weights: str  # absolute path of the state dict
+    digest: str  # SHA-256 of file, function name and weights, 8 hex digits (bench.metrics.own_task_spec)
+    kind: str = ""  # classifier or detector, from its output on a probe image ("": not probed yet)
+
+
+@dataclass(frozen=True)
 class Task(CodecTask):
     """Measure one (image, codec configuration, quality)."""
 
@@ -191,6 +203,7 @@ class Task(CodecTask):
     check_decode: bool = False  # also decode the bytes in a process that never encoded
     check_determinism: bool = False  # encode twice and compare
     decode_device: str = ""  # also decode the bytes on this device (--decode-device)
+    task_model: TaskModelSpec | None = None  # the user's task model, when metrics name it (--task-model)
 
     @property
     def quality(self) -> float:

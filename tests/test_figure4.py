@@ -18,7 +18,7 @@ import pytest
 
 from bench.analysis.fairness import chroma_format, published_chroma
 from bench.cli import main
-from bench.cli.commands import published_specs, tool_lines
+from bench.cli.run import published_specs, tool_lines
 from bench.report import figure4
 
 from .conftest import SHARED, stored_codec

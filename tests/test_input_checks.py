@@ -12,7 +12,7 @@ from PIL import Image
 
 from bench.adapters import AdapterError, discover, merge_duplicates, select
 from bench.cli import main
-from bench.cli.commands import results_folder
+from bench.cli.run import results_folder
 from bench.datasets import resolve_dataset
 from bench.datasets.images import ImageError, load_image
 from bench.store import DB_NAME

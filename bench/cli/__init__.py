@@ -1,8 +1,8 @@
 """Command line: ``python -m bench {codecs,datasets,metrics,run,worker,report,figure4,verify,tools,crops,train}``.
 
 The top layer; its modules: this one (``main``: errors as one line and exit statuses), ``parser``
-(``build_parser``), ``commands`` (one function per subcommand), ``argtypes`` (numeric option types), and the
-commands that are scripts of their own: ``train``, ``perf`` (``make perf``) and ``gpu_check``.
+(``build_parser``), ``commands`` (one function per subcommand; ``run``'s in ``run``), ``argtypes`` (numeric
+option types), and the commands that are scripts of their own: ``train``, ``perf`` (``make perf``) and ``gpu_check``.
 
 Only light modules are imported here: each command imports what it needs (pandas, matplotlib,
 the selected codecs' libraries, torch) when it runs, so ``--help``, usage errors and ``datasets``

@@ -21,13 +21,13 @@ from .commands import (
     cmd_figure4,
     cmd_metrics,
     cmd_report,
-    cmd_run,
     cmd_tools,
     cmd_train,
     cmd_verify,
     cmd_worker,
     csv_list,
 )
+from .run import cmd_run
 
 BD_METHODS = ("pchip", "akima", "cubic")  # = bench.analysis.METHODS (tested); analysis loads scipy, slowly
 BD_BOOTSTRAP = 10_000  # = bench.analysis.BOOTSTRAP (tested)
@@ -123,6 +123,16 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adaptive", action="store_true", help="scale the jobqueue cluster adaptively")
 
 
+def _task_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task-model", default=None, metavar="FILE.py:FUNC",
+                   help="also score your own task model: FUNC() returns a torch.nn.Module fed float32 RGB in [0, 1] "
+                        "of shape (1, 3, H, W); classifier logits (1, K) give task-top1@DIGEST and task-kl@DIGEST, "
+                        "a torchvision-style detection list gives task-f1@DIGEST (needs --task-weights)")
+    p.add_argument("--task-weights", default=None, metavar="WEIGHTS",
+                   help="the state dict loaded into --task-model's module (torch.load weights_only, strict); "
+                        "DIGEST in the metric names is that of the model file, function and weights")
+
+
 def _listing_commands(command: Command) -> None:
     """``codecs`` and ``datasets``: what is available here."""
     p = command("codecs", "list codecs: name, library version, options, default sweep, availability")
@@ -162,6 +172,7 @@ def _run_command(command: Command) -> None:
     p.add_argument("--tasks", default=None, metavar="TASK,...",
                    help=f"also score machine tasks on every decoded image against the original's output (coding for "
                         f"machines), adding their metric sets to --metrics: {','.join(TASK_SETS)}")
+    _task_model_options(p)
     p.add_argument("--target-bpp", type=_bpp_targets, default=None, metavar="BPP,...",
                    help="also measure, per image and codec, the quality whose bpp is nearest each target "
                         "(e.g. 0.06,0.12,0.25,0.5,0.75); writes target_bpp.csv and target_bpp_summary.csv")

@@ -19,7 +19,8 @@ set is computed by ``bench.metrics.engine`` with shared work; its values are wit
 float32 error of their definitions computed in float64 (measured: MS-SSIM 4.5e-6, SSIM 5.7e-6, HaarPSI
 2.6e-7, GMSD 1.1e-8 at most on Kodak, against the libraries' 4.6e-5, 6.3e-5, 5.6e-6, 4.5e-8).
 The JPEG AI CTC metrics are in ``bench.metrics.ctc``; the machine-task metrics (coding for machines:
-faces, OCR, SIFT features against the original's output) in ``bench.metrics.tasks``.
+faces, OCR, SIFT features against the original's output) in ``bench.metrics.tasks``; the user's own task
+model (``run --task-model``; metrics ``task-*@<digest>``, registered when it is given) in ``own_task``.
 """
 
 from __future__ import annotations
@@ -28,15 +29,18 @@ import importlib
 import io
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import BenchError, did_you_mean
+from . import own_task_spec
 
 if TYPE_CHECKING:
+    from ..model import TaskModelSpec
     from .engine import Pair
 
 _FROM_ENGINE = ("MS_SSIM_MIN_SIDE", "PEAK", "psnr_from_mse")  # re-exported, loaded with the engine
@@ -236,14 +240,51 @@ METRIC_SETS = {"default": DEFAULT_METRICS, "ctc": CTC_METRICS, **TASK_SETS,
 
 
 def metric_set(name: str) -> str:
-    """The set a metric is listed under: ``default``, ``ctc``, its task's (``faces``, ``ocr``, ``features``) or
-    ``opt-in``."""
+    """The set a metric is listed under: ``default``, ``ctc``, its task's (``faces``, ``ocr``, ``features``),
+    ``own task`` (``--task-model``) or ``opt-in``."""
+    if own_task_spec.parse_name(name):
+        return "own task"
     task = next((t for t, names in TASK_SETS.items() if name in names), "")
     return "default" if METRICS[name].default else "ctc" if name in CTC_METRICS else task or "opt-in"
 
 
 class MetricError(BenchError, ValueError):
     """An unknown metric name."""
+
+
+def _own_metric(name: str, spec: TaskModelSpec | None) -> MetricInfo:
+    """The registry entry of an own-task metric: computed by ``spec``'s model, or (``None``) known by name only."""
+    base, digest = own_task_spec.parse_name(name) or ("", "")
+    higher, unit, text = own_task_spec.OWN_METRICS[base]
+    if spec is not None:
+        return MetricInfo(name, unit, higher, f"{text} (model {Path(spec.file).name}:{spec.function}, weights "
+                          f"{Path(spec.weights).name}, digest {digest})", _lazy("own_task", "metric", spec, base),
+                          default=False, library="your task model")
+    reason = f"its task model (digest {digest}) is not loaded: bench run --task-model FILE.py:FUNC --task-weights W"
+
+    def unloaded(pair: Pair) -> float:
+        raise own_task_spec.TaskModelError(reason)
+
+    return MetricInfo(name, unit, higher, f"{text} (task model digest {digest})", unloaded, default=False,
+                      library="your task model", available=lambda: reason)
+
+
+def register_task_model(spec: TaskModelSpec) -> tuple[str, ...]:
+    """Register the metrics of the user's task model, whose kind is known (``own_task.probe``), in ``METRICS``
+    (the run's process and each worker, from its task); their names, ``task-<metric>@<digest>``."""
+    names = own_task_spec.metric_names(spec)
+    METRICS.update((name, _own_metric(name, spec)) for name in names)
+    return names
+
+
+def register_stored(names: Iterable[str]) -> None:
+    """Make the own-task metrics among ``names`` (e.g. a store's columns) known to this process by name: their
+    direction, unit and definition, so that exports and reports list them; computing one needs its model."""
+    order = list(own_task_spec.OWN_METRICS)
+    found = [(parsed[1], order.index(parsed[0]), name) for name in names
+             if name not in METRICS and (parsed := own_task_spec.parse_name(name))]
+    for *_, name in sorted(found):  # by digest, then in the order of OWN_METRICS
+        METRICS[name] = _own_metric(name, None)
 
 
 def resolve_metrics(names: list[str] | None, *, tasks: list[str] | None = None) -> tuple[str, ...]:

@@ -40,11 +40,19 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def match_boxes(ref: np.ndarray, dec: np.ndarray, threshold: float = IOU_THRESHOLD) -> list[tuple[int, int, float]]:
-    """One-to-one matches (original index, decoded index, IoU) with IoU ≥ ``threshold``, of maximum total IoU."""
+Labels = tuple[np.ndarray, np.ndarray]  # (original's, decoded's) class of each box
+
+
+def match_boxes(ref: np.ndarray, dec: np.ndarray, threshold: float = IOU_THRESHOLD,
+                labels: Labels | None = None) -> list[tuple[int, int, float]]:
+    """One-to-one matches (original index, decoded index, IoU) with IoU ≥ ``threshold``, of maximum total IoU;
+    with ``labels``, boxes of different classes never match."""
     from scipy.optimize import linear_sum_assignment
 
     iou = box_iou(ref, dec)
+    if labels is not None:
+        same = np.asarray(labels[0]).reshape(-1, 1) == np.asarray(labels[1]).reshape(1, -1)
+        iou = np.where(same, iou, 0.0)
     if iou.size == 0:
         return []
     eligible = np.where(iou >= threshold, iou, 0.0)
@@ -62,13 +70,15 @@ class DetectionScores:
     iou: float
 
 
-def detection_scores(ref: np.ndarray, dec: np.ndarray, threshold: float = IOU_THRESHOLD) -> DetectionScores:
+def detection_scores(ref: np.ndarray, dec: np.ndarray, threshold: float = IOU_THRESHOLD,
+                     labels: Labels | None = None) -> DetectionScores:
     """Precision = matched / decoded boxes (0 when the decoded image has none), recall = matched / original
-    boxes, F1 = 2·matched / (original + decoded), IoU = mean IoU of the matched pairs (0 when none matches)."""
+    boxes, F1 = 2·matched / (original + decoded), IoU = mean IoU of the matched pairs (0 when none matches);
+    ``labels``: matched boxes have the same class."""
     n_ref, n_dec = len(np.asarray(ref).reshape(-1, 4)), len(np.asarray(dec).reshape(-1, 4))
     if n_ref == 0:
         return DetectionScores(math.nan, math.nan, math.nan, math.nan)
-    matches = match_boxes(ref, dec, threshold)
+    matches = match_boxes(ref, dec, threshold, labels)
     hits = len(matches)
     return DetectionScores(precision=hits / n_dec if n_dec else 0.0, recall=hits / n_ref,
                            f1=2 * hits / (n_ref + n_dec),

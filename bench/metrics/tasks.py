@@ -140,7 +140,7 @@ _REF_OUTPUT = _PerObject()  # per original's statistics (cached across reconstru
 _PAIR_SCORES = _PerObject()  # per pair: {task: scores}
 
 
-def _original(pair: Pair, task: str, run: Callable[[np.ndarray], Any]) -> Any:
+def original_output(pair: Pair, task: str, run: Callable[[np.ndarray], Any]) -> Any:
     """The task's output on the original, computed once per original's statistics."""
     outputs = _REF_OUTPUT.get(pair.stats, dict)
     if task not in outputs:
@@ -148,7 +148,7 @@ def _original(pair: Pair, task: str, run: Callable[[np.ndarray], Any]) -> Any:
     return outputs[task]
 
 
-def _scores(pair: Pair, task: str, score: Callable[[Pair], Any]) -> Any:
+def scores_once(pair: Pair, task: str, score: Callable[[Pair], Any]) -> Any:
     """``score(pair)``, computed once per pair and task."""
     scores = _PAIR_SCORES.get(pair, dict)
     if task not in scores:
@@ -157,7 +157,7 @@ def _scores(pair: Pair, task: str, score: Callable[[Pair], Any]) -> Any:
 
 
 def _face_scores(pair: Pair) -> DetectionScores:
-    ref = _original(pair, "faces", detect_faces)
+    ref = original_output(pair, "faces", detect_faces)
     if len(ref) == 0:  # NaN scores: the decoded image is not run
         return detection_scores(ref, np.zeros((0, 4)))
     return detection_scores(ref, detect_faces(pair.rec))
@@ -166,23 +166,23 @@ def _face_scores(pair: Pair) -> DetectionScores:
 def face(field: str) -> Callable[[Pair], float]:
     """One of ``DetectionScores``'s fields (precision, recall, f1, iou) for the face task."""
     def compute(pair: Pair) -> float:
-        return float(getattr(_scores(pair, "faces", _face_scores), field))
+        return float(getattr(scores_once(pair, "faces", _face_scores), field))
 
     return compute
 
 
 def _cer(pair: Pair) -> float:
-    ref = _original(pair, "ocr", read_text)
+    ref = original_output(pair, "ocr", read_text)
     return character_error_rate(ref, read_text(pair.rec)) if ref else math.nan
 
 
 def ocr_cer(pair: Pair) -> float:
     """Character error rate of the decoded image's text against the original's."""
-    return float(_scores(pair, "ocr", _cer))
+    return float(scores_once(pair, "ocr", _cer))
 
 
 def _feature_scores(pair: Pair) -> tuple[float, float]:
-    ref = _original(pair, "features", sift_features)
+    ref = original_output(pair, "features", sift_features)
     if len(ref.points) == 0:
         return math.nan, math.nan
     dec = sift_features(pair.rec)
@@ -195,6 +195,6 @@ def sift(field: str) -> Callable[[Pair], float]:
     index = ("repeatability", "matching").index(field)
 
     def compute(pair: Pair) -> float:
-        return float(_scores(pair, "features", _feature_scores)[index])
+        return float(scores_once(pair, "features", _feature_scores)[index])
 
     return compute

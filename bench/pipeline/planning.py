@@ -15,7 +15,7 @@ from ..adapters import CodecConfig
 from ..code_identity import harness_files
 from ..datasets import Dataset
 from ..metrics import DEFAULT_METRICS, METRICS
-from ..model import CodecTask, CodeIdentity, Ident, ImageRef, Log, SearchTask, Task
+from ..model import CodecTask, CodeIdentity, Ident, ImageRef, Log, SearchTask, Task, TaskModelSpec
 from ..store import Store
 from .inputs import image_folder, prepare_images
 from .targets import quality_grid
@@ -59,13 +59,15 @@ def plan_searches(store: Store, images: list[ImageRef], configs: list[CodecConfi
 def plan_measurements(store: Store, images: list[ImageRef], configs: list[CodecConfig],
                       qualities: list[float] | None, chosen: dict[tuple[str, str], list[float]],
                       metrics: tuple[str, ...], retry_failures: bool = True, check_decode: str = "sample",
-                      decode_device: str = "") -> tuple[list[Task], int, int]:
+                      decode_device: str = "", task_model: TaskModelSpec | None = None
+                      ) -> tuple[list[Task], int, int]:
     """The jobs still to run (missing measurements or metrics), how many are cached, how many kept failed.
 
     ``check_decode``: ``sample`` = the first job of each (codec configuration, quality) is also
     decoded in a fresh process; ``all``; ``off``. The first job of each codec configuration
     checks that encoding is deterministic. ``decode_device``: codecs with a device option also
     decode on it; stored measurements without that cross-device decode are measured again for it.
+    ``task_model``: the user's task model that ``metrics`` name (``task-*@<digest>``), which its jobs carry.
     """
     stored = store.stored_metrics()
     crossed = store.cross_device_keys(decode_device) if decode_device else set()
@@ -100,7 +102,8 @@ def plan_measurements(store: Store, images: list[ImageRef], configs: list[CodecC
                 if determinism:
                     determinism_checked.add(config.label)
                 tasks.append(Task(**codec_task_fields(config, image), key=key, metrics=missing, metrics_only=not new,
-                                  check_decode=check, check_determinism=determinism, decode_device=cross))
+                                  check_decode=check, check_determinism=determinism, decode_device=cross,
+                                  task_model=task_model))
     return tasks, cached, kept_failed
 
 

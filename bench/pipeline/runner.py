@@ -24,7 +24,7 @@ from ..code_identity import CodeMismatch
 from ..datasets import Dataset
 from ..execution import LocalExecutor, available_memory_bytes
 from ..metrics import DEFAULT_METRICS
-from ..model import DecodeCheckTask, Executor, ImageRef, Job, Log, Refused, Task
+from ..model import DecodeCheckTask, Executor, ImageRef, Job, Log, Refused, Task, TaskModelSpec
 from ..store import Store
 from .inputs import check_images, image_folder, prepare_images
 from .planning import order_slowest_first, plan_measurements, plan_searches
@@ -127,15 +127,16 @@ def run_benchmark(
     check_decode: str = "sample",
     make_executor: Callable[[], Executor] | None = None,
     decode_device: str = "",
+    task_model: TaskModelSpec | None = None,
 ) -> RunReport:
     """Measure every (image, codec, quality) not yet in the store of ``out_dir``.
 
-    A stored measurement that lacks some of ``metrics`` is encoded and decoded again and only
-    the missing metrics are added (reconstructions are not stored). With ``targets`` (bpp), each
-    image and codec is also measured at the quality whose bpp is nearest each target. Failures
-    of earlier runs are retried unless ``retry_failures`` is false. ``make_executor``: where jobs
-    run (default: local worker processes; see ``bench.execution.cluster`` for Dask). ``decode_device``: learned
-    codecs also decode each bitstream on that device (stored in the ``cross_device`` table).
+    A stored measurement that lacks some of ``metrics`` is encoded and decoded again and only the missing
+    metrics are added (reconstructions are not stored). With ``targets`` (bpp), each image and codec is also
+    measured at the quality whose bpp is nearest each target. Failures of earlier runs are retried unless
+    ``retry_failures`` is false. ``make_executor``: where jobs run (default: local worker processes; see
+    ``bench.execution.cluster`` for Dask). ``decode_device``: learned codecs also decode each bitstream on that
+    device (the ``cross_device`` table). ``task_model``: the user's probed task model ``metrics`` name.
     """
     jobs = max(1, jobs or default_jobs())
     started = time.perf_counter()
@@ -159,7 +160,8 @@ def run_benchmark(
                                   make_executor)
             chosen = _search_targets(store, images, configs, targets, execution, report) if targets else {}
             tasks, report.cached_jobs, report.kept_failures = plan_measurements(
-                store, images, configs, qualities, chosen, metrics, retry_failures, check_decode, decode_device)
+                store, images, configs, qualities, chosen, metrics, retry_failures, check_decode, decode_device,
+                task_model)
             report.total_jobs = len(tasks) + report.cached_jobs + report.kept_failures
             log(f"{dataset.name}: {len(images)} images, {len(configs)} codec(s), {report.total_jobs} measurements "
                 f"({report.cached_jobs} cached, {len(tasks)} to run) with {jobs} job(s)")

@@ -16,6 +16,7 @@ import numpy as np
 from ..adapters import CodecConfig, load_origin
 from ..code_identity import harness_files, mismatch
 from ..datasets.images import pixel_sha256
+from ..metrics import register_task_model
 from ..model import CodecTask, DecodeCheckTask, Measurement, Refused, SearchTask, Task
 from .measure import (
     StageError,
@@ -96,6 +97,8 @@ def run_task(task: Task) -> Outcome | Refused:
         warnings.simplefilter("always")
         try:
             rgb = image(task.image.npy, task.image.image_hash)
+            if task.task_model is not None:  # its metrics, by name (a spawned worker has not registered them)
+                register_task_model(task.task_model)
             m, data, rec, note = measure(config(task.origin, task.options), rgb, task.quality, task.key,
                                          task.metrics, task.check_determinism, task.decode_device, task.image.name)
             outcome = Outcome(task, measurement=m, note=note)

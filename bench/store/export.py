@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..adapters import native_quality
 from ..atomic import STAGING_PREFIX, atomic_path, write_text_atomic
-from ..metrics import METRICS, ms_ssim_db
+from ..metrics import METRICS, ms_ssim_db, register_stored
 from ..model import StoredCodec
 from . import Store
 
@@ -30,6 +30,7 @@ JSON_KEYS = {"bpp": "bpp", "psnr-rgb": "psnr-rgb", "ms-ssim-rgb": "ms-ssim-rgb",
 def per_image_frame(store: Store, dataset: str, sweep_only: bool = True) -> pd.DataFrame:
     """Tidy table: one row per (image, codec configuration, quality) of the quality sweeps."""
     rows = list(store.rows(dataset, sweep_only))
+    register_stored({name for r in rows for name in r})  # own task models' metrics (task-*@<digest>), by name
     metric_names = [m for m in METRICS if any(m in r for r in rows)]
     if not rows:
         return pd.DataFrame(columns=ID_COLUMNS + VALUE_COLUMNS + list(METRICS))
