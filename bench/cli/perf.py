@@ -226,6 +226,10 @@ def metrics_section(dataset, opt_in_images: int = 6, device: str = "cpu") -> Non
     print("  compute_metrics per metric (ms/image): "
           + ", ".join(f"{k} {1000 * v / n:.1f}" for k, v in per_metric.items()))
     _opt_in_metrics(pairs[:opt_in_images], device)
+    from .perf_ctc import PERF_IMAGES, ctc_section, print_costs
+
+    ctc_section(pairs[:PERF_IMAGES], _side_by_side)
+    print_costs(pairs[:PERF_IMAGES])
     against_codecs = _metrics_against_codecs(images, keys, device)
     first = lib_s / ours_s
     print(f"  goals: (a) default set, first reconstruction: {first:.2f}x faster than the libraries (target >= 5x: "
