@@ -79,7 +79,9 @@ def _eval_model_check(folder: Path, quality: int, rgb: np.ndarray):
     pixels = rgb.shape[0] * rgb.shape[1]
     # eval_model computes in float32: one float32 step at 27 dB is 1.9e-6 dB, so compare to 1e-6 relative
     assert ours["psnr-rgb"] == pytest.approx(theirs["psnr-rgb"], rel=1e-6, abs=0)
-    assert ours["ms-ssim-rgb"] == pytest.approx(theirs["ms-ssim-rgb"], rel=1e-6, abs=0)
+    # eval_model's MS-SSIM is pytorch-msssim in float32, whose own error against the float64 definition is up to
+    # 4.6e-5 on Kodak (tests/test_metric_engine.py FLOAT32_ERROR); our engine is within that of float64 too
+    assert ours["ms-ssim-rgb"] == pytest.approx(theirs["ms-ssim-rgb"], rel=0, abs=1e-4)
     assert len(data) * 8 / pixels == pytest.approx(theirs["bpp"] + learned.header_bytes(2) * 8 / pixels, abs=1e-12)
 
 
