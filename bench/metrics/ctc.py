@@ -29,14 +29,13 @@ import math
 import shutil
 import subprocess
 import tempfile
-import weakref
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .optional import MetricUnavailable
+from .per_object import PerObject
 
 if TYPE_CHECKING:
     import torch
@@ -77,24 +76,9 @@ def ycbcr_planes(rgb: np.ndarray) -> np.ndarray:
     return ycbcr_codes(rgb) / CTC_PEAK
 
 
-class _PerObject:
-    """Values computed once per live object, by identity (the engine's records are not hashable),
-    and dropped when the object is collected."""
-
-    def __init__(self) -> None:
-        self._values: dict[int, Any] = {}
-
-    def get(self, owner: object, make: Callable[[], Any]) -> Any:
-        key = id(owner)
-        if key not in self._values:
-            self._values[key] = make()
-            weakref.finalize(owner, self._values.pop, key, None)
-        return self._values[key]
-
-
-_REF_PLANES = _PerObject()  # per original's statistics (cached across reconstructions with a ref_key)
-_REC_PLANES = _PerObject()  # per pair
-_HVS = _PerObject()  # per pair: (PSNR-HVS, PSNR-HVS-M)
+_REF_PLANES = PerObject()  # per original's statistics (cached across reconstructions with a ref_key)
+_REC_PLANES = PerObject()  # per pair
+_HVS = PerObject()  # per pair: (PSNR-HVS, PSNR-HVS-M)
 
 
 def planes(pair: Pair) -> tuple[np.ndarray, np.ndarray]:

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .ctc import _PerObject
 from .optional import MetricUnavailable
+from .per_object import PerObject
 from .task_scores import DetectionScores, character_error_rate, detection_scores, matching_score, reading_order
 from .task_scores import repeatability as keypoint_repeatability
 
@@ -136,8 +136,8 @@ def sift_features(rgb: np.ndarray) -> Keypoints:
 
 
 # --- per original and per pair ----------------------------------------------------------------------
-_REF_OUTPUT = _PerObject()  # per original's statistics (cached across reconstructions by ref_key): {task: output}
-_PAIR_SCORES = _PerObject()  # per pair: {task: scores}
+_REF_OUTPUT = PerObject()  # per original's statistics (cached across reconstructions by ref_key): {task: output}
+_PAIR_SCORES = PerObject()  # per pair: {task: scores}
 
 
 def original_output(pair: Pair, task: str, run: Callable[[np.ndarray], Any]) -> Any:
