@@ -1,6 +1,7 @@
 """Dataset resolution: manifests, verified downloads (file:// URLs), offline messages, sample, folders."""
 
 import hashlib
+import re
 import zipfile
 from pathlib import Path
 
@@ -48,6 +49,19 @@ def test_checksum_mismatch_rejected(image_folder, tmp_path):
         datasets._resolve_files(manifest, cache, allow_download=False)
 
 
+def test_download_and_verify_by_file_bytes(image_folder, tmp_path):
+    """JPEG entries carry the file's sha256: a re-encode is rejected even though it is an image."""
+    Image.open(image_folder / "coffee.png").convert("RGB").save(tmp_path / "coffee.jpg", quality=90)
+    entry = {"path": "coffee.jpg", "url": (tmp_path / "coffee.jpg").as_uri(),
+             "sha256": hashlib.sha256((tmp_path / "coffee.jpg").read_bytes()).hexdigest()}
+    manifest = {"name": "jpegs", "files": [entry]}
+    cache = tmp_path / "cache" / "jpegs"
+    assert [s.name for s in datasets._resolve_files(manifest, cache, allow_download=True).sources] == ["coffee"]
+    Image.open(cache / "coffee.jpg").save(cache / "coffee.jpg", quality=89)
+    with pytest.raises(DatasetError, match=r"coffee.jpg: file bytes do not match the manifest"):
+        datasets._resolve_files(manifest, cache, allow_download=False)
+
+
 def test_offline_message_names_missing_files_and_folder(image_folder, tmp_path):
     manifest = make_manifest(image_folder, ["astronaut.png", "coffee.png"])
     for f in manifest["files"]:
@@ -89,6 +103,11 @@ def test_manifests_are_complete():
     assert len(kodak["files"]) == 24
     assert all(f["url"].startswith("http://r0k.us/graphics/kodak/kodak/kodim") for f in kodak["files"])
     assert all(len(f["pixel_sha256"]) == 64 for f in kodak["files"])
+    faces_text = datasets.load_manifest("faces-text")
+    assert len(faces_text["files"]) == 14 and len({f["path"] for f in faces_text["files"]}) == 14
+    for f in faces_text["files"]:  # raw files pinned to a commit, so the bytes behind the URL cannot change
+        assert re.fullmatch(r"https://raw\.githubusercontent\.com/[\w.-]+/[\w.-]+/[0-9a-f]{40}/\S+\.jpg", f["url"])
+        assert re.fullmatch(r"[0-9a-f]{64}", f["sha256"]) and Path(f["path"]).suffix == Path(f["url"]).suffix
     for name, count in (("clic-pro-valid", 41), ("clic-mobile-valid", 61)):
         m = datasets.load_manifest(name)
         assert m["image_count"] == count and m["archive"]["url"].startswith("https://data.vision.ee.ethz.ch/cvl/clic/")

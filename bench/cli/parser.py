@@ -150,11 +150,13 @@ def _listing_commands(command: Command) -> None:
 
 def _run_command(command: Command) -> None:
     """``run``: measure a dataset with codecs."""
+    from ..datasets import manifest_names
     from ..metrics import CTC_METRICS, DEFAULT_METRICS, METRICS, TASK_SETS
 
+    manifests = ", ".join(name for name in manifest_names() if name != "kodak")
     p = command("run", "encode/decode/score a dataset with codecs; store and export results")
     p.add_argument("--dataset", default="kodak",
-                   help="kodak (default), clic-pro-valid, clic-mobile-valid, sample, or a folder of images (recursive)")
+                   help=f"kodak (default), {manifests}, sample, or a folder of images (recursive)")
     p.add_argument("--codecs", default=None, metavar="SPEC,...",
                    help="comma-separated codecs, each NAME or NAME:option=value[:...]; q= sets that codec's "
                         "qualities, as FROM..TO/STEP or Q1/Q2/..., e.g. "

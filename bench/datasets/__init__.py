@@ -4,12 +4,12 @@ The datasets layer; its modules: this one, ``images`` (loading and checking imag
 and ``published`` (manifests of published bitstreams).
 
 * A manifest (``datasets/<name>.json`` of the checkout, installed as ``bench/manifests/``) lists
-  either single files (``files``: path, url, ``pixel_sha256``) or one archive (``archive``: url,
-  optional md5, ``member_prefix``) with an ``image_count``.
+  either single files (``files``: path, url, and ``pixel_sha256`` or ``sha256``) or one archive
+  (``archive``: url, optional md5, ``member_prefix``) with an ``image_count``.
 * Files live in ``$BENCH_DATA/<name>/`` (default ``datasets/cache/<name>/`` in a checkout,
   ``$XDG_CACHE_HOME/codec-bench/datasets/<name>/`` when installed); missing files are downloaded
-  and verified. Kodak is verified by decoded-pixel hash, since lossless re-encodes of its PNGs
-  circulate.
+  and verified: by decoded-pixel hash (``pixel_sha256``: Kodak, since lossless re-encodes of its
+  PNGs circulate) or by file hash (``sha256``: JPEGs, whose bytes are their identity).
 * ``sample`` needs no download: colour photos shipped inside scikit-image's package data.
 * Any other value is a folder, searched recursively for images.
 """
@@ -124,14 +124,32 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {reason or exc}"
 
 
-def verify_pixels(path: Path, expected: str) -> str | None:
-    """None if the decoded pixels hash to ``expected``, else a message naming the problem."""
-    try:
-        got = pixel_sha256(load_image(path).rgb)
-    except ImageError as exc:
-        return str(exc)
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, entry: dict) -> str | None:
+    """None if ``path`` matches its manifest entry (file ``sha256``, else decoded ``pixel_sha256``),
+    else a message naming the problem."""
+    if "sha256" in entry:
+        expected, kind = entry["sha256"], "file bytes"
+        try:
+            got = file_digest(path)
+        except OSError as exc:
+            return f"{path}: cannot read ({exc.strerror or exc})"
+    else:
+        expected, kind = entry["pixel_sha256"], "decoded pixels"
+        try:
+            got = pixel_sha256(load_image(path).rgb)
+        except ImageError as exc:
+            return str(exc)
     if got != expected:
-        return f"{path}: decoded pixels do not match the manifest (sha256 {got[:16]}..., expected {expected[:16]}...)"
+        return f"{path}: {kind} do not match the manifest (sha256 {got[:16]}..., expected {expected[:16]}...)"
     return None
 
 
@@ -147,7 +165,7 @@ def _resolve_files(manifest: dict, folder: Path, allow_download: bool) -> Datase
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 failure = _describe(exc)
                 break
-            problem = verify_pixels(dest, entry["pixel_sha256"])
+            problem = verify_file(dest, entry)
             if problem:
                 dest.unlink(missing_ok=True)
                 raise DatasetError(f"downloaded file rejected: {problem}")
@@ -161,7 +179,7 @@ def _resolve_files(manifest: dict, folder: Path, allow_download: bool) -> Datase
             f"Get them from {manifest.get('homepage') or missing[0]['url']} (e.g. {missing[0]['url']}) "
             f"and put them in {folder}/, or set BENCH_DATA to a folder that holds {manifest['name']}/."
         )
-    problems = [p for f in files if (p := verify_pixels(folder / f["path"], f["pixel_sha256"]))]
+    problems = [p for f in files if (p := verify_file(folder / f["path"], f))]
     if problems:
         raise DatasetError(
             f"dataset '{manifest['name']}': {len(problems)} file(s) failed verification:\n  " + "\n  ".join(problems)
@@ -169,14 +187,6 @@ def _resolve_files(manifest: dict, folder: Path, allow_download: bool) -> Datase
         )
     sources = [ImageSource(Path(f["path"]).stem, folder / f["path"]) for f in files]
     return Dataset(manifest["name"], manifest.get("description", ""), sources)
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def extract_images(archive: Path, prefix: str, folder: Path) -> int:
@@ -211,7 +221,7 @@ def _resolve_archive(manifest: dict, folder: Path, allow_download: bool) -> Data
                 f"'{spec['member_prefix']}' folder into {folder}/, or set BENCH_DATA to a folder that holds "
                 f"{manifest['name']}/."
             ) from None
-        if spec.get("md5") and (got := _md5(archive)) != spec["md5"]:
+        if spec.get("md5") and (got := file_digest(archive, "md5")) != spec["md5"]:
             archive.unlink(missing_ok=True)
             raise DatasetError(f"{spec['url']}: checksum mismatch (md5 {got}, expected {spec['md5']}); "
                                "download rejected")

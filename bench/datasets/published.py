@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BenchError
-from . import MANIFEST_DIR
+from . import MANIFEST_DIR, file_digest
 
 MANIFEST_NAME = "manifest.tsv"
 SHIPPED_DIR = MANIFEST_DIR / "published"
@@ -160,14 +160,6 @@ def read_manifest(path: Path, folder: Path) -> Manifest:
     return parse_manifest(text, path, folder)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_files(manifest: Manifest) -> list[str]:
     """Problems with the files a manifest lists (missing, or another checksum), as lines."""
     problems = []
@@ -175,7 +167,7 @@ def check_files(manifest: Manifest) -> list[str]:
         for path, expected in ((e.bitstream, e.bitstream_sha256), (e.decoded, e.decoded_sha256)):
             if not path.is_file():
                 problems.append(f"{path} is missing")
-            elif expected and file_sha256(path) != expected:
+            elif expected and file_digest(path) != expected:
                 problems.append(f"{path} has another SHA-256 than the manifest lists")
     return problems
 
@@ -323,5 +315,5 @@ def coolchic_manifest(folder: Path, header: dict[str, str]) -> str:
             stem = f"{row['seq_name']}-lmbda-{lambda_token(float(row['lmbda']))}"
             bitstream, decoded = folder / "bitstreams" / f"{stem}.cool", folder / "decoded" / f"{stem}.png"
             entries.append(Entry(row["seq_name"], float(row["lmbda"]), bitstream, decoded, float(row["rate_bpp"]),
-                                 float(row["psnr_db"]), file_sha256(bitstream), file_sha256(decoded)))
+                                 float(row["psnr_db"]), file_digest(bitstream), file_digest(decoded)))
     return write_manifest(entries, folder, header)
