@@ -78,6 +78,17 @@ def test_lpips_and_dists_load_the_users_weights(weights):
     assert same["lpips"] == 0 and same["dists"] == pytest.approx(0, abs=1e-6)
 
 
+def test_loading_weights_leaves_torch_hub_following_torch_home(weights, tmp_path, monkeypatch):
+    """The weights are lent to piq through a temporary torch.hub folder; afterwards torch.hub must follow
+    TORCH_HOME again (pinning it broke later model loads, e.g. CompressAI's zoo, in the same process)."""
+    import torch
+
+    opt.deep_model.cache_clear()
+    compute_metrics(photo(32, 32), photo(32, 32), ("lpips",))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert torch.hub.get_dir() == str(tmp_path / "torch" / "hub")
+
+
 def test_deep_metrics_without_weights_are_refused_with_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv(opt.WEIGHTS_ENV, raising=False)
     with pytest.raises(MetricError) as err:

@@ -123,10 +123,11 @@ def weights_folder(name: str) -> Path:
 @contextlib.contextmanager
 def _hub_holding(folder: Path, files: tuple[str, ...]) -> Iterator[None]:
     """torch.hub's folder set, for the duration, to a temporary one whose checkpoints are ``folder``'s files,
-    so that piq loads them instead of downloading."""
+    so that piq loads them instead of downloading. Afterwards torch.hub is as before: unset (following
+    ``TORCH_HOME``) if it was unset, not pinned to the folder ``TORCH_HOME`` named at the time."""
     import torch
 
-    previous = torch.hub.get_dir()
+    previous = torch.hub._hub_dir  # None unless set_dir was called; get_dir() would resolve TORCH_HOME now
     with tempfile.TemporaryDirectory(prefix="metric-weights-") as hub:
         Path(hub, "checkpoints").mkdir()
         for file in files:
@@ -135,7 +136,7 @@ def _hub_holding(folder: Path, files: tuple[str, ...]) -> Iterator[None]:
         try:
             yield
         finally:
-            torch.hub.set_dir(previous)
+            torch.hub._hub_dir = previous
 
 
 @functools.lru_cache(maxsize=4)
