@@ -11,15 +11,27 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
+from bench.analysis.per_metric import choose_metric_set
 from bench.cli import main
-from bench.metrics import METRICS, compute_metrics, metric_set, own_task, register_stored, register_task_model
+from bench.metrics import (
+    METRICS,
+    compute_metrics,
+    is_task_metric,
+    metric_set,
+    own_task,
+    register_stored,
+    register_task_model,
+)
 from bench.metrics.own_task_spec import TaskModelError, parse_name, task_model_spec
 from bench.metrics.task_scores import detection_scores
 from bench.model import TaskModelSpec
+from bench.report.tasks import CSV_NAME as TASKS_CSV
+from bench.report.tasks import task_metrics
 
 from .conftest import photo
 
@@ -229,6 +241,28 @@ def test_stored_names_are_known_without_their_model():
     assert "not loaded" in METRICS["task-top1@0123abcd"].available()
     with pytest.raises(TaskModelError):
         METRICS["task-top1@0123abcd"].compute(None)  # type: ignore[arg-type]
+
+
+def test_own_task_metrics_are_machine_tasks_not_people_metrics():
+    assert is_task_metric("task-kl@0123abcd") and is_task_metric("face-f1") and not is_task_metric("psnr-rgb")
+    assert not is_task_metric("task-kl@xyz")
+    columns, _ = choose_metric_set(["psnr-rgb", "task-kl@0123abcd", "sift-matching"], (), ())
+    assert columns == ["psnr-rgb"]
+    assert task_metrics(["psnr-rgb", "task-kl@0123abcd", "sift-matching"]) == ["task-kl@0123abcd", "sift-matching"]
+
+
+@pytest.mark.slow
+def test_report_shows_the_own_model_among_the_machine_tasks(models, tmp_path):
+    out = tmp_path / "out"
+    task = ["--task-model", f"{models / 'models.py'}:classifier", "--task-weights", str(models / "classifier.pt")]
+    argv = run(out, *task)
+    argv[argv.index("jpeg:q=30")] = "jpeg:q=10/30/50/70/90,webp:q=10/30/50/70/90"
+    assert main(argv) == 0 and main(["report", str(out), "--anchor", "jpeg"]) == 0
+    tasks = set(pd.read_csv(out / TASKS_CSV)["metric"])
+    own = {m for m in tasks if parse_name(m)}
+    assert {parse_name(m)[0] for m in own} == {"task-top1", "task-kl"}  # type: ignore[index]
+    assert not own & set(pd.read_csv(out / "bd_rate_per_metric.csv")["metric"])
+    assert all(f"{m}: 5 of 5 images" in (out / "report.md").read_text() for m in own)
 
 
 def run(out: Path, *task: str) -> list[str]:

@@ -29,7 +29,7 @@ def choose_metric_set(stored: Iterable[str], ctc: Sequence[str], ctc_averaged: S
     """(columns, averaged): the metrics of ``ctc`` that are stored (in ``ctc``'s order) when any are, else
     every stored metric in registry order (raw MS-SSIM left out: it is compared in dB, as ``ms-ssim-db``);
     averaged: the columns in ``ctc_averaged`` when any are, else every column."""
-    present = set(stored) - set(metric_registry.METRIC_SETS["tasks"])  # machine tasks have their own section
+    present = {m for m in stored if not metric_registry.is_task_metric(m)}  # machine tasks have their own section
     columns = [m for m in ctc if m in present and m in METRICS] or bd_metrics(present)
     return columns, [m for m in columns if m in ctc_averaged] or list(columns)
 

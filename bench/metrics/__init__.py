@@ -239,6 +239,12 @@ METRIC_SETS = {"default": DEFAULT_METRICS, "ctc": CTC_METRICS, **TASK_SETS,
                "tasks": tuple(name for names in TASK_SETS.values() for name in names)}
 
 
+def is_task_metric(name: str) -> bool:
+    """Whether a metric scores a machine task: a built-in task's (``METRIC_SETS["tasks"]``) or the user's own
+    task model's (``task-<metric>@<digest>``)."""
+    return name in METRIC_SETS["tasks"] or own_task_spec.parse_name(name) is not None
+
+
 def metric_set(name: str) -> str:
     """The set a metric is listed under: ``default``, ``ctc``, its task's (``faces``, ``ocr``, ``features``),
     ``own task`` (``--task-model``) or ``opt-in``."""

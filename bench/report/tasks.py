@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..analysis import Curve
 from ..analysis.per_metric import AVERAGE, per_metric_bd, stored_metrics
-from ..metrics import METRIC_SETS
+from ..metrics import is_task_metric
 from ..store.export import write_csv
 from .document import Block, BulletList, Caption, Figure, Heading, Notes, Paragraph, Table
 from .inputs import Basis
@@ -37,9 +37,8 @@ class TasksView:
 
 
 def task_metrics(stored: list[str]) -> list[str]:
-    """The stored metrics that score a machine task, in registry order."""
-    tasks = set(METRIC_SETS["tasks"])
-    return [m for m in stored if m in tasks]
+    """The stored metrics that score a machine task (built-in or the user's own model), in registry order."""
+    return [m for m in stored if is_task_metric(m)]
 
 
 def coverage(per_image: pd.DataFrame, metric: str) -> tuple[int, int]:
