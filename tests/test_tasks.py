@@ -235,9 +235,9 @@ def test_each_task_runs_once_per_original_and_once_per_reconstruction(scene, mon
     def counted(name: str):
         real = getattr(task_module, name)
 
-        def run(rgb: np.ndarray):
+        def run(rgb: np.ndarray, **options):
             calls[name] += 1
-            return real(rgb)
+            return real(rgb, **options)
 
         return run
 
@@ -247,6 +247,23 @@ def test_each_task_runs_once_per_original_and_once_per_reconstruction(scene, mon
     for rec in recs:
         compute_metrics(scene, rec, TASK_METRICS, ref_key="scene-counted")
     assert calls == {name: 1 + len(recs) for name in calls}  # every metric of a task shares the pair's run
+
+
+def test_ocr_runs_on_the_jobs_cuda_device_only_with_onnxruntimes_cuda_provider(monkeypatch):
+    import onnxruntime
+    import torch
+    from rapidocr import RapidOCR
+
+    assert task_module.ocr_cuda_device(torch.device("cpu")) is None
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert task_module.ocr_cuda_device(torch.device("cuda:1")) is None  # CPU-only onnxruntime: OCR on the CPU
+    both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: both)
+    assert task_module.ocr_cuda_device(torch.device("cuda:1")) == 1
+    assert task_module.ocr_cuda_device(torch.device("cuda")) == 0
+    assert "EngineConfig.onnxruntime.use_cuda" not in task_module.ocr_params(None)
+    config = RapidOCR(params=task_module.ocr_params(1)).cfg.EngineConfig.onnxruntime  # the keys RapidOCR reads
+    assert config.use_cuda is True and config.cuda_ep_cfg.device_id == 1
 
 
 # --- registry, sets, CLI ----------------------------------------------------------------------------------

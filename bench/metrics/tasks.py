@@ -15,7 +15,8 @@ The task runs once per original and process: its output is kept with the origina
 once per reconstruction: the scores of all metrics of a task come from one run per pair. Where the
 original yields nothing (no face, no text, no keypoint) the task's metrics are NaN, without a warning.
 Models load once per process; in a worker (``OMP_NUM_THREADS`` set) OpenCV and ONNX Runtime use
-that many threads.
+that many threads. OCR runs on the job's CUDA device when ONNX Runtime has its CUDA provider
+(``onnxruntime-gpu``); the pip wheels of OpenCV have no CUDA, so faces and SIFT run on the CPU.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from .task_scores import DetectionScores, character_error_rate, detection_scores
 from .task_scores import repeatability as keypoint_repeatability
 
 if TYPE_CHECKING:
+    import torch
+
     from .engine import Pair
 
 FACE_CASCADE = "haarcascade_frontalface_default.xml"  # in opencv-python-headless's cv2.data.haarcascades
@@ -99,17 +102,39 @@ def detect_faces(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(boxes, np.float64).reshape(-1, 4)
 
 
-@functools.lru_cache(maxsize=1)
-def _ocr_engine() -> Any:
+def ocr_cuda_device(device: torch.device) -> int | None:
+    """The CUDA device index OCR runs on for a job on ``device``: its index when ``device`` is CUDA and ONNX
+    Runtime has the CUDA provider (``onnxruntime-gpu``), else None (the CPU)."""
+    if device.type != "cuda":
+        return None
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return None
+    return device.index or 0
+
+
+def ocr_params(cuda_device: int | None) -> dict[str, Any]:
+    """RapidOCR's parameters: quiet, the worker's thread count, and the CUDA device when one is given."""
+    params = dict(OCR_PARAMS)
+    if _threads():
+        params["EngineConfig.onnxruntime.intra_op_num_threads"] = _threads()
+    if cuda_device is not None:
+        params["EngineConfig.onnxruntime.use_cuda"] = True
+        params["EngineConfig.onnxruntime.cuda_ep_cfg.device_id"] = cuda_device
+    return params
+
+
+@functools.lru_cache(maxsize=2)
+def _ocr_engine(cuda_device: int | None) -> Any:
     from rapidocr import RapidOCR
 
-    threads = {"EngineConfig.onnxruntime.intra_op_num_threads": _threads()} if _threads() else {}
-    return RapidOCR(params={**OCR_PARAMS, **threads})
+    return RapidOCR(params=ocr_params(cuda_device))
 
 
-def read_text(rgb: np.ndarray) -> str:
+def read_text(rgb: np.ndarray, cuda_device: int | None = None) -> str:
     """The text RapidOCR recognises in a uint8 RGB image, lines in reading order joined by newlines."""
-    result = _ocr_engine()(np.ascontiguousarray(rgb[..., ::-1]))  # an ndarray is read as BGR
+    result = _ocr_engine(cuda_device)(np.ascontiguousarray(rgb[..., ::-1]))  # an ndarray is read as BGR
     if not getattr(result, "txts", None):
         return ""
     return reading_order(list(result.boxes), list(result.txts))
@@ -172,8 +197,9 @@ def face(field: str) -> Callable[[Pair], float]:
 
 
 def _cer(pair: Pair) -> float:
-    ref = original_output(pair, "ocr", read_text)
-    return character_error_rate(ref, read_text(pair.rec)) if ref else math.nan
+    read = functools.partial(read_text, cuda_device=ocr_cuda_device(pair.stats.device))
+    ref = original_output(pair, "ocr", read)
+    return character_error_rate(ref, read(pair.rec)) if ref else math.nan
 
 
 def ocr_cer(pair: Pair) -> float:
