@@ -1,5 +1,6 @@
 """CompressAI learned codecs: bitstream, round trip, equality with eval_model, weights errors."""
 
+import hashlib
 import importlib.util
 import math
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 import torch
 from compressai.models import FactorizedPrior, ScaleHyperprior
 from compressai.utils.eval_model.__main__ import inference, load_checkpoint
+from compressai.zoo import image as zoo
 
 from bench.adapters import Adapter, discover, learned, select
 from bench.datasets import resolve_dataset
@@ -173,11 +175,23 @@ def test_zoo_weights_from_torch_hub_cache_and_offline_message(tiny, tmp_path, mo
         HYPERPRIOR.setup(**zoo_opts)
     url, cached = learned.zoo_file("bmshj2018-hyperprior", "mse", 1)
     assert url in str(err.value) and str(cached.parent) in str(err.value)
-    # A user drops the official files into the cache: the zoo path loads them, no network needed.
+    # Other bytes under the official names (a stale or foreign file) are refused, naming the file: torch.hub
+    # checks the SHA-256 prefix in a zoo file's name only when it downloads it.
+    weights = (tiny / "q1-lambda0.01.pth.tar").read_bytes()
     cached.parent.mkdir(parents=True)
     for q in HYPERPRIOR.QUALITIES:
-        _, path = learned.zoo_file("bmshj2018-hyperprior", "mse", q)
-        path.write_bytes((tiny / "q1-lambda0.01.pth.tar").read_bytes())
+        learned.zoo_file("bmshj2018-hyperprior", "mse", q)[1].write_bytes(weights)
+    with pytest.raises(learned.CheckpointError, match=rf"{cached.name}: SHA-256 [0-9a-f]+\.\.\., not "):
+        HYPERPRIOR.setup(**zoo_opts)
+    with pytest.raises(learned.CheckpointError, match="not CompressAI's published file"):
+        learned.load_model("bmshj2018-hyperprior", "mse", 2, "", "cpu")
+    # Files whose bytes match their names (here the test's weights, under names carrying their own hash, as
+    # the zoo's do) load from the cache, no network needed.
+    own = hashlib.sha256(weights).hexdigest()[:8]
+    urls = {q: f"https://example.org/zoo/bmshj2018-hyperprior-{q}-{own}.pth.tar" for q in HYPERPRIOR.QUALITIES}
+    monkeypatch.setitem(zoo.model_urls["bmshj2018-hyperprior"], "mse", urls)
+    for q in HYPERPRIOR.QUALITIES:
+        learned.zoo_file("bmshj2018-hyperprior", "mse", q)[1].write_bytes(weights)
     info = HYPERPRIOR.setup(**zoo_opts)
     assert info["qualities"] == list(range(1, 9)) and "zoo" in info["version"]
     learned._MODELS.clear()

@@ -111,6 +111,34 @@ def zoo_file(architecture: str, metric: str, quality: int) -> tuple[str, Path]:
     return url, Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
 
 
+def zoo_hash_problem(cached: Path) -> str | None:
+    """None if a cached zoo file's SHA-256 starts with the hex its name carries (torch.hub's
+    ``name-<sha256 prefix>.ext``, checked by torch only when it downloads), else the problem."""
+    found = torch.hub.HASH_REGEX.search(cached.name)
+    if not found or not found.group(1):
+        return None
+    digest = hashlib.sha256(cached.read_bytes()).hexdigest()  # zoo files: up to ~100 MB
+    if digest.startswith(found.group(1)):
+        return None
+    return (f"{cached}: SHA-256 {digest[:len(found.group(1))]}..., not {found.group(1)}... as its name "
+            f"says: not CompressAI's published file; delete it to download it again")
+
+
+def zoo_checkpoint(architecture: str, metric: str, quality: int) -> Path:
+    """A zoo checkpoint from torch.hub's cache, downloaded (hash-checked) if absent, verified if present."""
+    url, cached = zoo_file(architecture, metric, quality)
+    if not cached.is_file():
+        found = torch.hub.HASH_REGEX.search(cached.name)
+        try:
+            torch.hub.download_url_to_file(url, str(cached), hash_prefix=found.group(1) if found else None,
+                                           progress=False)
+        except (urllib.error.URLError, OSError, RuntimeError) as exc:  # RuntimeError: torch's hash mismatch
+            raise CheckpointError(f"cannot download {url} to {cached} ({exc})") from None
+    if problem := zoo_hash_problem(cached):
+        raise CheckpointError(problem)
+    return cached
+
+
 def read_state_dict(path: Path) -> dict:
     """A state_dict from a checkpoint file, refusing arbitrary pickles (``weights_only=True``)."""
     try:
@@ -254,12 +282,7 @@ def load_model(architecture: str, metric: str, quality: int, checkpoints: str, d
                 raise CheckpointError(f"{folder}: no checkpoint for quality {quality} (has {have})")
             loaded = model_from_state_dict(architecture, read_state_dict(files[quality]), str(files[quality]))
         else:
-            url, cached = zoo_file(architecture, metric, quality)
-            if not cached.is_file():
-                try:
-                    torch.hub.download_url_to_file(url, str(cached), progress=False)
-                except (urllib.error.URLError, OSError) as exc:
-                    raise CheckpointError(f"cannot download {url} to {cached} ({exc})") from None
+            cached = zoo_checkpoint(architecture, metric, quality)
             state_dict = zoo.load_pretrained(read_state_dict(cached))
             loaded = model_from_state_dict(architecture, state_dict, str(cached))
         _MODELS[key] = loaded.to(device)
