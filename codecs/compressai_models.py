@@ -188,10 +188,10 @@ class CompressAIModel(LearnedCodec):
             described, identity = f"checkpoints {folder} (sha256 {digest})", f"checkpoints sha256 {digest}"
             qualities = sorted(files)
         else:
-            files = [zoo_file(self.architecture, metric, q) for q in self.QUALITIES]
-            if problems := [p for _, path in files if path.is_file() and (p := zoo_hash_problem(path))]:
+            zoo_files = [zoo_file(self.architecture, metric, q) for q in self.QUALITIES]
+            if problems := [p for _, path in zoo_files if path.is_file() and (p := zoo_hash_problem(path))]:
                 raise CheckpointError(problems[0])
-            missing = [(url, path) for url, path in files if not path.is_file()]
+            missing = [(url, path) for url, path in zoo_files if not path.is_file()]
             if missing and (reason := url_reachable(missing[0][0])):
                 raise CheckpointError(
                     f"no weights: no {CHECKPOINT_ENV} checkpoints, zoo file {missing[0][1].name} not in "
