@@ -24,6 +24,15 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in blocks (weights and archives can be large)."""
+    hashed = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            hashed.update(block)
+    return hashed.hexdigest()
+
+
 @functools.lru_cache(maxsize=1)
 def harness_files() -> Files:
     """The harness code of this process: every ``.py`` file of the ``bench`` package, read once (at the

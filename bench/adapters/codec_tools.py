@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..code_identity import file_digest
 from ..metrics import BT709_LUMA
 
 STDERR_TAIL = 600  # characters of stderr kept in an error
@@ -46,9 +47,7 @@ def require_tool(path: str, env: str) -> str:
 
 def file_sha256(path: str | Path, length: int = 12) -> str:
     """Leading hex digits of a file's SHA-256 (identifies a binary or a configuration)."""
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]
+    return file_digest(path)[:length]
 
 
 def tool_version(cmd: Sequence[str | Path]) -> str:

@@ -8,6 +8,7 @@ so that its version follows them).
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import importlib
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 from compressai.zoo import image as zoo
 
+from ..code_identity import file_digest
 from .contract import in_run_directory
 from .discovery import import_file
 
@@ -111,13 +113,21 @@ def zoo_file(architecture: str, metric: str, quality: int) -> tuple[str, Path]:
     return url, Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
 
 
+@functools.lru_cache(maxsize=64)
+def _zoo_digest(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a zoo file, once per process and version of the file (``setup`` checks every quality's
+    file, then each quality's model load checks its own)."""
+    return file_digest(path)
+
+
 def zoo_hash_problem(cached: Path) -> str | None:
     """None if a cached zoo file's SHA-256 starts with the hex its name carries (torch.hub's
     ``name-<sha256 prefix>.ext``, checked by torch only when it downloads), else the problem."""
     found = torch.hub.HASH_REGEX.search(cached.name)
     if not found or not found.group(1):
         return None
-    digest = hashlib.sha256(cached.read_bytes()).hexdigest()  # zoo files: up to ~100 MB
+    stat = cached.stat()
+    digest = _zoo_digest(str(cached), stat.st_size, stat.st_mtime_ns)
     if digest.startswith(found.group(1)):
         return None
     return (f"{cached}: SHA-256 {digest[:len(found.group(1))]}..., not {found.group(1)}... as its name "

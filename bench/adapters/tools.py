@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import write_text_atomic
+from ..code_identity import file_digest
 from ..errors import BenchError
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -180,12 +181,9 @@ SKIPPED_DIRS = {".git", "build", "bin", "lib", "CCLIB", "__pycache__"}
 
 def source_sha256(source: Path) -> str:
     """SHA-256 of a tarball, or of a source folder's files (paths and contents; .git and build outputs left out)."""
-    digest = hashlib.sha256()
     if source.is_file():
-        with open(source, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_digest(source)
+    digest = hashlib.sha256()
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         if path.is_file() and not SKIPPED_DIRS.intersection(relative.parts[:-1]):

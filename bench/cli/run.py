@@ -192,8 +192,6 @@ def tool_lines(known: set[str], selected: set[str], built=None) -> list[str]:
     return lines
 
 
-
-
 def _run_summary(report, out: Path, dataset: str, requested_skipped: bool) -> int:
     """Export, print the closing lines and return the exit code: 0 only when everything asked for is stored."""
     from ..pipeline.runner import format_failures

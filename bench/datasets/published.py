@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..code_identity import file_digest
 from ..errors import BenchError
-from . import MANIFEST_DIR, file_digest
+from . import MANIFEST_DIR
 
 MANIFEST_NAME = "manifest.tsv"
 SHIPPED_DIR = MANIFEST_DIR / "published"
